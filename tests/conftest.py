@@ -1,0 +1,24 @@
+"""Shared fixtures: tiny float64 networks for exact comparisons."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from studentteacher.networks import Architecture, init_params
+
+
+def tiny_network(readout="particle", bias=False, d_out=1, n_particles=4, d_in=5, hidden=3, seed=0):
+    """(arch, params, x) with float64 tensors: N particles, B = 7 inputs."""
+    arch = Architecture(readout=readout, d_in=d_in, hidden=hidden, d_out=d_out, bias=bias)
+    generator = torch.Generator().manual_seed(seed)
+    params = init_params(arch, n_particles, 0.0, 1.0, generator, dtype=torch.float64)
+    x = torch.randn(7, d_in, generator=generator, dtype=torch.float64)
+    return arch, params, x
+
+
+ARCH_CASES = [
+    pytest.param(readout, bias, d_out, id=f"{readout}-bias{int(bias)}-out{d_out}")
+    for readout in ("particle", "dense")
+    for bias in (False, True)
+    for d_out in (1, 2)
+]
