@@ -1,0 +1,122 @@
+"""The student-teacher Sacred experiment (``student_teacher``).
+
+    python experiments/train.py [with KEY=VALUE ... | NAMED_CONFIG ...] [-F DIR | -s SQL_URL | -m MONGO]
+
+With no observer flag the run is stored by a FileStorageObserver in ``./runs`` (or
+``$STUDENTTEACHER_RUNS``). Config keys, metric names and the result are DESIGN §5; named configs
+live in ``experiments/configs/*.yaml``. This is the only module of the experiment that imports
+Sacred: everything else is plain functions of :mod:`studentteacher`.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from sacred import SETTINGS, Experiment
+from sacred.observers import FileStorageObserver
+from sacred.utils import SacredInterrupt, apply_backspaces_and_linefeeds
+from tqdm import tqdm
+
+from studentteacher.config import DEFAULTS, resolve_device, validate
+from studentteacher.training import Trainer, TrainingDiverged, TrainingInterrupted
+
+SETTINGS.CAPTURE_MODE = "sys"  # keep sys.stderr a terminal for the progress bar
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+OBSERVER_FLAGS = ("-F", "--file_storage", "-s", "--sql", "-m", "--mongo_db", "-t", "--tiny_db", "-S", "--s3", "-u", "--unobserved")
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
+
+ex = Experiment("student_teacher", save_git_info=False)
+ex.captured_out_filter = apply_backspaces_and_linefeeds
+ex.add_config(DEFAULTS)
+for named in sorted(CONFIG_DIR.glob("*.yaml")):
+    ex.add_named_config(named.stem, str(named))
+
+
+class RunInterrupted(SacredInterrupt):
+    """Marks the run INTERRUPTED (a stop signal arrived; a checkpoint was written)."""
+
+    STATUS = "INTERRUPTED"
+
+
+@ex.config_hook
+def validate_before_any_work(config, command_name, logger):
+    """Reject a bad config before the run starts (and before any observer writes anything)."""
+    validate(dict(config))
+    return {}
+
+
+def default_runs_dir() -> str:
+    return os.environ.get("STUDENTTEACHER_RUNS", "runs")
+
+
+def checkpoint_path_for(run) -> str:
+    """``checkpoint.pt`` in the FileStorage run directory, else under the default runs dir."""
+    for observer in run.observers:
+        if isinstance(observer, FileStorageObserver) and observer.dir:
+            return os.path.join(observer.dir, "checkpoint.pt")
+    return os.path.join(default_runs_dir(), "checkpoints", f"{run.experiment_info['name']}-{os.getpid()}.pt")
+
+
+def save_arrays(run, trainer: Trainer) -> None:
+    """Final particles and the metric history as the ``result.npz`` artifact."""
+    arrays = {f"particles_{key}": value.detach().cpu().numpy() for key, value in trainer.params.items()}
+    arrays |= {f"history_{name}": np.asarray(values) for name, values in trainer.history.items()}
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "result.npz")
+        np.savez_compressed(path, **arrays)
+        run.add_artifact(path, name="result.npz")
+
+
+@ex.main
+def main(_config, _run):
+    config = validate(dict(_config))
+    trainer = Trainer(config)
+    _run.info["device"] = str(resolve_device(config["device"]))
+    stop_requested = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop_requested.append(signum)) for sig in STOP_SIGNALS}
+    bar = tqdm(
+        total=config["epochs"], initial=trainer.epoch, unit="epoch", file=sys.stderr,
+        disable=not sys.stderr.isatty(), mininterval=1.0, dynamic_ncols=True,
+    )
+
+    def on_metrics(metrics):
+        for name, value in metrics.values.items():
+            _run.log_scalar(name, float(value), metrics.epoch)
+        bar.set_postfix(train_mmd2=f"{metrics.values['train_mmd2']:.3e}", refresh=False)
+
+    try:
+        result = trainer.run(
+            on_metrics=on_metrics,
+            on_epoch=lambda epoch: bar.update(1),
+            should_stop=lambda: bool(stop_requested),
+            checkpoint_path=checkpoint_path_for(_run),
+        )
+    except TrainingInterrupted as stop:
+        _run.info["checkpoint"] = stop.checkpoint_path
+        raise RunInterrupted(f"{stop}; checkpoint: {stop.checkpoint_path}") from stop
+    except TrainingDiverged:
+        raise
+    finally:
+        bar.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        save_arrays(_run, trainer)
+    return result
+
+
+def wants_default_observer(argv: list[str]) -> bool:
+    """True unless an observer flag (or -u) is given or a command other than ``main`` is run."""
+    if any(arg.split("=")[0] in OBSERVER_FLAGS for arg in argv):
+        return False
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    return command in (None, "with", "main")
+
+
+if __name__ == "__main__":
+    if wants_default_observer(sys.argv[1:]):
+        ex.observers.append(FileStorageObserver(default_runs_dir()))
+    ex.run_commandline()

@@ -1,0 +1,152 @@
+"""The student-teacher configuration: defaults (DESIGN §5) and one validation before any work.
+
+:func:`validate` checks every key of a config against :data:`SPEC` and raises
+:class:`ConfigError` naming the key, the value and what is allowed. It is called by the
+experiment, the sweeps and the training loop before anything is built.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .data import INPUT_DISTS
+from .networks import READOUTS
+from .updates import METHODS
+
+DTYPES = ("float32", "float64")
+
+
+class ConfigError(ValueError):
+    """A config value that is not allowed; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: its default, its type and the allowed values or range."""
+
+    default: Any
+    kind: type | tuple
+    choices: tuple | None = None
+    minimum: float | None = None
+    exclusive_minimum: bool = False
+    maximum: float | None = None
+    nullable: bool = False
+    help: str = ""
+
+
+SPEC: dict[str, Key] = {
+    "d_in": Key(50, int, minimum=1, help="input dimension d"),
+    "hidden": Key(3, int, minimum=1, help="hidden units H per particle"),
+    "d_out": Key(1, int, minimum=1, help="outputs per particle"),
+    "n_particles": Key(1000, int, minimum=1, help="student particles N"),
+    "n_teacher": Key(1, int, minimum=1, help="teacher particles M (averaged)"),
+    "readout": Key("particle", str, choices=READOUTS, help="particle (mean-field) or dense (reference code)"),
+    "bias": Key(False, bool, help="biases on both layers"),
+    "input_dist": Key("sphere", str, choices=INPUT_DISTS, help="inputs uniform on the sphere or Gaussian"),
+    "n_train": Key(1000, int, minimum=1, help="training inputs"),
+    "n_valid": Key(1000, int, minimum=1, help="validation inputs"),
+    "batch_size": Key(100, int, minimum=1, help="batch size B (<= n_train)"),
+    "epochs": Key(1000, int, minimum=1, help="passes over the training set"),
+    "lr": Key(0.1, float, minimum=0.0, exclusive_minimum=True, help="step size gamma"),
+    "method": Key("sgd", str, choices=METHODS, help="update rule"),
+    "noise_level": Key(1.0, float, minimum=0.0, help="beta_0 of the noise schedule"),
+    "noise_decay": Key(0.5, float, minimum=0.0, exclusive_minimum=True, maximum=1.0, help="factor of each decay"),
+    "noise_decay_every": Key(1000, int, minimum=1, help="epochs between noise decays"),
+    "lmbda": Key(0.1, float, minimum=0.0, exclusive_minimum=True, help="DrMMD lambda (lambda_0 if adaptive)"),
+    "adaptive_lmbda": Key(False, bool, help="lambda_{n+1} = lambda_0 sqrt(D_{n+1}/D_0)"),
+    "drmmd_noise": Key(False, bool, help="DrMMD witness gradient at noise-injected particles"),
+    "ksd_reg": Key(1e-6, float, minimum=0.0, exclusive_minimum=True, help="KSD ridge eps"),
+    "student_mean": Key(0.001, float, help="mean of the student's initial weights"),
+    "student_std": Key(1.0, float, minimum=0.0, help="std of the student's initial weights"),
+    "teacher_mean": Key(0.0, float, help="mean of the teacher's weights"),
+    "teacher_std": Key(1.0, float, minimum=0.0, help="std of the teacher's weights"),
+    "device": Key("auto", str, help="auto (cuda if available), cpu, cuda or cuda:N"),
+    "dtype": Key("float32", str, choices=DTYPES, help="floating point type"),
+    "log_every": Key(10, int, minimum=1, help="epochs between metric logs"),
+    "checkpoint_every": Key(0, int, minimum=0, help="epochs between checkpoints (0: only on a stop signal)"),
+    "resume_from": Key(None, str, nullable=True, help="checkpoint to resume from"),
+    "replicas": Key(1, int, minimum=1, maximum=1, help="batched replicas (only 1 is supported so far)"),
+    "seed": Key(None, int, nullable=True, help="run seed (Sacred sets one when absent)"),
+}
+
+DEFAULTS: dict[str, Any] = {key: spec.default for key, spec in SPEC.items() if key != "seed"}
+
+
+def _fail(key: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"config key {key!r}: got {value!r}; allowed: {allowed}")
+
+
+def _check_type(key: str, value: Any, spec: Key) -> Any:
+    if value is None:
+        if not spec.nullable:
+            _fail(key, value, f"a value of type {spec.kind.__name__}")
+        return None
+    if spec.kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if spec.kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, spec.kind) or (spec.kind is not bool and isinstance(value, bool)):
+        _fail(key, value, f"a value of type {spec.kind.__name__}" + (" or null" if spec.nullable else ""))
+    return value
+
+
+def _check_range(key: str, value: Any, spec: Key) -> None:
+    if spec.choices is not None and value not in spec.choices:
+        _fail(key, value, "one of " + ", ".join(repr(c) for c in spec.choices))
+    if spec.minimum is not None and (value < spec.minimum or (spec.exclusive_minimum and value == spec.minimum)):
+        bound = f"> {spec.minimum}" if spec.exclusive_minimum else f">= {spec.minimum}"
+        upper = f" and <= {spec.maximum}" if spec.maximum is not None else ""
+        _fail(key, value, f"a number {bound}{upper}")
+    if spec.maximum is not None and value > spec.maximum:
+        _fail(key, value, f"a number <= {spec.maximum}")
+    if value != value or value in (float("inf"), float("-inf")):
+        _fail(key, value, "a finite number")
+
+
+def check_device(value: str) -> None:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``; a CUDA device must exist."""
+    if value in ("auto", "cpu"):
+        return
+    if value == "cuda" or (value.startswith("cuda:") and value[5:].isdigit()):
+        if not torch.cuda.is_available():
+            _fail("device", value, "'auto' or 'cpu' (no CUDA device is available on this machine)")
+        if value != "cuda" and int(value[5:]) >= torch.cuda.device_count():
+            _fail("device", value, f"cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+        return
+    _fail("device", value, "'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+def validate(config: dict) -> dict:
+    """Return the complete config (defaults filled in, ints accepted for floats) or raise ConfigError.
+
+    Checks: unknown keys (with the closest known key), types, ranges and choices, the device,
+    and the cross-key rule batch_size <= n_train.
+    """
+    unknown = sorted(set(config) - set(SPEC))
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, SPEC, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown config key {key!r}{hint}; known keys: {', '.join(SPEC)}")
+    complete = {**DEFAULTS, **config}
+    for key, spec in SPEC.items():
+        if key not in complete:
+            continue
+        value = _check_type(key, complete[key], spec)
+        if value is not None:
+            _check_range(key, value, spec)
+        complete[key] = value
+    check_device(complete["device"])
+    if complete["batch_size"] > complete["n_train"]:
+        _fail("batch_size", complete["batch_size"], f"an integer <= n_train = {complete['n_train']}")
+    return complete
+
+
+def resolve_device(value: str) -> torch.device:
+    """The torch device of a validated ``device`` value (``auto`` picks CUDA when present)."""
+    if value == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(value)

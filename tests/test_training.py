@@ -1,0 +1,118 @@
+"""The epoch loop: schedules, reproducibility, divergence, checkpoints, config validation."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from studentteacher.config import ConfigError, validate
+from studentteacher.training import Trainer, TrainingDiverged, TrainingInterrupted, noise_at
+
+SMALL = dict(n_particles=20, n_train=200, n_valid=100, batch_size=50, epochs=4, log_every=1, seed=3)
+
+
+def metrics_of(trainer):
+    return {k: v for k, v in trainer.history.items() if k != "epoch_seconds"}
+
+
+def test_noise_schedule_halves_every_interval():
+    cfg = validate(dict(noise_level=1.0, noise_decay=0.5, noise_decay_every=1000))
+    assert [noise_at(cfg, e) for e in (0, 999, 1000, 2500)] == [1.0, 1.0, 0.5, 0.25]
+
+
+def test_same_seed_same_bits_and_dataset_independent_of_student_size():
+    first, second = Trainer(dict(SMALL)), Trainer(dict(SMALL))
+    first.run(), second.run()
+    assert metrics_of(first) == metrics_of(second)
+    for key in first.params:
+        assert torch.equal(first.params[key], second.params[key])
+    bigger = Trainer(dict(SMALL, n_particles=40))
+    assert torch.equal(bigger.train_set.x, first.train_set.x) and torch.equal(bigger.valid_set.y, first.valid_set.y)
+    assert not torch.equal(Trainer(dict(SMALL, seed=4)).train_set.x, first.train_set.x)
+
+
+def test_metrics_logged_at_zero_every_interval_and_last_epoch():
+    trainer = Trainer(dict(SMALL, epochs=7, log_every=3))
+    result = trainer.run()
+    assert trainer.history["epoch"] == [0.0, 3.0, 6.0, 7.0]
+    assert set(trainer.history) == {"epoch", "train_mmd2", "valid_mmd2", "loss", "noise_level", "lmbda", "epoch_seconds"}
+    assert result == {"valid_mmd2": trainer.history["valid_mmd2"][-1], "best_valid_mmd2": min(trainer.history["valid_mmd2"])}
+
+
+def test_sgd_lowers_the_training_error():
+    trainer = Trainer(dict(SMALL, n_particles=100, epochs=60, log_every=60, lr=0.5))
+    trainer.run()
+    assert trainer.history["train_mmd2"][-1] < 0.85 * trainer.history["train_mmd2"][0]
+
+
+def test_adaptive_lambda_follows_drmmd_and_lr_follows_lambda():
+    cfg = dict(SMALL, method="drmmd", adaptive_lmbda=True, lmbda=0.5, lr=0.2, dtype="float64", epochs=1)
+    trainer = Trainer(cfg)
+    trainer.run()
+    start = trainer.drmmd_start
+    from studentteacher.divergences import st_drmmd
+    from studentteacher.networks import output
+
+    drmmd_now = st_drmmd(output(trainer.arch, trainer.params, trainer.train_set.x), trainer.train_set.y, 0.5)
+    expected = 0.5 * math.sqrt(float(drmmd_now / start))
+    assert float(trainer.lmbda) == pytest.approx(expected, rel=1e-12)
+    assert float(trainer.lr()) == pytest.approx(max(0.2 * expected / 0.5, 1e-4), rel=1e-12)
+    assert trainer.history["lmbda"] == [0.5, pytest.approx(expected, rel=1e-12)]
+
+
+def test_divergence_names_epoch_and_quantity_and_keeps_history():
+    trainer = Trainer(dict(SMALL, epochs=3))
+    trainer.run()
+    logged = list(trainer.history["train_mmd2"])
+    trainer.config["lr"], trainer.config["epochs"] = 1e30, 6
+    with pytest.raises(TrainingDiverged, match=r"non-finite (loss|particles) at epoch 4"):
+        trainer.run()
+    assert trainer.history["train_mmd2"] == logged
+
+
+def test_checkpoint_and_resume_continue_identically(tmp_path):
+    cfg = dict(SMALL, epochs=6, dtype="float64", method="noise_injection")
+    straight = Trainer(dict(cfg))
+    straight.run()
+    path = str(tmp_path / "ckpt.pt")
+    stopped = Trainer(dict(cfg))
+    with pytest.raises(TrainingInterrupted):
+        stopped.run(should_stop=lambda: stopped.epoch == 3, checkpoint_path=path)
+    resumed = Trainer(dict(cfg, resume_from=path))
+    assert resumed.epoch == 3
+    resumed.run()
+    for name in ("train_mmd2", "valid_mmd2", "loss", "noise_level"):
+        assert resumed.history[name] == straight.history[name][-3:], name
+    with pytest.raises(ConfigError, match="config key 'lr'.*checkpoint"):
+        Trainer(dict(cfg, lr=0.2, resume_from=path))
+
+
+@pytest.mark.parametrize(
+    "update,message",
+    [
+        ({"methd": "sgd"}, r"unknown config key 'methd' \(did you mean 'method'\?\)"),
+        ({"optim": {"lr": 0.1}}, r"unknown config key 'optim'"),
+        ({"method": "adam"}, r"'method': got 'adam'; allowed: one of 'sgd', 'noise_injection', 'diffusion', 'ksd', 'drmmd'"),
+        ({"readout": "mean"}, r"'readout': got 'mean'; allowed: one of 'particle', 'dense'"),
+        ({"lr": -0.1}, r"'lr': got -0.1; allowed: a number > 0.0"),
+        ({"lmbda": 0.0}, r"'lmbda': got 0.0; allowed: a number > 0.0"),
+        ({"noise_level": -1.0}, r"'noise_level': got -1.0; allowed: a number >= 0.0"),
+        ({"n_particles": 0}, r"'n_particles': got 0; allowed: a number >= 1"),
+        ({"n_particles": "many"}, r"'n_particles': got 'many'; allowed: a value of type int"),
+        ({"batch_size": 2000}, r"'batch_size': got 2000; allowed: an integer <= n_train = 1000"),
+        ({"dtype": "int32"}, r"'dtype': got 'int32'; allowed: one of 'float32', 'float64'"),
+        ({"device": "tpu"}, r"'device': got 'tpu'; allowed: 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+        ({"bias": "yes"}, r"'bias': got 'yes'; allowed: a value of type bool"),
+        ({"replicas": 4}, r"'replicas': got 4; allowed: a number <= 1"),
+    ],
+)
+def test_bad_config_names_the_key(update, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(update)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without CUDA")
+def test_cuda_without_cuda_is_rejected():
+    with pytest.raises(ConfigError, match=r"'device': got 'cuda'.*no CUDA device"):
+        validate({"device": "cuda"})
