@@ -79,7 +79,7 @@ class ExperimentSpec:
     """Where a sweepable experiment lives: its Sacred script and its config validator."""
 
     script: Path  # a file defining the Sacred experiment `ex`
-    validator: str  # "module:function", config dict -> config dict or ValueError
+    validator: str  # "module:function": config dict -> config dict (or None), or ValueError
 
 
 EXPERIMENTS: dict[str, ExperimentSpec] = {
@@ -268,7 +268,7 @@ def experiment(name: str):
 
 
 def validator(name: str) -> Callable[[dict], dict]:
-    """The config validator of experiment ``name`` (a function config -> config or ValueError)."""
+    """The config validator of experiment ``name``: config -> config (or None) or ValueError."""
     module, function = EXPERIMENTS[name].validator.split(":")
     return getattr(importlib.import_module(module), function)
 
@@ -308,7 +308,8 @@ def validate(sweep: Sweep) -> list[dict]:
     for index in range(len(sweep)):
         try:
             config = resolved_config(sweep, index)
-            configs.append(check(config))
+            checked = check(config)  # some validators return the completed config, others None
+            configs.append(config if checked is None else checked)
         except SweepError as err:
             problems.append(str(err))
         except ValueError as err:
@@ -368,6 +369,28 @@ def _sweep_observer_class():
     return SweepObserver
 
 
+def resumable_checkpoint(sweep: Sweep, index: int) -> Path | None:
+    """The checkpoint to resume task ``index`` from, or None.
+
+    A task resumes when its latest attempt ended INTERRUPTED and left ``checkpoint.pt`` in its
+    run directory (the training experiment writes it there on SIGTERM/SIGUSR2, e.g. near the
+    SLURM time limit), the experiment has a ``resume_from`` key and the sweep does not set it.
+    The new attempt then continues from that epoch with the same config and seed.
+    """
+    if "resume_from" in sweep.config_updates(index):
+        return None
+    attempts = [(a, path) for i, a, path in _attempt_dirs(sweep.observer) if i == index]
+    if not attempts:
+        return None
+    latest = max(attempts)[1]
+    checkpoint = latest / "checkpoint.pt"
+    if _read_json(latest / "run.json").get("status") != "INTERRUPTED" or not checkpoint.is_file():
+        return None
+    if "resume_from" not in resolved_config(sweep, index):
+        return None
+    return checkpoint
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"received {signal.Signals(signum).name}")
 
@@ -380,7 +403,8 @@ def run_task(sweep: Sweep, index: int, validate_all: bool = True) -> tuple[str, 
     :class:`SweepObserver` on the sweep's observer directory. SIGTERM and SIGUSR2 raise
     KeyboardInterrupt (-> INTERRUPTED) unless the experiment installs its own handlers (the
     training experiment checkpoints first). Returns ``"COMPLETED"``, ``"FAILED"`` or
-    ``"INTERRUPTED"``; the traceback of a failure is printed to stderr.
+    ``"INTERRUPTED"``; the traceback of a failure is printed to stderr. A task whose previous
+    attempt was interrupted with a checkpoint resumes from it (:func:`resumable_checkpoint`).
     """
     from sacred.utils import SacredInterrupt
 
@@ -392,8 +416,13 @@ def run_task(sweep: Sweep, index: int, validate_all: bool = True) -> tuple[str, 
     ex = experiment(sweep.experiment)
     sweep.observer.mkdir(parents=True, exist_ok=True)
     observer = _sweep_observer_class()(sweep.observer, index)
-    meta = {"sweep": {"name": sweep.name, "file": str(sweep.path), "index": index,
-                      "config_updates": sweep.config_updates(index)}}
+    updates = sweep.config_updates(index)
+    meta = {"sweep": {"name": sweep.name, "file": str(sweep.path), "index": index, "config_updates": dict(updates)}}
+    checkpoint = resumable_checkpoint(sweep, index)
+    if checkpoint is not None:
+        updates["resume_from"] = str(checkpoint)
+        meta["sweep"]["resumed_from"] = checkpoint.parent.name
+        print(f"sweep task {index}: resuming from {checkpoint}", file=sys.stderr)
     saved_observers = list(ex.observers)
     saved_handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR2)}
     for signum, handler in saved_handlers.items():
@@ -402,7 +431,7 @@ def run_task(sweep: Sweep, index: int, validate_all: bool = True) -> tuple[str, 
     ex.observers[:] = [observer]
     status = "COMPLETED"
     try:
-        ex.run(config_updates=sweep.config_updates(index), named_configs=list(sweep.named_configs),
+        ex.run(config_updates=updates, named_configs=list(sweep.named_configs),
                meta_info=meta, options={"--capture": "sys"})
     except (KeyboardInterrupt, SacredInterrupt):
         status = "INTERRUPTED"
@@ -483,7 +512,8 @@ def _fail_reason(run: dict) -> str:
 def _state_of(run: dict, stale_after: float, now: dt.datetime) -> tuple[str, str]:
     status = run.get("status")
     if status == "COMPLETED":
-        return "completed", ""
+        resumed = ((run.get("meta") or {}).get("sweep") or {}).get("resumed_from")
+        return "completed", f"resumed from {resumed}" if resumed else ""
     if status == "FAILED":
         return "failed", _fail_reason(run)
     if status == "INTERRUPTED":
