@@ -27,6 +27,8 @@ estimate of :func:`studentteacher.kernels.feature_gram`) are :func:`st_mmd2`,
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from .kernels import Kernel
@@ -114,3 +116,190 @@ def st_drmmd_weights(student_mean: torch.Tensor, teacher: torch.Tensor, lmbda: f
     """
     a_t, c_t = _st_moments(student_mean, teacher)
     return (1.0 + lmbda) / lmbda * (student_mean - teacher * (lmbda + c_t) / (a_t + lmbda))
+
+
+# ----------------------------------------------------------------------------- DrMMD, one eigendecomposition
+class GramEigh:
+    """(K_XX + M lambda I)^{-1} v for every lambda from one eigendecomposition of K_XX.
+
+    .. math::
+
+        K_{XX} = U \\operatorname{diag}(e) U^T, \\qquad
+        (K_{XX} + M\\lambda I)^{-1} v = U \\operatorname{diag}\\big(1 / (e + M\\lambda)\\big) U^T v
+
+    The ``O(M^3)`` eigendecomposition is done once (the target is fixed); each solve is then two
+    ``O(M^2)`` matrix-vector products, so an adaptive lambda costs no refactorisation. Eigenvalues are
+    clamped at 0 (K_XX is positive semi-definite; rounding can make tiny ones negative).
+    ``k_xx: [M, M]``.
+    """
+
+    def __init__(self, k_xx: torch.Tensor):
+        eigenvalues, self.eigenvectors = torch.linalg.eigh(k_xx)  # (M,), (M, M)
+        self.eigenvalues = eigenvalues.clamp_min(0.0)
+        self.size = k_xx.shape[0]
+
+    def rotate(self, v: torch.Tensor) -> torch.Tensor:
+        """U^T v: ``[M] -> [M]`` (compute once per right-hand side, reuse for many lambdas)."""
+        return self.eigenvectors.T @ v
+
+    def solve_rotated(self, rotated: torch.Tensor, lmbda: float) -> torch.Tensor:
+        """(K_XX + M lambda I)^{-1} v from ``rotated = U^T v``; ``[M]``."""
+        return self.eigenvectors @ (rotated / (self.eigenvalues + self.size * lmbda))
+
+    def quadratic_rotated(self, rotated: torch.Tensor, lmbda: float) -> torch.Tensor:
+        """v^T (K_XX + M lambda I)^{-1} v from ``rotated = U^T v``; 0-dim, O(M)."""
+        return (rotated**2 / (self.eigenvalues + self.size * lmbda)).sum()
+
+
+def drmmd_spectral(
+    particles: torch.Tensor, target: torch.Tensor, kernel: Kernel, lmbda: float, eigh: GramEigh | None = None
+) -> torch.Tensor:
+    """DrMMD_lambda(nu || pi) as :func:`drmmd`, with the M x M solve done through :class:`GramEigh`."""
+    _check_lmbda(lmbda)
+    k_xx = kernel(target, target)  # (M, M)
+    eigh = GramEigh(k_xx) if eigh is None else eigh
+    k_xy = kernel(target, particles)  # (M, N)
+    a_minus_c = k_xy.mean(1) - k_xx.mean(1)  # (M,)
+    value_mmd2 = kernel(particles, particles).mean() + k_xx.mean() - 2.0 * k_xy.mean()
+    quadratic = eigh.quadratic_rotated(eigh.rotate(a_minus_c), lmbda)
+    return (1.0 + lmbda) / lmbda * (value_mmd2 - quadratic)
+
+
+# ----------------------------------------------------------------------------- KALE
+# KALE (Glaser, Arbel and Gretton, 2021, "KALE flow: a relaxed KL gradient flow for probabilities
+# with disjoint support"), with P = nu (the particles Y, N points) and Q = pi (the target X, M points):
+#
+#   KALE(nu || pi) = (1 + lambda) max_{h in H} { 1 + int h dnu - int e^h dpi - (lambda/2) ||h||^2 }
+#                  = (1 + lambda) (1 + min_{alpha >= 0} F(alpha))                (strong duality)
+#   F(alpha) = sum_m alpha_m log(M alpha_m) - sum_m alpha_m
+#              + (1/(2 lambda)) || sum_m alpha_m k(x_m, .) - (1/N) sum_j k(y_j, .) ||^2_H
+#            = sum_m alpha_m log(M alpha_m) - sum_m alpha_m
+#              + (1/(2 lambda)) (alpha^T K_XX alpha - 2 alpha^T a + mean(K_YY)),   a = K_XY 1/N.
+#
+# The optimal witness is h* = (1/lambda) [(1/N) sum_j k(y_j, .) - sum_m alpha*_m k(x_m, .)] and
+# alpha*_m = exp(h*(x_m)) / M.
+
+
+@dataclass(frozen=True)
+class KaleDual:
+    """Solution of the KALE dual: ``alpha: [M]`` (> 0), the duality ``gap`` (0-dim), Newton ``iterations``."""
+
+    alpha: torch.Tensor
+    gap: torch.Tensor
+    iterations: int
+    converged: bool
+
+
+def kale_dual_objective(alpha: torch.Tensor, k_xx: torch.Tensor, a: torch.Tensor, k_yy_mean, lmbda: float) -> torch.Tensor:
+    """F(alpha) of the KALE dual (comment above); ``alpha, a: [M]``, ``k_xx: [M, M]`` -> 0-dim."""
+    size = alpha.shape[0]
+    entropy = (alpha * torch.log(size * alpha)).sum() - alpha.sum()
+    return entropy + (alpha @ (k_xx @ alpha) - 2.0 * alpha @ a + k_yy_mean) / (2.0 * lmbda)
+
+
+def kale_dual(
+    k_xx: torch.Tensor,
+    a: torch.Tensor,
+    lmbda: float,
+    alpha: torch.Tensor | None = None,
+    tol: float = 1e-12,
+    max_iter: int = 200,
+) -> KaleDual:
+    """Minimise the KALE dual F(alpha) over alpha > 0 by Newton's method with a backtracking line search.
+
+    ``k_xx: [M, M]`` (target Gram), ``a = K_XY 1/N: [M]``, ``alpha: [M]`` a warm start (default 1/M).
+
+    .. math::
+
+        \\nabla F = \\log(M\\alpha) - u,\\quad u = (a - K_{XX}\\alpha)/\\lambda, \\qquad
+        \\nabla^2 F = \\operatorname{diag}(1/\\alpha) + K_{XX}/\\lambda
+
+    The Newton direction is d = -S (I + S K_XX S / lambda)^{-1} S grad F with S = diag(sqrt(alpha))
+    (a Cholesky solve of a matrix with eigenvalues >= 1); steps stay in alpha > 0 (fraction to the
+    boundary 0.99) and satisfy Armijo's condition. It stops when the duality gap between F(alpha) and
+    the primal objective at h_alpha = (1/lambda)[mu_nu - sum_m alpha_m k(x_m, .)],
+
+    .. math::
+
+        \\mathrm{gap} = \\sum_m \\alpha_m \\left(e^{w_m} - 1 - w_m\\right),\\qquad w = -\\nabla F \\ (\\ge 0),
+
+    is at most ``tol`` (it vanishes iff alpha_m = exp(h_alpha(x_m)) / M), or after ``max_iter``
+    iterations, or when no step decreases F any more (rounding); ``converged`` says which.
+    """
+    _check_lmbda(lmbda)
+    size = a.shape[0]
+    alpha = torch.full_like(a, 1.0 / size) if alpha is None else alpha.clone()
+    identity = torch.eye(size, dtype=a.dtype, device=a.device)  # (M, M)
+    k_scaled = k_xx / lmbda  # (M, M)
+    tiny = torch.finfo(a.dtype).tiny
+    for iteration in range(max_iter + 1):
+        grad = torch.log(size * alpha) + (k_xx @ alpha - a) / lmbda  # (M,)
+        gap = (alpha * (torch.expm1(-grad) + grad)).sum()
+        if gap <= tol:
+            return KaleDual(alpha, gap, iteration, True)
+        if iteration == max_iter:
+            break
+        root = torch.sqrt(alpha)  # (M,)
+        cholesky = torch.linalg.cholesky(identity + root[:, None] * k_scaled * root[None, :])  # (M, M)
+        direction = -root * torch.cholesky_solve((root * grad)[:, None], cholesky)[:, 0]  # (M,)
+        slope = grad @ direction
+        shrinking = direction < 0
+        step = 1.0
+        if bool(shrinking.any()):
+            step = min(1.0, 0.99 * float((alpha[shrinking] / -direction[shrinking]).min()))
+        current = kale_dual_objective(alpha, k_xx, a, 0.0, lmbda)
+        while step > 1e-12:
+            candidate = (alpha + step * direction).clamp_min(tiny)
+            if kale_dual_objective(candidate, k_xx, a, 0.0, lmbda) <= current + 0.25 * step * slope:
+                break
+            step *= 0.5
+        else:
+            break
+        alpha = candidate
+    return KaleDual(alpha, gap, iteration, False)
+
+
+def kale_from_dual(dual: KaleDual, k_xx: torch.Tensor, a: torch.Tensor, k_yy_mean, lmbda: float) -> torch.Tensor:
+    """KALE = (1 + lambda) (1 + F(alpha)) at a dual solution; 0-dim."""
+    return (1.0 + lmbda) * (1.0 + kale_dual_objective(dual.alpha, k_xx, a, k_yy_mean, lmbda))
+
+
+def kale(particles: torch.Tensor, target: torch.Tensor, kernel: Kernel, lmbda: float) -> torch.Tensor:
+    """KALE(nu || pi) of Glaser et al. (2021) between ``particles: [N, d]`` and ``target: [M, d]``; 0-dim.
+
+    .. math::
+
+        \\mathrm{KALE}(\\nu \\,\\|\\, \\pi) = (1+\\lambda) \\max_{h \\in H}
+            \\Big\\{1 + \\int h \\, d\\nu - \\int e^h \\, d\\pi - \\frac{\\lambda}{2} \\|h\\|_H^2\\Big\\}
+            = (1+\\lambda)\\big(1 + \\min_{\\alpha \\ge 0} F(\\alpha)\\big)
+
+    with nu = (1/N) sum_j delta_{y_j} the particles (Glaser et al.'s P) and pi = (1/M) sum_m
+    delta_{x_m} the target (their Q, the measure under the exponential), F the dual objective of
+    :func:`kale_dual_objective`, solved by :func:`kale_dual` (tol 1e-12). KALE >= 0, = 0 iff nu = pi
+    (for a characteristic kernel); it tends to KL(nu || pi) as lambda -> 0 and to MMD^2 / 2 as
+    lambda -> infinity. Its first variation is :func:`kale_witness`: d KALE / d y_i = (1/N) grad
+    phi(y_i).
+    """
+    k_xx = kernel(target, target)  # (M, M)
+    a = kernel(target, particles).mean(1)  # (M,)
+    dual = kale_dual(k_xx, a, lmbda)
+    return kale_from_dual(dual, k_xx, a, kernel(particles, particles).mean(), lmbda)
+
+
+def kale_witness(
+    points: torch.Tensor,
+    particles: torch.Tensor,
+    target: torch.Tensor,
+    kernel: Kernel,
+    lmbda: float,
+    alpha: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """KALE first variation phi(z) = (1+lambda) h*(z) at ``points: [P, d]`` -> ``[P]``.
+
+    phi(z) = ((1+lambda)/lambda) [mean_j k(z, y_j) - sum_m alpha_m k(z, x_m)] with alpha the dual
+    solution (solved here unless given). d KALE / d y_i = (1/N) grad phi(y_i) (envelope theorem).
+    """
+    if alpha is None:
+        k_xx = kernel(target, target)  # (M, M)
+        alpha = kale_dual(k_xx, kernel(target, particles).mean(1), lmbda).alpha  # (M,)
+    return (1.0 + lmbda) / lmbda * (kernel(points, particles).mean(1) - kernel(points, target) @ alpha)

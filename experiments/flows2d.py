@@ -1,0 +1,204 @@
+"""Sacred experiment ``particle_flow``: 2-D particle flows of kernel divergences (DESIGN §3, §5).
+
+    python experiments/flows2d.py with three_rings_drmmd steps=2000 -F /tmp/flowruns
+
+With no observer flag (-F/--file_storage, -s/--sql, -m/--mongo_db) the run is stored by a
+FileStorageObserver in ``$STUDENTTEACHER_RUNS`` (default ``./runs``). Metrics (step = flow step):
+``divergence``, ``mmd2``, ``w1``, ``w2``, ``lmbda``, ``step_size``; artifacts: ``trajectory.npz``
+(metrics, snapshot steps, snapshots [S, N, d], target, final particles), ``snapshots.png``,
+``flow.gif``. The result is ``{"w1", "w2", "mmd2", "divergence"}`` at the last step. A non-finite
+value fails the run (Sacred marks it FAILED) after saving what was logged.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
+from sacred import Experiment  # noqa: E402
+from sacred.observers import FileStorageObserver  # noqa: E402
+from sacred.utils import apply_backspaces_and_linefeeds  # noqa: E402
+
+from studentteacher import flows, toys  # noqa: E402
+from studentteacher.kernels import get_kernel  # noqa: E402
+
+ex = Experiment("particle_flow")
+ex.captured_out_filter = apply_backspaces_and_linefeeds
+
+
+@ex.config
+def config():
+    target = "three_rings"  # three_rings | mog | gaussian | gaussian_1d
+    flow = "mmd"  # mmd | mmd_noise | drmmd | drmmd_adaptive | kale
+    kernel = "gaussian"  # gaussian | laplace | imq | energy (bandwidth convention: studentteacher.kernels)
+    bandwidth = 0.15
+    n_particles = 300
+    n_target = 300
+    steps = 1000
+    step_size = 1.0  # mmd/mmd_noise/kale: gamma itself; drmmd: gamma = lmbda * step_size (flows.py)
+    lmbda = 1e-3
+    noise_level = 0.0  # mmd_noise: beta_n = noise_level while step < noise_until, then 0
+    noise_until = 0
+    dtype = "float64"
+    device = "auto"  # "auto": cuda if available, else cpu
+    log_every = max(1, steps // 200)  # flow steps between metric logs (the last step is always logged)
+    snapshot_every = max(1, steps // 20)  # flow steps between snapshots (the last step is always kept)
+
+
+@ex.named_config
+def three_rings_mmd():
+    # MMD flow on three rings, N = M = 300, Gaussian sigma = 0.15, step 1 (gamma = 1).
+    target, flow, kernel, bandwidth, n_particles, n_target, dtype = "three_rings", "mmd", "gaussian", 0.15, 300, 300, "float64"
+    steps, step_size = 100_000, 1.0
+
+
+@ex.named_config
+def three_rings_drmmd():
+    # DrMMD flow, lambda = 1e-3, step 0.1: effective rate gamma = lambda * step = 1e-4.
+    target, flow, kernel, bandwidth, n_particles, n_target, dtype = "three_rings", "drmmd", "gaussian", 0.15, 300, 300, "float64"
+    steps, step_size, lmbda = 100_000, 0.1, 1e-3
+
+
+@ex.named_config
+def three_rings_drmmd_adaptive():
+    # Adaptive DrMMD, lambda_0 = 0.1, step 0.1: gamma_n = max(lambda_n * 0.1, 1e-4).
+    target, flow, kernel, bandwidth, n_particles, n_target, dtype = "three_rings", "drmmd_adaptive", "gaussian", 0.15, 300, 300, "float64"
+    steps, step_size, lmbda = 100_000, 0.1, 0.1
+
+
+@ex.named_config
+def three_rings_kale():
+    # KALE flow, lambda = 1e-3, rate 1e-4: the KALE step is not multiplied by lambda, so step = 1e-4.
+    target, flow, kernel, bandwidth, n_particles, n_target, dtype = "three_rings", "kale", "gaussian", 0.15, 300, 300, "float64"
+    steps, step_size, lmbda = 100_000, 1e-4, 1e-3
+
+
+@ex.named_config
+def gaussians_mmd_noise():
+    # Arbel et al. (2019): 1-D N(10, 0.5) -> N(0, 1), sigma = 2, step 0.1, noise 10 for 5000 steps, N = M = 1000.
+    target, flow, kernel, bandwidth, n_particles, n_target, dtype = "gaussian_1d", "mmd_noise", "gaussian", 2.0, 1000, 1000, "float64"
+    steps, step_size, noise_level, noise_until = 20_000, 0.1, 10.0, 5000
+
+
+@ex.named_config
+def gaussians_mmd():
+    # The Gaussian setting of ``gaussians_mmd_noise`` without noise injection.
+    target, flow, kernel, bandwidth, n_particles, n_target, dtype = "gaussian_1d", "mmd", "gaussian", 2.0, 1000, 1000, "float64"
+    steps, step_size = 20_000, 0.1
+
+
+def _save_npz(path: Path, trajectory: flows.FlowTrajectory, toy: toys.Toy) -> None:
+    arrays = {name: values.numpy() for name, values in trajectory.metrics().items()}
+    arrays["snapshot_steps"] = np.asarray(trajectory.snapshot_steps, dtype=np.int64)
+    if trajectory.snapshots:
+        arrays["snapshots"] = trajectory.snapshot_tensor().numpy()  # (S, N, d)
+    arrays["target"] = toy.target.detach().cpu().numpy()  # (M, d)
+    if trajectory.particles is not None:
+        arrays["particles"] = trajectory.particles.detach().cpu().numpy()  # (N, d)
+    np.savez_compressed(path, **arrays)
+
+
+def _draw(ax, target: np.ndarray, particles: np.ndarray, title: str) -> None:
+    if target.shape[1] == 1:
+        bins = np.histogram_bin_edges(np.concatenate([target[:, 0], particles[:, 0]]), bins=50)
+        ax.hist(target[:, 0], bins=bins, density=True, color="0.6", alpha=0.6)
+        ax.hist(particles[:, 0], bins=bins, density=True, color="tab:red", alpha=0.6)
+    else:
+        ax.scatter(target[:, 0], target[:, 1], s=4, c="0.6")
+        ax.scatter(particles[:, 0], particles[:, 1], s=4, c="tab:red")
+        ax.set_aspect("equal", adjustable="datalim")
+    ax.set_title(title, fontsize=9)
+
+
+def _save_pictures(directory: Path, trajectory: flows.FlowTrajectory, toy: toys.Toy) -> list[Path]:
+    if not trajectory.snapshots:
+        return []
+    target = toy.target.detach().cpu().numpy()  # (M, d)
+    snapshots = trajectory.snapshot_tensor().numpy()  # (S, N, d)
+    steps = trajectory.snapshot_steps
+    chosen = np.unique(np.linspace(0, len(steps) - 1, min(8, len(steps))).round().astype(int))
+    columns = min(4, len(chosen))
+    rows = -(-len(chosen) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False)
+    for ax in axes.flat[len(chosen):]:
+        ax.set_axis_off()
+    for ax, index in zip(axes.flat, chosen):
+        _draw(ax, target, snapshots[index], f"step {steps[index]}")
+    figure.tight_layout()
+    grid = directory / "snapshots.png"
+    figure.savefig(grid, dpi=100)
+    plt.close(figure)
+
+    figure, ax = plt.subplots(figsize=(4, 4))
+
+    def frame(index):
+        ax.clear()
+        _draw(ax, target, snapshots[index], f"step {steps[index]}")
+
+    animation = FuncAnimation(figure, frame, frames=len(steps))
+    gif = directory / "flow.gif"
+    animation.save(gif, writer=PillowWriter(fps=5))
+    plt.close(figure)
+    return [grid, gif]
+
+
+def _save_artifacts(_run, trajectory, toy) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = Path(scratch)
+        _save_npz(directory / "trajectory.npz", trajectory, toy)
+        for path in [directory / "trajectory.npz", *_save_pictures(directory, trajectory, toy)]:
+            _run.add_artifact(str(path), name=path.name)
+
+
+@ex.config_hook
+def validate(config, command_name, logger):
+    """Reject a bad config before the run starts (no run directory, no work)."""
+    if command_name == "main":
+        flows.validate_flow_config({"seed": 0, **config})  # Sacred adds the seed after the hooks
+    return {}
+
+
+@ex.main
+def main(_config, _run):
+    config = dict(_config)
+    flows.validate_flow_config(config)
+    device = flows.resolve_device(config["device"])
+    dtype = flows.DTYPES[config["dtype"]]
+    toy = toys.make_toy(config["target"], config["n_particles"], config["n_target"], config["seed"], dtype, device)
+    noise_stream = toys.generators(config["seed"], 3, device)[2]
+    flow = flows.make_flow(
+        config["flow"], toy.target, get_kernel(config["kernel"], config["bandwidth"]), config["step_size"],
+        config["lmbda"], config["noise_level"], config["noise_until"],
+    )  # fmt: skip
+
+    def log(record: flows.FlowRecord) -> None:
+        for name in flows.METRICS:
+            _run.log_scalar(name, float(getattr(record, name)), record.step)
+
+    try:
+        trajectory = flows.run_flow(
+            flow, toy.source, config["steps"], reference_bandwidth=toy.reference_bandwidth,
+            log_every=config["log_every"], snapshot_every=config["snapshot_every"], generator=noise_stream,
+            on_log=log, progress=sys.stderr.isatty(),
+        )  # fmt: skip
+    except flows.FlowDivergedError as error:
+        _save_artifacts(_run, error.trajectory, toy)
+        raise
+    _save_artifacts(_run, trajectory, toy)
+    final = trajectory.records[-1]
+    return {"w1": final.w1, "w2": final.w2, "mmd2": final.mmd2, "divergence": final.divergence}
+
+
+OBSERVER_FLAGS = ("-F", "--file_storage", "-s", "--sql", "-m", "--mongo_db")
+
+if __name__ == "__main__":
+    if not any(arg in OBSERVER_FLAGS or arg.startswith(tuple(f + "=" for f in OBSERVER_FLAGS)) for arg in sys.argv):
+        ex.observers.append(FileStorageObserver(os.environ.get("STUDENTTEACHER_RUNS", "runs")))
+    ex.run_commandline()

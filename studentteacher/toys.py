@@ -1,0 +1,103 @@
+"""Toy targets and sources of the 2-D particle flows (DESIGN §3).
+
+Each toy is a pair (source ``Y0: [N, d]``, target ``X: [M, d]``) drawn from two independent
+``torch.Generator`` streams derived from one seed (``numpy.random.SeedSequence(seed).spawn``), so
+that changing ``n_particles`` never changes the target and vice versa. No global seeding.
+
+=============== ====================================================== =============================
+name            target (M points)                                       source (N points)
+=============== ====================================================== =============================
+``three_rings`` circles of radius 0.3 centred at (0, 0), (0, -0.75),    N((0, -0.3), 0.01^2 I)
+                (0, -1.5), M/3 equispaced points each (angles
+                ``linspace(0, 2 pi)`` without the endpoint; M must be a
+                multiple of 3); deterministic
+``mog``         mixture of 4 Gaussians at (+-2, +-2), variance 0.3      N(0, 0.1^2 I)
+                (std sqrt(0.3)), equal weights
+``gaussian``    N(0, s^2 I) in 2-D with s = :data:`GAUSSIAN_SCALE`      N(1, I) (mean (1, 1))
+``gaussian_1d`` N(0, 1) in 1-D                                          N(10, 0.5), 0.5 the *variance*
+=============== ====================================================== =============================
+
+The 1-D setting is the Gaussian experiment of Arbel et al. (2019, "Maximum mean discrepancy
+gradient flow"), who write N(10, 0.5); we read the second argument as a variance, as in their
+N(0, 1) notation, so the source has std sqrt(0.5).
+
+Each toy also fixes the bandwidth of the *reference* Gaussian kernel used for the logged
+``mmd2`` metric (:data:`REFERENCE_BANDWIDTH`), independent of the flow's own kernel so that
+runs with different kernels are comparable.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+#: Standard deviation s of the ``gaussian`` target N(0, s^2 I).
+GAUSSIAN_SCALE = 0.5
+
+#: Bandwidth sigma of the reference Gaussian kernel exp(-|x-y|^2 / (2 sigma^2)) of the ``mmd2`` metric.
+REFERENCE_BANDWIDTH = {"three_rings": 0.15, "mog": 1.0, "gaussian": 1.0, "gaussian_1d": 1.0}
+
+TARGETS = tuple(REFERENCE_BANDWIDTH)
+
+
+@dataclass(frozen=True)
+class Toy:
+    """A toy problem: ``source: [N, d]`` (initial particles), ``target: [M, d]``, its reference bandwidth."""
+
+    name: str
+    source: torch.Tensor
+    target: torch.Tensor
+    reference_bandwidth: float
+
+
+def generators(seed: int, count: int, device: torch.device | str = "cpu") -> list[torch.Generator]:
+    """``count`` independent ``torch.Generator`` streams derived from ``seed`` (SeedSequence spawn)."""
+    children = np.random.SeedSequence(seed).spawn(count)
+    return [torch.Generator(device=device).manual_seed(int(c.generate_state(1, np.uint64)[0] >> 1)) for c in children]
+
+
+def three_rings(n_target: int, dtype=torch.float64, device="cpu") -> torch.Tensor:
+    """Three circles of radius 0.3 at (0, 0), (0, -0.75), (0, -1.5), n_target/3 points each -> ``[M, 2]``."""
+    if n_target % 3:
+        raise ValueError(f"n_target must be a multiple of 3 for three_rings, got {n_target!r}")
+    per_ring = n_target // 3
+    angles = torch.linspace(0.0, 2.0 * math.pi, per_ring + 1, dtype=dtype, device=device)[:-1]  # (M/3,)
+    circle = 0.3 * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)  # (M/3, 2)
+    centres = torch.tensor([[0.0, 0.0], [0.0, -0.75], [0.0, -1.5]], dtype=dtype, device=device)  # (3, 2)
+    return (centres[:, None, :] + circle[None, :, :]).reshape(n_target, 2)  # (M, 2)
+
+
+def _normal(n: int, mean, std: float, generator: torch.Generator, dtype, device) -> torch.Tensor:
+    mean = torch.as_tensor(mean, dtype=dtype, device=device)  # (d,)
+    noise = torch.randn(n, mean.shape[0], generator=generator, dtype=dtype, device=device)  # (n, d)
+    return mean + std * noise
+
+
+def mixture_of_gaussians(n_target: int, generator: torch.Generator, dtype=torch.float64, device="cpu") -> torch.Tensor:
+    """Equal-weight mixture of N(c, 0.3 I), c in {(+-2, +-2)} -> ``[M, 2]``."""
+    centres = torch.tensor([[2.0, 2.0], [2.0, -2.0], [-2.0, 2.0], [-2.0, -2.0]], dtype=dtype, device=device)
+    component = torch.randint(0, 4, (n_target,), generator=generator, device=device)  # (M,)
+    noise = torch.randn(n_target, 2, generator=generator, dtype=dtype, device=device)  # (M, 2)
+    return centres[component] + math.sqrt(0.3) * noise
+
+
+def make_toy(name: str, n_particles: int, n_target: int, seed: int, dtype=torch.float64, device="cpu") -> Toy:
+    """The toy ``name`` (one of :data:`TARGETS`) with N source particles and M target points."""
+    if name not in REFERENCE_BANDWIDTH:
+        raise ValueError(f"target must be one of {list(TARGETS)}, got {name!r}")
+    target_stream, source_stream = generators(seed, 2, device)
+    if name == "three_rings":
+        target = three_rings(n_target, dtype, device)
+        source = _normal(n_particles, [0.0, -0.3], 0.01, source_stream, dtype, device)
+    elif name == "mog":
+        target = mixture_of_gaussians(n_target, target_stream, dtype, device)
+        source = _normal(n_particles, [0.0, 0.0], 0.1, source_stream, dtype, device)
+    elif name == "gaussian":
+        target = _normal(n_target, [0.0, 0.0], GAUSSIAN_SCALE, target_stream, dtype, device)
+        source = _normal(n_particles, [1.0, 1.0], 1.0, source_stream, dtype, device)
+    else:  # gaussian_1d
+        target = _normal(n_target, [0.0], 1.0, target_stream, dtype, device)
+        source = _normal(n_particles, [10.0], math.sqrt(0.5), source_stream, dtype, device)
+    return Toy(name, source, target, REFERENCE_BANDWIDTH[name])
