@@ -13,9 +13,12 @@ import os
 import signal
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
+
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 from sacred import SETTINGS, Experiment
 from sacred.observers import FileStorageObserver
 from sacred.utils import SacredInterrupt, apply_backspaces_and_linefeeds
@@ -26,6 +29,12 @@ from studentteacher.training import Trainer, TrainingDiverged, TrainingInterrupt
 
 SETTINGS.CAPTURE_MODE = "sys"  # keep sys.stderr a terminal for the progress bar
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+SQL_FLAGS = ("-s", "--sql")
+SQL_UNSUPPORTED = (
+    "Sacred 0.8.7's SqlObserver cannot store this experiment: its run table keeps the result as one "
+    "float (ours is the dict {valid_mmd2, best_valid_mmd2}) and it has no table for metrics, so every "
+    "log_scalar would be lost. Use -F DIR (FileStorageObserver, the default) or -m MONGO_URL instead."
+)
 OBSERVER_FLAGS = ("-F", "--file_storage", "-s", "--sql", "-m", "--mongo_db", "-t", "--tiny_db", "-S", "--s3", "-u", "--unobserved")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
 
@@ -73,11 +82,11 @@ def save_arrays(run, trainer: Trainer) -> None:
 
 @ex.main
 def main(_config, _run):
+    stop_requested = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop_requested.append(signum)) for sig in STOP_SIGNALS}
     config = validate(dict(_config))
     trainer = Trainer(config)
     _run.info["device"] = str(resolve_device(config["device"]))
-    stop_requested = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: stop_requested.append(signum)) for sig in STOP_SIGNALS}
     bar = tqdm(
         total=config["epochs"], initial=trainer.epoch, unit="epoch", file=sys.stderr,
         disable=not sys.stderr.isatty(), mininterval=1.0, dynamic_ncols=True,
@@ -117,6 +126,8 @@ def wants_default_observer(argv: list[str]) -> bool:
 
 
 if __name__ == "__main__":
+    if any(arg.split("=")[0] in SQL_FLAGS for arg in sys.argv[1:]):
+        sys.exit(f"error: {SQL_UNSUPPORTED}")
     if wants_default_observer(sys.argv[1:]):
         ex.observers.append(FileStorageObserver(default_runs_dir()))
     ex.run_commandline()
