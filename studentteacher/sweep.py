@@ -844,9 +844,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m studentteacher.sweep",
                      description="Sweeps from YAML files; one task per index; SLURM array jobs.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser.commands = {}
 
     def command(name, help):
         sub = commands.add_parser(name, help=help, description=help)
+        parser.commands[name] = sub
         sub.add_argument("file", help="the sweep file (YAML)")
         sub.add_argument("--observer", help="observer directory (default: the file's, or runs/<file stem>)")
         return sub
@@ -877,7 +879,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the command's parser, which lists its own valid options
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         sweep = load(args.file, observer=args.observer)
         if args.command == "count":
