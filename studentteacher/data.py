@@ -23,12 +23,12 @@ def stream_seed(seed: int, stream: str) -> int:
 
 
 def make_generators(seed: int, device: torch.device | str = "cpu") -> dict[str, torch.Generator]:
-    """One generator per stream of STREAMS. Initialisations and data are drawn on the CPU (the
-    same bits on every device); the batch order and the noise are drawn on ``device`` so that
-    the hot path never leaves it."""
+    """One generator per stream of STREAMS. Initialisations, data and the batch order are drawn
+    on the CPU (the same bits on every device: a float64 GPU run follows its CPU twin); the noise
+    is drawn on ``device`` so that the hot path never copies it."""
     generators = {}
     for stream in STREAMS:
-        on_device = stream in ("batches", "noise")
+        on_device = stream == "noise"
         generator = torch.Generator(device=device if on_device else "cpu")
         generator.manual_seed(stream_seed(seed, stream))
         generators[stream] = generator
@@ -57,9 +57,9 @@ class Dataset:
         return self.x.shape[0]
 
     def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One shuffled pass in batches of ``batch_size`` (the last one may be smaller), by index
-        permutation on the data's device."""
-        order = torch.randperm(len(self), generator=generator, device=self.x.device)
+        """One shuffled pass in batches of ``batch_size`` (the last one may be smaller), by an index
+        permutation drawn with ``generator`` (on its device) and applied on the data's device."""
+        order = torch.randperm(len(self), generator=generator, device=generator.device).to(self.x.device, non_blocking=True)
         for start in range(0, len(self), batch_size):
             index = order[start : start + batch_size]
             yield self.x[index], self.y[index]

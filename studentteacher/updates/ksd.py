@@ -19,7 +19,9 @@ def ksd_alpha(gram: torch.Tensor, residual: torch.Tensor, n_particles: int, ksd_
     batch, outputs = residual.shape
     system = gram / (n_particles * batch)
     system = system + ksd_reg * torch.eye(batch * outputs, dtype=gram.dtype, device=gram.device)
-    return torch.linalg.solve(system, residual.reshape(batch * outputs, 1)).reshape(batch, outputs)
+    # solve_ex: no error check, so no device-to-host synchronisation on a GPU
+    solution, _ = torch.linalg.solve_ex(system, residual.reshape(batch * outputs, 1))
+    return solution.reshape(batch, outputs)
 
 
 class Ksd(UpdateRule):
