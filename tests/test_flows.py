@@ -1,0 +1,208 @@
+"""2-D particle flows (studentteacher.flows), toy targets (studentteacher.toys), spectral DrMMD."""
+import functools
+import math
+
+import pytest
+import torch
+
+from studentteacher import divergences, flows, kernels, toys
+
+DTYPE = torch.float64
+KERNEL = functools.partial(kernels.gaussian, bandwidth=0.8)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny problems: one thread avoids OpenMP waits on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _problem(n=10, m=14, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    particles = torch.randn(n, 2, generator=generator, dtype=DTYPE) + 0.5  # (N, 2)
+    target = torch.randn(m, 2, generator=generator, dtype=DTYPE)  # (M, 2)
+    return particles, target
+
+
+def _velocity(flow, particles):
+    points = particles.clone().requires_grad_()
+    first = flow.first_variation(points, particles, clean=True)
+    (grad,) = torch.autograd.grad(first.potential.sum(), points)
+    return first, grad  # (N, d)
+
+
+def _finite_difference(value, particles, index, eps=1e-6):
+    columns = []
+    for axis in range(particles.shape[1]):
+        shift = torch.zeros_like(particles)
+        shift[index, axis] = eps
+        columns.append(float((value(particles + shift) - value(particles - shift)) / (2 * eps)))
+    return torch.tensor(columns, dtype=DTYPE)
+
+
+# ----------------------------------------------------------------------------- toys
+def test_three_rings_geometry_and_streams():
+    toy = toys.make_toy("three_rings", 30, 300, seed=1)
+    assert toy.target.shape == (300, 2) and toy.source.shape == (30, 2) and toy.target.dtype == DTYPE
+    centres = torch.tensor([[0.0, 0.0], [0.0, -0.75], [0.0, -1.5]], dtype=DTYPE).repeat_interleave(100, 0)
+    radii = (toy.target - centres).norm(dim=1)
+    torch.testing.assert_close(radii, torch.full_like(radii, 0.3))
+    assert toy.target[0].tolist() == pytest.approx([0.3, 0.0])  # angle 0, no endpoint duplicate
+    assert (toy.source.mean(0) - torch.tensor([0.0, -0.3], dtype=DTYPE)).abs().max() < 0.01
+    # Separate streams: the target does not depend on N, the source not on M.
+    mog_a, mog_b = toys.make_toy("mog", 10, 50, seed=3), toys.make_toy("mog", 20, 50, seed=3)
+    torch.testing.assert_close(mog_a.target, mog_b.target)
+    torch.testing.assert_close(mog_a.source, toys.make_toy("mog", 10, 80, seed=3).source)
+    assert toys.make_toy("gaussian_1d", 5, 7, seed=0).target.shape == (7, 1)
+    with pytest.raises(ValueError, match="n_target"):
+        toys.make_toy("three_rings", 10, 100, seed=0)
+
+
+# ----------------------------------------------------------------------------- first variations
+def test_mmd_first_variation_gradient_equals_finite_difference():
+    particles, target = _problem()
+    first, grad = _velocity(flows.MMDFlow(target, KERNEL, 1.0), particles)
+    torch.testing.assert_close(first.value, divergences.mmd2(particles, target, KERNEL))
+    expected = _finite_difference(lambda y: divergences.mmd2(y, target, KERNEL), particles, 2)
+    torch.testing.assert_close(grad[2] * 2 / particles.shape[0], expected, rtol=1e-6, atol=1e-10)
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_drmmd_first_variation_gradient_equals_finite_difference(adaptive):
+    particles, target = _problem()
+    lmbda = 0.05
+    first, grad = _velocity(flows.DrMMDFlow(target, KERNEL, 1.0, lmbda, adaptive=adaptive), particles)
+    torch.testing.assert_close(first.value, divergences.drmmd(particles, target, KERNEL, lmbda))
+    expected = _finite_difference(lambda y: divergences.drmmd(y, target, KERNEL, lmbda), particles, 4)
+    # phi = 2 h and d DrMMD / d y_i = (2/N) grad h(y_i) = (1/N) grad phi(y_i).
+    torch.testing.assert_close(grad[4] / particles.shape[0], expected, rtol=1e-6, atol=1e-10)
+
+
+def test_kale_flow_first_variation_gradient_equals_finite_difference():
+    particles, target = _problem()
+    lmbda = 0.2
+    first, grad = _velocity(flows.KALEFlow(target, KERNEL, 1.0, lmbda, kale_tol=1e-14), particles)
+    torch.testing.assert_close(first.value, divergences.kale(particles, target, KERNEL, lmbda))
+    expected = _finite_difference(lambda y: divergences.kale(y, target, KERNEL, lmbda), particles, 1, eps=1e-5)
+    torch.testing.assert_close(grad[1] / particles.shape[0], expected, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("lmbda", [1e-4, 1e-2, 1.0, 1e3])
+def test_drmmd_spectral_equals_direct_solve(lmbda):
+    particles, target = _problem(n=20, m=30)
+    eigh = divergences.GramEigh(KERNEL(target, target))
+    spectral = divergences.drmmd_spectral(particles, target, KERNEL, lmbda, eigh)
+    direct = divergences.drmmd(particles, target, KERNEL, lmbda)
+    assert spectral.dtype == DTYPE and spectral.shape == ()
+    torch.testing.assert_close(spectral, direct, rtol=1e-9, atol=1e-12)
+    regularised = KERNEL(target, target) + 30 * lmbda * torch.eye(30, dtype=DTYPE)
+    v = torch.linspace(-1, 1, 30, dtype=DTYPE)
+    torch.testing.assert_close(eigh.solve_rotated(eigh.rotate(v), lmbda), torch.linalg.solve(regularised, v))
+
+
+# ----------------------------------------------------------------------------- flows
+def _run(flow, source, steps, **options):
+    options = {"reference_bandwidth": 0.15, "log_every": steps, "snapshot_every": steps, **options}
+    return flows.run_flow(flow, source, steps, **options)
+
+
+def test_drmmd_at_huge_lambda_moves_like_mmd():
+    toy = toys.make_toy("three_rings", 30, 30, seed=0)
+    kernel = functools.partial(kernels.gaussian, bandwidth=0.15)
+    lmbda, step = 1e8, 0.5e-9  # gamma_DrMMD * 2 h ~ 2 lambda step grad f = MMD step 0.1
+    drmmd = _run(flows.DrMMDFlow(toy.target, kernel, step, lmbda), toy.source, 50)
+    mmd = _run(flows.MMDFlow(toy.target, kernel, 2 * lmbda * step), toy.source, 50)
+    assert (drmmd.particles - toy.source).abs().max() > 1e-3, "the flow did not move"
+    torch.testing.assert_close(drmmd.particles, mmd.particles, rtol=0, atol=1e-6)
+
+
+def test_adaptive_drmmd_eigh_path_equals_solve_path_and_follows_the_rule():
+    toy = toys.make_toy("three_rings", 30, 30, seed=0)
+    kernel = functools.partial(kernels.gaussian, bandwidth=0.15)
+    paths = {}
+    for solver in ("eigh", "solve"):
+        flow = flows.DrMMDFlow(toy.target, kernel, 0.1, 0.1, adaptive=True, solver=solver)
+        paths[solver] = _run(flow, toy.source, 30, log_every=1)
+    torch.testing.assert_close(paths["eigh"].particles, paths["solve"].particles, rtol=0, atol=1e-9)
+    lmbdas = paths["eigh"].metrics()["lmbda"]
+    steps = paths["eigh"].metrics()["step_size"]
+    assert float(lmbdas[0]) == 0.1 and float(lmbdas[-1]) < 0.1, "lambda must follow the falling DrMMD"
+    torch.testing.assert_close(steps, (lmbdas * 0.1).clamp_min(flows.MIN_ADAPTIVE_STEP))
+    # lambda_1 = lambda_0 sqrt(DrMMD_{lambda_0}(y_1) / DrMMD_{lambda_0}(y_0)).
+    after_one = _run(flows.DrMMDFlow(toy.target, kernel, 0.1, 0.1, adaptive=True), toy.source, 1).particles
+    ratio = divergences.drmmd(after_one, toy.target, kernel, 0.1) / divergences.drmmd(toy.source, toy.target, kernel, 0.1)
+    assert float(lmbdas[1]) == pytest.approx(0.1 * math.sqrt(float(ratio)), rel=1e-10)
+
+
+def test_noise_injection_schedule_and_clean_metrics():
+    toy = toys.make_toy("gaussian_1d", 50, 50, seed=0)
+    kernel = functools.partial(kernels.gaussian, bandwidth=2.0)
+    flow = flows.make_flow("mmd_noise", toy.target, kernel, 0.1, 1.0, noise_level=10.0, noise_until=5)
+    assert [flow.noise(n) for n in (0, 4, 5, 6)] == [10.0, 10.0, 0.0, 0.0]
+    first = _run(flow, toy.source, 10, log_every=1, generator=torch.Generator().manual_seed(0))
+    second = _run(flows.make_flow("mmd_noise", toy.target, kernel, 0.1, 1.0, noise_level=10.0, noise_until=5),
+                  toy.source, 10, log_every=1, generator=torch.Generator().manual_seed(0))  # fmt: skip
+    torch.testing.assert_close(first.particles, second.particles)
+    metrics = first.metrics()
+    torch.testing.assert_close(metrics["divergence"][0], divergences.mmd2(toy.source, toy.target, kernel))
+
+
+def test_wasserstein_of_a_shifted_copy_is_the_shift():
+    _, target = _problem(m=40)
+    shift = torch.tensor([0.3, -0.4], dtype=DTYPE)  # |shift| = 0.5
+    assert flows.wasserstein(target + shift, target, 1) == pytest.approx(0.5, rel=1e-9)
+    assert flows.wasserstein(target + shift, target, 2) == pytest.approx(0.5, rel=1e-9)
+
+
+def test_short_three_ring_drmmd_run_improves_and_is_reproducible():
+    def run():
+        toy = toys.make_toy("three_rings", 60, 60, seed=5)
+        kernel = kernels.get_kernel("gaussian", 0.15)
+        return _run(flows.make_flow("drmmd", toy.target, kernel, 0.1, 1e-3), toy.source, 300, log_every=100,
+                    snapshot_every=50)  # fmt: skip
+
+    first, second = run(), run()
+    metrics = first.metrics()
+    assert float(metrics["w1"][-1]) < 0.75 * float(metrics["w1"][0])
+    assert float(metrics["mmd2"][-1]) < 0.2 * float(metrics["mmd2"][0])
+    assert metrics["step"].tolist() == [0, 100, 200, 300]
+    assert first.snapshot_steps == [0, 50, 100, 150, 200, 250, 300]
+    assert first.snapshot_tensor().shape == (7, 60, 2)
+    torch.testing.assert_close(first.snapshot_tensor(), second.snapshot_tensor(), rtol=0, atol=0)
+
+
+def test_divergence_raises_naming_step_with_earlier_records_kept():
+    toy = toys.make_toy("three_rings", 30, 30, seed=0)
+    flow = flows.make_flow("mmd", toy.target, kernels.get_kernel("gaussian", 0.15), 1e300, 1.0)
+    with pytest.raises(flows.FlowDivergedError, match="step 1") as caught:
+        _run(flow, toy.source, 5, log_every=1)
+    assert [record.step for record in caught.value.trajectory.records] == [0]
+
+
+# ----------------------------------------------------------------------------- config
+GOOD = dict(target="three_rings", flow="drmmd", kernel="gaussian", bandwidth=0.15, n_particles=30, n_target=30,
+            steps=10, step_size=0.1, lmbda=1e-3, noise_level=0.0, noise_until=0, dtype="float64", device="auto",
+            log_every=1, snapshot_every=5, seed=0)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("target", "moons"), ("flow", "sgd"), ("kernel", "rbf"), ("bandwidth", 0.0), ("bandwidth", -1.0),
+     ("lmbda", 0.0), ("step_size", float("nan")), ("n_particles", 0), ("n_target", 31), ("steps", 2.5),
+     ("log_every", True), ("dtype", "float16"), ("device", "tpu"), ("noise_level", -1.0)],
+)  # fmt: skip
+def test_validate_flow_config_names_the_bad_key(key, value):
+    flows.validate_flow_config(GOOD)
+    with pytest.raises(ValueError, match=f"'{key}'"):
+        flows.validate_flow_config({**GOOD, key: value})
+
+
+def test_validate_flow_config_unknown_and_missing_keys():
+    with pytest.raises(ValueError, match="unknown config keys \\['lr'\\]"):
+        flows.validate_flow_config({**GOOD, "lr": 0.1})
+    without = {key: value for key, value in GOOD.items() if key != "lmbda"}
+    with pytest.raises(ValueError, match="missing config keys \\['lmbda'\\]"):
+        flows.validate_flow_config(without)
