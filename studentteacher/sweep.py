@@ -646,14 +646,14 @@ def split_array(indices: list[int], max_array_size: int) -> list[tuple[int, list
     """Split sweep indices into (offset, task ids) chunks whose task ids are < ``max_array_size``.
 
     SLURM rejects array task ids >= MaxArraySize; each chunk is one submission whose task
-    ``t`` runs sweep index ``offset + t``.
+    ``t`` runs sweep index ``offset + t``. Offsets are multiples of ``max_array_size``, so in
+    the usual case (every index < MaxArraySize) the SLURM task id *is* the sweep index.
     """
-    chunks: list[tuple[int, list[int]]] = []
+    chunks: dict[int, list[int]] = {}
     for index in sorted(set(indices)):
-        if not chunks or index - chunks[-1][0] >= max_array_size:
-            chunks.append((index, []))
-        chunks[-1][1].append(index - chunks[-1][0])
-    return chunks
+        offset = index // max_array_size * max_array_size
+        chunks.setdefault(offset, []).append(index - offset)
+    return list(chunks.items())
 
 
 def job_name(sweep: Sweep) -> str:

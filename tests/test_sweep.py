@@ -236,13 +236,14 @@ def _running(run_dir: Path) -> bool:
 
 
 def test_sigterm_interrupts_and_rerun_resumes_from_checkpoint(odd_dir):
-    long = {**TINY, "epochs": 3000, "log_every": 100}
+    long = {**TINY, "epochs": 300, "log_every": 50}  # about 6 s (20 ms an epoch)
     path = write_sweep(odd_dir, base=long, seeds=[1])
     sweep = sw.load(path)
     command = [sys.executable, "-m", "studentteacher.sweep", "run", str(path), "--index", "0"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     run_dir = sweep.observer / "00000-1"
     _wait_for(lambda: _running(run_dir), 60, "the run to start")
+    time.sleep(1.5)  # let the experiment install its own handler (it checkpoints)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == sw.EXIT_INTERRUPTED, stderr
@@ -276,7 +277,8 @@ def test_array_spec_and_split():
     assert sw.array_spec([0, 1, 2, 3, 7, 9, 10]) == "0-3,7,9-10"
     assert sw.array_spec([5]) == "5"
     assert sw.split_array(list(range(10)), 4) == [(0, [0, 1, 2, 3]), (4, [0, 1, 2, 3]), (8, [0, 1])]
-    assert sw.split_array([1, 4, 1000, 1003, 2500], 1001) == [(1, [0, 3, 999]), (1003, [0]), (2500, [0])]
+    assert sw.split_array([1, 4, 1000, 1003, 2500], 1001) == [(0, [1, 4, 1000]), (1001, [2]), (2002, [498])]
+    assert sw.split_array([5, 2], 1001) == [(0, [2, 5])], "task id = sweep index when it fits"
 
 
 GOLDEN_ARGS = dict(
