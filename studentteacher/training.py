@@ -31,7 +31,7 @@ from . import config as config_module
 from .data import Dataset, labelled_dataset, make_generators
 from .divergences import st_drmmd, st_mmd2
 from .networks import Architecture, Params, init_params, output
-from .updates import StepHyper, make_rule
+from .updates import StepHyper, draw_noise, make_rule
 
 MIN_ADAPTIVE_LR = 1e-4
 # keys that may differ between a checkpoint's run and the run resuming from it
@@ -150,10 +150,12 @@ class Trainer:
         """One shuffled pass of the update rule; returns the mean batch loss (a device tensor)."""
         cfg = self.config
         hyper = StepHyper(lr=self.lr(), noise_level=noise_at(cfg, self.epoch), lmbda=self.lmbda)
+        noisy = self.rule.uses_noise and hyper.noise_level > 0
         total = torch.zeros((), dtype=self.dtype, device=self.device)
         n_batches = 0
         for x, y in self.train_set.batches(cfg["batch_size"], self.generators["batches"]):
-            self.params, loss = self.rule.step(self.params, x, y, hyper, self.generators["noise"])
+            noise = draw_noise(self.params, self.generators["noise"]) if noisy else None
+            self.params, loss = self.rule.step(self.params, x, y, hyper, noise)
             total = total + loss
             n_batches += 1
         mean_loss = total / n_batches

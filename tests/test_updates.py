@@ -7,7 +7,7 @@ import torch
 from conftest import tiny_network
 from studentteacher.divergences import st_drmmd, st_mmd2
 from studentteacher.networks import forward, init_params, per_sample_gram, surrogate_grad
-from studentteacher.updates import METHODS, StepHyper, make_rule
+from studentteacher.updates import METHODS, StepHyper, draw_noise, make_rule
 from studentteacher.updates.ksd import ksd_alpha
 
 LR = 0.1
@@ -38,7 +38,8 @@ def finite_difference(function, params, eps=1e-6):
 
 def take_step(method, arch, params, x, y, noise=0.0, lmbda=0.1, seed=5, **options):
     rule = make_rule(method, arch, **options)
-    return rule.step(params, x, y, StepHyper(lr=LR, noise_level=noise, lmbda=lmbda), torch.Generator().manual_seed(seed))
+    drawn = draw_noise(params, torch.Generator().manual_seed(seed)) if rule.uses_noise and noise > 0 else None
+    return rule.step(params, x, y, StepHyper(lr=LR, noise_level=noise, lmbda=lmbda), drawn)
 
 
 def assert_moves(new, old, expected_grads, scale):

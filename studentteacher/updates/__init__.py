@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..networks import Architecture
-from .base import StepHyper, UpdateRule, descend, perturb
+from .base import StepHyper, UpdateRule, descend, draw_noise, perturb
 from .diffusion import Diffusion
 from .drmmd import Drmmd
 from .ksd import Ksd
@@ -24,4 +24,4 @@ def make_rule(method: str, arch: Architecture, ksd_reg: float = 1e-6, drmmd_nois
     return RULES[method](arch)
 
 
-__all__ = ["RULES", "METHODS", "make_rule", "StepHyper", "UpdateRule", "descend", "perturb"]
+__all__ = ["RULES", "METHODS", "make_rule", "StepHyper", "UpdateRule", "descend", "draw_noise", "perturb"]

@@ -13,9 +13,10 @@ from .base import UpdateRule, descend, perturb
 
 class Diffusion(UpdateRule):
     name = "diffusion"
+    uses_noise = True
 
-    def step(self, params, x, y, hyper, generator):
-        noised = perturb(params, hyper.noise_level, generator)
+    def step(self, params, x, y, hyper, noise):
+        noised = perturb(params, hyper.noise_level, noise)
         fwd = forward(self.arch, noised, x)
         residual = fwd.mean() - y  # (B, O)
         grads = surrogate_grad(self.arch, noised, x, fwd, residual)

@@ -23,14 +23,14 @@ class Drmmd(UpdateRule):
     def __init__(self, arch, drmmd_noise: bool = False):
         super().__init__(arch)
         self.drmmd_noise = bool(drmmd_noise)
+        self.uses_noise = self.drmmd_noise
 
-    def step(self, params, x, y, hyper, generator):
+    def step(self, params, x, y, hyper, noise):
         clean = forward(self.arch, params, x)
         rho = st_drmmd_weights(clean.mean(), y, hyper.lmbda)  # (B, O)
         grad_params, grad_fwd = params, clean
-        if self.drmmd_noise:
-            grad_params = perturb(params, hyper.noise_level, generator)
-            if grad_params is not params:
-                grad_fwd = forward(self.arch, grad_params, x)
+        if self.drmmd_noise and noise is not None:
+            grad_params = perturb(params, hyper.noise_level, noise)
+            grad_fwd = forward(self.arch, grad_params, x)
         grads = surrogate_grad(self.arch, grad_params, x, grad_fwd, rho)
         return descend(params, grads, hyper.lr), st_drmmd(clean.mean(), y, hyper.lmbda)

@@ -33,7 +33,7 @@ class Ksd(UpdateRule):
             raise ValueError(f"ksd_reg must be > 0, got {ksd_reg!r}")
         self.ksd_reg = ksd_reg
 
-    def step(self, params, x, y, hyper, generator):
+    def step(self, params, x, y, hyper, noise=None):
         fwd = forward(self.arch, params, x)
         residual = fwd.mean() - y  # (B, O)
         gram = per_sample_gram(self.arch, params, x, fwd)  # (B*O, B*O)

@@ -13,11 +13,12 @@ from .base import UpdateRule, descend, perturb
 
 class NoiseInjection(UpdateRule):
     name = "noise_injection"
+    uses_noise = True
 
-    def step(self, params, x, y, hyper, generator):
+    def step(self, params, x, y, hyper, noise):
         clean = forward(self.arch, params, x)
         residual = clean.mean() - y  # (B, O)
-        noisy_params = perturb(params, hyper.noise_level, generator)
+        noisy_params = perturb(params, hyper.noise_level, noise)
         noisy = clean if noisy_params is params else forward(self.arch, noisy_params, x)
         grads = surrogate_grad(self.arch, noisy_params, x, noisy, residual / 2)
         return descend(params, grads, hyper.lr), st_mmd2(clean.mean(), y)

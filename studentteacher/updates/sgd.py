@@ -14,7 +14,7 @@ from .base import UpdateRule, descend
 class Sgd(UpdateRule):
     name = "sgd"
 
-    def step(self, params, x, y, hyper, generator):
+    def step(self, params, x, y, hyper, noise=None):
         fwd = forward(self.arch, params, x)
         residual = fwd.mean() - y  # (B, O)
         grads = surrogate_grad(self.arch, params, x, fwd, residual / 2)
