@@ -178,3 +178,26 @@ def test_arrays_larger_than_max_array_size_are_split(odd_dir, max_array_size_4):
     ran = sorted(json.loads((sweep.observer / f"{i:05d}-1" / "run.json").read_text())["meta"]["sweep"]["index"]
                  for i in range(10))
     assert ran == list(range(10))
+
+
+def test_time_limit_signal_reaches_python_and_the_task_resumes(odd_dir):
+    """``#SBATCH --signal=B:USR2@120`` signals the batch shell only; ``exec`` makes that python.
+
+    ``scancel --batch --signal=USR2`` delivers exactly that signal now instead of 120 s before
+    the time limit: the run checkpoints and ends INTERRUPTED, and the resubmission resumes it.
+    """
+    sweep = write_sweep(odd_dir, "usr2", base={**TINY, "epochs": 300, "log_every": 50}, seeds=[1])
+    (first,) = sw.submit(sweep, {"time": "30"})
+    run_json = sweep.observer / "00000-1" / "run.json"
+    wait_until(lambda: run_json.exists() and json.loads(run_json.read_text())["status"] == "RUNNING", WAIT,
+               "the task to start")
+    time.sleep(1.5)
+    subprocess.run(["scancel", "--batch", "--signal=USR2", f"{first.job_id}_0"], check=True)
+    wait_for_jobs([first.job_id])
+    (state,) = sw.status(sweep)
+    assert state.state == "interrupted" and (sweep.observer / "00000-1" / "checkpoint.pt").exists()
+    assert "stopped on request" in (sweep.observer / "slurm" / f"{first.job_id}_0.out").read_text()
+    (second,) = sw.submit(sweep, {"time": "30"})
+    wait_for_jobs([second.job_id])
+    (state,) = sw.status(sweep)
+    assert (state.state, state.attempts, state.detail) == ("completed", 2, "resumed from 00000-1")
