@@ -261,6 +261,19 @@ class FlowDivergedError(RuntimeError):
         self.step, self.quantity, self.trajectory = step, quantity, trajectory
 
 
+def flow_velocity(flow, particles: torch.Tensor, step: int, generator: torch.Generator | None = None):
+    """The first variation at step n and the velocity grad phi_n(y_i + beta_n u_i): ``[N, d]``."""
+    beta = flow.noise(step)
+    if beta > 0:
+        noise = torch.randn(particles.shape, generator=generator, dtype=particles.dtype, device=particles.device)
+        points = (particles + beta * noise).requires_grad_()  # (N, d)
+    else:
+        points = particles.clone().requires_grad_()  # (N, d)
+    first = flow.first_variation(points, particles, clean=beta == 0)
+    (velocity,) = torch.autograd.grad(first.potential.sum(), points)  # (N, d)
+    return first, velocity
+
+
 def run_flow(
     flow,
     source: torch.Tensor,
@@ -284,13 +297,7 @@ def run_flow(
     trajectory = FlowTrajectory()
     particles = source.detach().clone()  # (N, d)
     for step in tqdm(range(steps + 1), file=sys.stderr, disable=not progress, mininterval=1.0):
-        beta = flow.noise(step)
-        if beta > 0:
-            noise = torch.randn(particles.shape, generator=generator, dtype=particles.dtype, device=particles.device)
-            points = (particles + beta * noise).requires_grad_()  # (N, d)
-        else:
-            points = particles.clone().requires_grad_()  # (N, d)
-        first = flow.first_variation(points, particles, clean=beta == 0)
+        first, velocity = flow_velocity(flow, particles, step, generator)  # (N, d)
         if not bool(torch.isfinite(first.value)):
             raise FlowDivergedError(step, "divergence", trajectory)
         last = step == steps
@@ -310,14 +317,12 @@ def run_flow(
         if step % snapshot_every == 0 or last:
             trajectory.snapshot_steps.append(step)
             trajectory.snapshots.append(particles.detach().cpu().clone())
+        trajectory.particles = particles
         if last:
             break
-        (velocity,) = torch.autograd.grad(first.potential.sum(), points)  # (N, d)
         particles = particles - first.step_size * velocity
         if not bool(torch.isfinite(particles).all()):
             raise FlowDivergedError(step + 1, "particles", trajectory)
-        trajectory.particles = particles
-    trajectory.particles = particles
     return trajectory
 
 
