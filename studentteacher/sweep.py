@@ -817,7 +817,8 @@ def collect(sweep: Sweep):
         return runs, runs
     metrics = [c for c in runs.columns if c not in ("index", "run_id", *sweep.varied_keys)]
     keys = [k for k in sweep.varied_keys if k != "seed"]
-    table = runs.assign(**{k: runs[k].map(repr) for k in keys})  # lists/None group safely as text
+    plain = (str, int, float, bool)
+    table = runs.assign(**{k: runs[k].map(lambda v: v if isinstance(v, plain) else repr(v)) for k in keys})
     if keys:
         summary = table.groupby(keys, sort=False)[metrics].agg(["mean", "std", "count"])
     else:
@@ -918,6 +919,7 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     print(f"submitted job {s.job_id}: indices {array_spec(s.indices)} ({s.script})")
         elif args.command == "collect":
+            # studentteacher.results (runs -> one tidy table) takes over once it offers collect_sweep
             results = _results_module()
             if results is not None and hasattr(results, "collect_sweep"):
                 print(results.collect_sweep(sweep))

@@ -100,6 +100,8 @@ def test_six_task_sweep_runs_to_completion(odd_dir):
                                 sweep_file=str(sweep.path), observer=str(sweep.observer))
     assert submission.script.parent == sweep.observer / "slurm"
     assert submission.script.read_text() == expected
+    assert "missing" not in states(sweep), "submitted tasks show as queued/running, never missing"
+    assert sw.submit(sweep) == [], "queued tasks are not submitted twice"
     wait_for_jobs([submission.job_id])
     assert states(sweep) == ["completed"] * 6
     assert [s.attempts for s in sw.status(sweep)] == [1] * 6

@@ -208,6 +208,23 @@ def test_run_every_index_once_then_status(odd_dir, capsys):
     assert (by_index[1].attempts, by_index[1].run_id) == (2, "00001-2")
 
 
+def test_particle_flow_sweep_runs_and_collects(odd_dir, capsys):
+    base = {"steps": 5, "n_particles": 30, "n_target": 30, "device": "cpu"}
+    path = write_sweep(odd_dir, experiment="particle_flow", named_config="three_rings_drmmd", base=base,
+                       grid={"lmbda": [0.1, 1.0]}, seeds=[1])
+    for index in range(2):
+        assert cli("run", path, "--index", index) == sw.EXIT_COMPLETED
+    sweep = sw.load(path)
+    assert [(s.state, s.run_id) for s in sw.status(sweep)] == [("completed", "00000-1"), ("completed", "00001-1")]
+    runs, summary = sw.collect(sweep)
+    assert {"w1", "w2", "mmd2", "divergence"} <= set(runs.columns)
+    assert list(summary.index) == [0.1, 1.0]
+    bad = write_sweep(odd_dir, name="bad", experiment="particle_flow", base=base, grid={"bandwidth": [0.1, -1.0]},
+                      seeds=[1])
+    with pytest.raises(sw.SweepError, match=r"index 1 \(bandwidth=-1.0, seed=1\): config key 'bandwidth'"):
+        sw.validate(sw.load(bad))
+
+
 def test_failed_run_reports_its_reason(odd_dir, capsys):
     path = write_sweep(odd_dir, grid={"lr": [0.1, 1e30]}, seeds=[1])  # lr 1e30 diverges at epoch 1
     assert cli("run", path, "--index", 0) == sw.EXIT_COMPLETED
