@@ -68,7 +68,7 @@ SPEC: dict[str, Key] = {
     "log_every": Key(10, int, minimum=1, help="epochs between metric logs"),
     "checkpoint_every": Key(0, int, minimum=0, help="epochs between checkpoints (0: only on a stop signal)"),
     "resume_from": Key(None, str, nullable=True, help="checkpoint to resume from"),
-    "replicas": Key(1, int, minimum=1, maximum=1, help="batched replicas (only 1 is supported so far)"),
+    "replicas": Key(1, int, minimum=1, help="replicas run as one batched computation (seeds seed, seed+1, ...)"),
     "seed": Key(None, int, nullable=True, help="run seed (Sacred sets one when absent)"),
 }
 

@@ -104,7 +104,7 @@ def test_checkpoint_and_resume_continue_identically(tmp_path):
         ({"dtype": "int32"}, r"'dtype': got 'int32'; allowed: one of 'float32', 'float64'"),
         ({"device": "tpu"}, r"'device': got 'tpu'; allowed: 'auto', 'cpu', 'cuda' or 'cuda:N'"),
         ({"bias": "yes"}, r"'bias': got 'yes'; allowed: a value of type bool"),
-        ({"replicas": 4}, r"'replicas': got 4; allowed: a number <= 1"),
+        ({"replicas": 0}, r"'replicas': got 0; allowed: a number >= 1"),
     ],
 )
 def test_bad_config_names_the_key(update, message):
