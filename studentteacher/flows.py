@@ -70,7 +70,8 @@ MIN_ADAPTIVE_STEP = 1e-4
 @dataclass(frozen=True)
 class FirstVariation:
     """One step's ``value`` (0-dim, at the clean particles), ``potential``: phi at the points ``[N]``
-    (differentiable w.r.t. them), the ``lmbda`` in use (nan without one) and ``step_size`` gamma_n."""
+    (differentiable w.r.t. them), the ``lmbda`` in use (0.0 for the MMD flows, which have none; a
+    finite stand-in so that logged metrics stay valid JSON) and ``step_size`` gamma_n."""
 
     value: torch.Tensor
     potential: torch.Tensor
@@ -81,7 +82,7 @@ class FirstVariation:
 class _KernelFlow:
     """Shared parts: the target, its Gram terms, and the Grams between points and particles."""
 
-    lmbda = math.nan
+    lmbda = 0.0  # no lambda (MMD flows)
 
     def __init__(self, target: torch.Tensor, kernel: Kernel, step_size: float):
         self.target = target  # (M, d)
