@@ -23,8 +23,12 @@ def _run(tmp_path, *updates, observer=True):
     return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=environment)
 
 
+def _strict(constant):
+    raise ValueError(f"non-standard JSON constant {constant}")
+
+
 def _read(run_directory: Path, name: str):
-    return json.loads((run_directory / name).read_text())
+    return json.loads((run_directory / name).read_text(), parse_constant=_strict)
 
 
 def test_three_ring_drmmd_completes_with_metrics_and_artifacts(tmp_path):
