@@ -372,10 +372,12 @@ def _sweep_observer_class():
 def resumable_checkpoint(sweep: Sweep, index: int) -> Path | None:
     """The checkpoint to resume task ``index`` from, or None.
 
-    A task resumes when its latest attempt ended INTERRUPTED and left ``checkpoint.pt`` in its
-    run directory (the training experiment writes it there on SIGTERM/SIGUSR2, e.g. near the
-    SLURM time limit), the experiment has a ``resume_from`` key and the sweep does not set it.
-    The new attempt then continues from that epoch with the same config and seed.
+    A task resumes when its latest attempt ended INTERRUPTED (the training experiment writes
+    ``checkpoint.pt`` into its run directory on SIGTERM/SIGUSR2, e.g. near the SLURM time limit)
+    or was killed while RUNNING (``dead``; a periodic checkpoint of ``checkpoint_every`` may be
+    there) and left ``checkpoint.pt``, the experiment has a ``resume_from`` key and the sweep
+    does not set it. The new attempt continues from that epoch with the same config and seed.
+    A FAILED attempt is never resumed.
     """
     if "resume_from" in sweep.config_updates(index):
         return None
@@ -384,7 +386,7 @@ def resumable_checkpoint(sweep: Sweep, index: int) -> Path | None:
         return None
     latest = max(attempts)[1]
     checkpoint = latest / "checkpoint.pt"
-    if _read_json(latest / "run.json").get("status") != "INTERRUPTED" or not checkpoint.is_file():
+    if _read_json(latest / "run.json").get("status") not in ("INTERRUPTED", "RUNNING") or not checkpoint.is_file():
         return None
     if "resume_from" not in resolved_config(sweep, index):
         return None

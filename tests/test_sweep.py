@@ -272,12 +272,12 @@ def test_sigterm_interrupts_and_rerun_resumes_from_checkpoint(odd_dir):
     assert (state.state, state.run_id, state.detail) == ("completed", "00000-2", "resumed from 00000-1")
 
 
-def test_killed_run_is_dead_once_its_heartbeat_is_stale(odd_dir):
-    path = write_sweep(odd_dir, base={**TINY, "epochs": 100000, "log_every": 1000}, seeds=[1])
+def test_killed_run_is_dead_once_its_heartbeat_is_stale_and_resumes(odd_dir):
+    path = write_sweep(odd_dir, base={**TINY, "epochs": 300, "log_every": 50, "checkpoint_every": 10}, seeds=[1])
     sweep = sw.load(path)
     process = subprocess.Popen([sys.executable, "-m", "studentteacher.sweep", "run", str(path), "--index", "0"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for(lambda: _running(sweep.observer / "00000-1"), 60, "the run to start")
+    _wait_for(lambda: (sweep.observer / "00000-1" / "checkpoint.pt").exists(), 60, "a periodic checkpoint")
     process.kill()  # no chance to record anything
     process.wait()
     assert sw.status(sweep, stale_after=3600)[0].state == "running"
@@ -285,6 +285,9 @@ def test_killed_run_is_dead_once_its_heartbeat_is_stale(odd_dir):
     dead = sw.status(sweep, stale_after=1)[0]
     assert dead.state == "dead" and "last heartbeat" in dead.detail
     assert [s.indices for s in sw.submit(sweep, dry_run=True, stale_after=1)] == [[0]]
+    assert cli("run", path, "--index", 0) == sw.EXIT_COMPLETED
+    (state,) = sw.status(sweep)
+    assert (state.state, state.attempts, state.detail) == ("completed", 2, "resumed from 00000-1")
 
 
 # ------------------------------------------------------------------------------ array scripts
