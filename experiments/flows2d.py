@@ -55,42 +55,48 @@ def config():
 @ex.named_config
 def three_rings_mmd():
     # MMD flow on three rings, N = M = 300, Gaussian sigma = 0.15, step 0.1 (step 1 oscillates).
-    target, flow, kernel, bandwidth, n_particles, n_target, dtype = "three_rings", "mmd", "gaussian", 0.15, 300, 300, "float64"
+    target, flow, kernel, bandwidth = "three_rings", "mmd", "gaussian", 0.15
+    n_particles, n_target, dtype = 300, 300, "float64"
     steps, step_size = 100_000, 0.1
 
 
 @ex.named_config
 def three_rings_drmmd():
     # DrMMD flow, lambda = 1e-3, step 0.1: effective rate gamma = lambda * step = 1e-4.
-    target, flow, kernel, bandwidth, n_particles, n_target, dtype = "three_rings", "drmmd", "gaussian", 0.15, 300, 300, "float64"
+    target, flow, kernel, bandwidth = "three_rings", "drmmd", "gaussian", 0.15
+    n_particles, n_target, dtype = 300, 300, "float64"
     steps, step_size, lmbda = 100_000, 0.1, 1e-3
 
 
 @ex.named_config
 def three_rings_drmmd_adaptive():
     # Adaptive DrMMD, lambda_0 = 0.1, step 0.1: gamma_n = max(lambda_n * 0.1, 1e-4).
-    target, flow, kernel, bandwidth, n_particles, n_target, dtype = "three_rings", "drmmd_adaptive", "gaussian", 0.15, 300, 300, "float64"
+    target, flow, kernel, bandwidth = "three_rings", "drmmd_adaptive", "gaussian", 0.15
+    n_particles, n_target, dtype = 300, 300, "float64"
     steps, step_size, lmbda = 100_000, 0.1, 0.1
 
 
 @ex.named_config
 def three_rings_kale():
     # KALE flow, lambda = 1e-3, rate 1e-4: the KALE step is not multiplied by lambda, so step = 1e-4.
-    target, flow, kernel, bandwidth, n_particles, n_target, dtype = "three_rings", "kale", "gaussian", 0.15, 300, 300, "float64"
+    target, flow, kernel, bandwidth = "three_rings", "kale", "gaussian", 0.15
+    n_particles, n_target, dtype = 300, 300, "float64"
     steps, step_size, lmbda = 100_000, 1e-4, 1e-3
 
 
 @ex.named_config
 def gaussians_mmd_noise():
     # Arbel et al. (2019): 1-D N(10, 0.5) -> N(0, 1), sigma = 2, step 0.1, noise 10 for 5000 steps, N = M = 1000.
-    target, flow, kernel, bandwidth, n_particles, n_target, dtype = "gaussian_1d", "mmd_noise", "gaussian", 2.0, 1000, 1000, "float64"
+    target, flow, kernel, bandwidth = "gaussian_1d", "mmd_noise", "gaussian", 2.0
+    n_particles, n_target, dtype = 1000, 1000, "float64"
     steps, step_size, noise_level, noise_until = 20_000, 0.1, 10.0, 5000
 
 
 @ex.named_config
 def gaussians_mmd():
     # The Gaussian setting of ``gaussians_mmd_noise`` without noise injection.
-    target, flow, kernel, bandwidth, n_particles, n_target, dtype = "gaussian_1d", "mmd", "gaussian", 2.0, 1000, 1000, "float64"
+    target, flow, kernel, bandwidth = "gaussian_1d", "mmd", "gaussian", 2.0
+    n_particles, n_target, dtype = 1000, 1000, "float64"
     steps, step_size = 20_000, 0.1
 
 

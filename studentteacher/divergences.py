@@ -190,7 +190,9 @@ class KaleDual:
     converged: bool
 
 
-def kale_dual_objective(alpha: torch.Tensor, k_xx: torch.Tensor, a: torch.Tensor, k_yy_mean, lmbda: float) -> torch.Tensor:
+def kale_dual_objective(
+    alpha: torch.Tensor, k_xx: torch.Tensor, a: torch.Tensor, k_yy_mean, lmbda: float
+) -> torch.Tensor:
     """F(alpha) of the KALE dual (comment above); ``alpha, a: [M]``, ``k_xx: [M, M]`` -> 0-dim."""
     size = alpha.shape[0]
     entropy = (alpha * torch.log(size * alpha)).sum() - alpha.sum()

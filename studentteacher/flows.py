@@ -59,7 +59,7 @@ import torch
 from tqdm import tqdm
 
 from . import divergences
-from .kernels import KERNELS, Kernel, gaussian, get_kernel
+from .kernels import KERNELS, Kernel, get_kernel
 from .toys import TARGETS
 
 FLOWS = ("mmd", "mmd_noise", "drmmd", "drmmd_adaptive", "kale")

@@ -42,7 +42,8 @@ def test_newton_reaches_gap_and_matches_lbfgsb(lmbda):
 
     def objective(alpha):
         safe = np.maximum(alpha, 1e-300)
-        value = (alpha * np.log(size * safe)).sum() - alpha.sum() + (alpha @ k_np @ alpha - 2 * alpha @ a_np) / (2 * lmbda)
+        quadratic = (alpha @ k_np @ alpha - 2 * alpha @ a_np) / (2 * lmbda)
+        value = (alpha * np.log(size * safe)).sum() - alpha.sum() + quadratic
         grad = np.log(size * safe) + (k_np @ alpha - a_np) / lmbda
         return value, grad
 
