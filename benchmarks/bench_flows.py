@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -96,7 +97,7 @@ def bench_device(device: torch.device, sizes, flow_names, steps: int, repeats: i
             step_size, lmbda = SETTINGS[name]
             flow = flows.make_flow(name, toy.target, kernel, step_size, lmbda, noise_level=1.0, noise_until=10**9)
             row["steps_per_second"][name] = 1.0 / _time_steps(flow, toy.source, steps, repeats, device)
-            print(f"  {device} N=M={size:5d} {name:15s} {row['steps_per_second'][name]:10.1f} steps/s", flush=True)
+            print(f"  {device} N=M={size:5d} {name:15s} {row['steps_per_second'][name]:10.3g} steps/s", flush=True)
         if "drmmd_adaptive" in flow_names:
             solve_flow = flows.DrMMDFlow(toy.target, kernel, 0.1, 0.1, adaptive=True, solver="solve")
             solve_rate = 1.0 / _time_steps(solve_flow, toy.source, steps, repeats, device)
@@ -111,7 +112,7 @@ def bench_device(device: torch.device, sizes, flow_names, steps: int, repeats: i
             spectral, direct = _time_solves(k_xx, eigh, repeats, device)
             row["solve_seconds"] = {"eigh_path": spectral, "linalg_solve_path": direct}
             row["adaptive_solve_ratio"] = direct / spectral
-            print(f"  {device} N=M={size:5d} drmmd_adaptive (solve path) {solve_rate:7.1f} steps/s; ratio "
+            print(f"  {device} N=M={size:5d} drmmd_adaptive (solve path) {solve_rate:7.3g} steps/s; ratio "
                   f"{row['adaptive_step_ratio']:.1f}x per step, {row['adaptive_solve_ratio']:.0f}x on the solves; "
                   f"eigh once {row['eigh_seconds']:.2f} s", flush=True)  # fmt: skip
         rows.append(row)
@@ -123,7 +124,7 @@ def print_table(rows: list[dict], flow_names) -> None:
     header = f"{'device':8s} {'N=M':>6s} " + " ".join(f"{name:>20s}" for name in names)
     print("\nsteps per second (float64, three rings)\n" + header)
     for row in rows:
-        cells = " ".join(f"{row['steps_per_second'].get(name, float('nan')):20.1f}" for name in names)
+        cells = " ".join(f"{row['steps_per_second'].get(name, float('nan')):20.3g}" for name in names)
         print(f"{row['device']:8s} {row['n']:6d} {cells}")
     if "drmmd_adaptive" in flow_names:
         print("\nadaptive DrMMD: eigendecomposition path vs per-step torch.linalg.solve path")
@@ -154,6 +155,7 @@ def main() -> None:
         "devices": {d: (torch.cuda.get_device_name(0) if d.startswith("cuda") else platform.processor() or "cpu")
                     for d in devices},  # fmt: skip
         "cpu_threads": torch.get_num_threads(),
+        "load_average_at_end": os.getloadavg(),  # other work on the machine skews the CPU numbers
         "steps": arguments.steps,
         "repeats": arguments.repeats,
         "rows": rows,
