@@ -39,6 +39,8 @@ Command line (``python -m studentteacher.sweep COMMAND FILE ...``)::
     list FILE [--json]            index -> varied keys (the full config updates with --json)
     check FILE                    validate every config (as run and submit do first)
     run FILE --index I            run task I here; exit 0 completed, 1 failed, 3 interrupted
+                                  (--validate task: check only this task's config, as array
+                                  tasks do after submit checked them all)
     status FILE [--json]          state of every index
     submit FILE [options]         sbatch an array over the missing/failed/interrupted/dead
                                   indices (--all: every index); --dry-run prints it
@@ -414,7 +416,12 @@ def run_task(sweep: Sweep, index: int, validate_all: bool = True) -> tuple[str, 
     if validate_all:
         validate(sweep)
     else:
-        validator(sweep.experiment)(resolved_config(sweep, index))
+        try:
+            validator(sweep.experiment)(resolved_config(sweep, index))
+        except SweepError:
+            raise
+        except ValueError as err:
+            raise SweepError(f"sweep {sweep.path}: index {index} ({_short(sweep.varied(index))}): {err}") from err
     ex = experiment(sweep.experiment)
     sweep.observer.mkdir(parents=True, exist_ok=True)
     observer = _sweep_observer_class()(sweep.observer, index)
@@ -862,6 +869,9 @@ def _parser() -> argparse.ArgumentParser:
     command("check", "validate every config of the sweep")
     sub = command("run", "run one task in this process")
     sub.add_argument("--index", type=int, required=True, help="the task index")
+    sub.add_argument("--validate", choices=("all", "task"), default="all",
+                     help="validate every config of the sweep first (all, the default) or only this task's "
+                          "(task: what array tasks do, since submit validated them all)")
     sub = command("status", "print the state of every index")
     sub.add_argument("--json", action="store_true", help="as JSON")
     sub.add_argument("--stale-after", type=float, default=120.0, help="seconds without heartbeat -> dead (120)")
@@ -900,7 +910,7 @@ def main(argv: list[str] | None = None) -> int:
             validate(sweep)
             print(f"{sweep.path}: all {len(sweep)} configs are valid")
         elif args.command == "run":
-            state, run_dir = run_task(sweep, args.index)
+            state, run_dir = run_task(sweep, args.index, validate_all=args.validate == "all")
             print(f"sweep task {args.index}: {state} ({run_dir})", file=sys.stderr)
             return {"COMPLETED": EXIT_COMPLETED, "INTERRUPTED": EXIT_INTERRUPTED}.get(state, EXIT_FAILED)
         elif args.command == "status":

@@ -116,21 +116,19 @@ def test_six_task_sweep_runs_to_completion(odd_dir):
 
 def test_failed_and_cancelled_tasks_are_resubmitted_with_the_same_config(odd_dir):
     # index 2 runs long enough to be cancelled mid-run (about 6 s); index 5 diverges (lr 1e30).
-    base = {k: v for k, v in TINY.items() if k not in ("epochs", "log_every")}
+    base = {k: v for k, v in TINY.items() if k not in ("epochs", "log_every")} | {"checkpoint_every": 1}
     sweep = write_sweep(odd_dir, "resubmit", base=base, zip=[{"lr": [0.1, 0.05, 0.1, 0.02, 0.01, 1e30],
                                                    "epochs": [2, 2, 300, 2, 2, 2],
                                                    "log_every": [1, 1, 50, 1, 1, 1]}], seeds=[4])
     (first,) = sw.submit(sweep)
-    long_run = sweep.observer / "00002-1" / "run.json"
-    wait_until(lambda: long_run.exists() and json.loads(long_run.read_text())["status"] == "RUNNING", WAIT,
-               "task 2 to start")
-    time.sleep(1.5)  # the experiment has installed its stop handler
+    # a checkpoint file shows the training loop (and its stop handler) is running
+    wait_until((sweep.observer / "00002-1" / "checkpoint.pt").exists, WAIT, "task 2 to train")
     subprocess.run(["scancel", f"{first.job_id}_2"], check=True)
     wait_for_jobs([first.job_id])
     statuses = sw.status(sweep)
     assert [s.state for s in statuses] == ["completed", "completed", "interrupted", "completed", "completed", "failed"]
     assert "diverged" in statuses[5].detail
-    assert (sweep.observer / "00002-1" / "checkpoint.pt").exists()
+    assert "stopped on request" in (sweep.observer / "slurm" / f"{first.job_id}_2.out").read_text()
 
     (second,) = sw.submit(sweep)
     assert second.indices == [2, 5] and "#SBATCH --array=2,5" in second.text
@@ -188,16 +186,14 @@ def test_time_limit_signal_reaches_python_and_the_task_resumes(odd_dir):
     ``scancel --batch --signal=USR2`` delivers exactly that signal now instead of 120 s before
     the time limit: the run checkpoints and ends INTERRUPTED, and the resubmission resumes it.
     """
-    sweep = write_sweep(odd_dir, "usr2", base={**TINY, "epochs": 300, "log_every": 50}, seeds=[1])
+    base = {**TINY, "epochs": 300, "log_every": 50, "checkpoint_every": 1}
+    sweep = write_sweep(odd_dir, "usr2", base=base, seeds=[1])
     (first,) = sw.submit(sweep, {"time": "30"})
-    run_json = sweep.observer / "00000-1" / "run.json"
-    wait_until(lambda: run_json.exists() and json.loads(run_json.read_text())["status"] == "RUNNING", WAIT,
-               "the task to start")
-    time.sleep(1.5)
+    wait_until((sweep.observer / "00000-1" / "checkpoint.pt").exists, WAIT, "the task to train")
     subprocess.run(["scancel", "--batch", "--signal=USR2", f"{first.job_id}_0"], check=True)
     wait_for_jobs([first.job_id])
     (state,) = sw.status(sweep)
-    assert state.state == "interrupted" and (sweep.observer / "00000-1" / "checkpoint.pt").exists()
+    assert state.state == "interrupted"
     assert "stopped on request" in (sweep.observer / "slurm" / f"{first.job_id}_0.out").read_text()
     (second,) = sw.submit(sweep, {"time": "30"})
     wait_for_jobs([second.job_id])

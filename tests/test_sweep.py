@@ -140,6 +140,8 @@ def test_invalid_config_is_reported_with_index_and_key(odd_dir, capsys):
     # the command line refuses to run any index of an invalid sweep, and nothing is written
     assert cli("run", path, "--index", 0) == sw.EXIT_INVALID
     assert "index 2" in capsys.readouterr().err
+    assert cli("run", path, "--index", 3, "--validate", "task") == sw.EXIT_INVALID
+    assert "index 3 (noise_decay=2.0, seed=2)" in capsys.readouterr().err
     assert not (odd_dir / "runs").exists()
 
 
@@ -223,6 +225,8 @@ def test_particle_flow_sweep_runs_and_collects(odd_dir, capsys):
                       seeds=[1])
     with pytest.raises(sw.SweepError, match=r"index 1 \(bandwidth=-1.0, seed=1\): config key 'bandwidth'"):
         sw.validate(sw.load(bad))
+    assert cli("run", bad, "--index", 1, "--validate", "task") == sw.EXIT_INVALID
+    assert "config key 'bandwidth'" in capsys.readouterr().err
 
 
 def test_failed_run_reports_its_reason(odd_dir, capsys):
@@ -253,19 +257,20 @@ def _running(run_dir: Path) -> bool:
 
 
 def test_sigterm_interrupts_and_rerun_resumes_from_checkpoint(odd_dir):
-    long = {**TINY, "epochs": 300, "log_every": 50}  # about 6 s (20 ms an epoch)
+    # a checkpoint every epoch: its file shows the training loop (and its stop handler) is running
+    long = {**TINY, "epochs": 300, "log_every": 50, "checkpoint_every": 1}
     path = write_sweep(odd_dir, base=long, seeds=[1])
     sweep = sw.load(path)
     command = [sys.executable, "-m", "studentteacher.sweep", "run", str(path), "--index", "0"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     run_dir = sweep.observer / "00000-1"
-    _wait_for(lambda: _running(run_dir), 60, "the run to start")
-    time.sleep(1.5)  # let the experiment install its own handler (it checkpoints)
+    _wait_for(lambda: (run_dir / "checkpoint.pt").exists(), 60, "the training loop to run")
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == sw.EXIT_INTERRUPTED, stderr
+    assert "stopped on request" in stderr, "the experiment's own handler checkpointed and stopped"
     (state,) = sw.status(sweep)
-    assert state.state == "interrupted" and (run_dir / "checkpoint.pt").exists()
+    assert state.state == "interrupted"
     assert sw.submit(sweep, dry_run=True)[0].indices == [0], "interrupted tasks are resubmitted"
     assert sw.main(["run", str(path), "--index", "0"]) == sw.EXIT_COMPLETED
     (state,) = sw.status(sweep)
@@ -328,7 +333,7 @@ def test_rendered_script_quotes_paths_and_computes_the_index(tmp_path):
     done = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, check=True)
     lines = done.stdout.splitlines()
     assert lines[1:] == ["-m", "studentteacher.sweep", "run", args["sweep_file"], "--observer", args["observer"],
-                         "--index", "11", str(directory)]
+                         "--index", "11", "--validate", "task", str(directory)]
 
 
 def test_submit_options_are_validated_with_the_full_list(odd_dir, capsys):
