@@ -218,7 +218,7 @@ class Trainer:
                 if self.config["method"] == "drmmd":
                     loss = self._train_drmmd(self.lmbda)
                 else:
-                    loss = torch.tensor(values["train_mmd2"])
+                    loss = values["train_mmd2"]
         values |= {
             "loss": float(loss),
             "noise_level": noise_at(self.config, self.epoch),
