@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from studentteacher.config import DEFAULTS, resolve_device, validate
 from studentteacher.replicas import BatchedTrainer
-from studentteacher.training import Trainer, TrainingInterrupted
+from studentteacher.training import Trainer, TrainingInterrupted, set_threads_from_allocation
 
 SETTINGS.CAPTURE_MODE = "sys"  # keep sys.stderr a terminal for the progress bar
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -297,6 +297,7 @@ def wants_default_observer(argv: list[str]) -> bool:
 
 
 if __name__ == "__main__":
+    set_threads_from_allocation()
     if any(arg.split("=")[0] in SQL_FLAGS for arg in sys.argv[1:]):
         sys.exit(f"error: {SQL_UNSUPPORTED}")
     group_options = replica_group_options(sys.argv[1:])

@@ -56,6 +56,14 @@ class EpochMetrics:
     values: dict[str, float]
 
 
+def set_threads_from_allocation() -> int:
+    """Use as many CPU threads as the SLURM allocation grants (``SLURM_CPUS_PER_TASK``), if set."""
+    granted = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if granted.isdigit() and int(granted) > 0:
+        torch.set_num_threads(int(granted))
+    return torch.get_num_threads()
+
+
 def noise_at(config: dict, epoch: int) -> float:
     """beta_t = noise_level * noise_decay ** floor(epoch / noise_decay_every)."""
     return config["noise_level"] * config["noise_decay"] ** (epoch // config["noise_decay_every"])

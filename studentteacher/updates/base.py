@@ -56,8 +56,10 @@ def draw_noise(params: Params, generator: torch.Generator) -> Params:
 
 
 def descend(params: Params, grads: Params, lr) -> Params:
-    """theta <- theta - lr * grad, for every tensor of the particles."""
-    return {key: value - lr * grads[key] for key, value in params.items()}
+    """theta <- theta - lr * grad, for every tensor of the particles (one fused pass each)."""
+    if isinstance(lr, torch.Tensor):
+        return {key: torch.addcmul(value, grads[key], lr, value=-1) for key, value in params.items()}
+    return {key: torch.add(value, grads[key], alpha=-lr) for key, value in params.items()}
 
 
 def perturb(params: Params, noise_level, noise: Params | None) -> Params:
