@@ -547,7 +547,7 @@ def slurm_queue(sweep: Sweep) -> dict[int, str]:
     if not records or shutil.which("squeue") is None:
         return {}
     offsets = {str(r["job_id"]): int(r["offset"]) for r in records}
-    done = subprocess.run(["squeue", "--noheader", "--array", "--format=%F %K %T"],
+    done = subprocess.run(["squeue", "--me", "--noheader", "--array", "--format=%F %K %T"],
                           capture_output=True, text=True)
     if done.returncode != 0:
         return {}

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -96,7 +97,7 @@ def test_six_task_sweep_runs_to_completion(odd_dir):
     assert re.fullmatch(r"\d+", submission.job_id) and submission.indices == list(range(6))
     # the script on disk is the renderer's output for exactly these arguments
     expected = sw.render_script(sweep_name="six", job_name="sweep-six", array="0-5", offset=0,
-                                options={"time": "10"}, python=os.sys.executable, workdir=str(odd_dir),
+                                options={"time": "10"}, python=sys.executable, workdir=str(odd_dir),
                                 sweep_file=str(sweep.path), observer=str(sweep.observer))
     assert submission.script.parent == sweep.observer / "slurm"
     assert submission.script.read_text() == expected
