@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Regenerate every figure from its sweep files.
+#
+#   figures/reproduce.sh [--small] [--submit | --figures-only]
+#
+#   --small         the reduced-scale sweeps (experiments/sweeps/figures/*_small.yaml): a few
+#                   minutes on a 2-core CPU; what tests/test_figures.py runs
+#   --submit        submit the sweeps as SLURM array jobs (python -m studentteacher.sweep submit)
+#                   instead of running them here, then stop; rerun with --figures-only once
+#                   `python -m studentteacher.sweep status FILE` shows them completed
+#   --figures-only  draw the figures from the runs already there; run nothing
+#
+# Runs go to $FIGURE_RUNS (default runs/figures, or runs/figures-small with --small), one folder per
+# sweep file (its stem); figures (PNG + PDF) to $FIGURE_OUT (default figures/png/full, or
+# figures/png/small). Local runs use figures/run_sweeps.py: the open (missing / interrupted) tasks
+# of each file, one after the other in one process; completed tasks are not rerun, so running
+# this again resumes an interrupted reproduction. Extra arguments for `sweep submit` (e.g.
+# --partition gpu --gpus 1 --time 12:00:00) can be given in $SUBMIT_OPTIONS.
+set -euo pipefail
+
+small=0 submit=0 figures_only=0
+for arg in "$@"; do
+    case "$arg" in
+        --small) small=1 ;;
+        --submit) submit=1 ;;
+        --figures-only) figures_only=1 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        *) echo "error: unknown argument '$arg'; valid: --small --submit --figures-only" >&2; exit 2 ;;
+    esac
+done
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(dirname "$here")"
+python="${PYTHON:-python}"
+if [[ $small == 1 ]]; then suffix=_small; scale=small; dash=-small; else suffix=; scale=full; dash=; fi
+runs="${FIGURE_RUNS:-runs/figures$dash}"
+out="${FIGURE_OUT:-$repo/figures/png/$scale}"
+export STUDENTTEACHER_RUNS="$runs"      # observer of each sweep: $runs/<file stem>
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"  # tiny tensors: one thread per process is ~10x faster on a shared CPU
+export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
+sweeps="$repo/experiments/sweeps/figures"
+
+# figure script -> sweep files behind it (stems, without the _small suffix)
+declare -A behind=(
+    [mmd_flow_student_teacher]="mmd_flow_student_teacher"
+    [drmmd_student_teacher]="drmmd_student_teacher"
+    [drmmd_lambda_ablation]="drmmd_lambda_ablation"
+    [three_rings]="three_rings"
+    [three_rings_lambda]="three_rings_lambda"
+    [adaptive_lambda]="three_rings"
+    [mmd_flow_gaussians]="mmd_flow_gaussians"
+    [readout_ablation]="readout_ablation"
+)
+order=(mmd_flow_student_teacher drmmd_student_teacher drmmd_lambda_ablation readout_ablation
+       three_rings adaptive_lambda three_rings_lambda mmd_flow_gaussians)
+files=()
+for stem in mmd_flow_student_teacher drmmd_student_teacher drmmd_lambda_ablation readout_ablation \
+            three_rings three_rings_lambda mmd_flow_gaussians; do
+    files+=("$sweeps/$stem$suffix.yaml")
+done
+
+start=$(date +%s)
+echo "== $scale reproduction: runs in $runs, figures in $out"
+if [[ $figures_only == 0 ]]; then
+    if [[ $submit == 1 ]]; then
+        for file in "${files[@]}"; do
+            # shellcheck disable=SC2086
+            "$python" -m studentteacher.sweep submit "$file" ${SUBMIT_OPTIONS:-}
+        done
+        echo "submitted; when 'python -m studentteacher.sweep status FILE' shows every task done, run:"
+        echo "  FIGURE_RUNS=$runs $0 ${dash:+--small }--figures-only"
+        exit 0
+    fi
+    status=0
+    "$python" "$here/run_sweeps.py" "${files[@]}" || status=$?
+    if [[ $status != 0 && $status != 1 ]]; then
+        echo "error: running the sweeps ended with status $status (interrupted or invalid); rerun to resume" >&2
+        exit "$status"
+    fi
+    echo "== sweeps done in $(( $(date +%s) - start )) s"
+fi
+
+for name in "${order[@]}"; do
+    dirs=()
+    for stem in ${behind[$name]}; do dirs+=("$runs/$stem$suffix"); done
+    "$python" "$here/$name.py" --runs "${dirs[@]}" --out "$out"
+done
+echo "== $scale reproduction done in $(( $(date +%s) - start )) s: figures in $out"
