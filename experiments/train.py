@@ -167,14 +167,18 @@ class ReplicaGroup:
             self.done[replica].set()
 
     def run(self, run_options: list[dict]) -> list[str]:
-        """Start one Sacred run per entry of ``run_options`` (keyword arguments of ``ex.run``) and
-        train them together; returns each run's final status."""
+        """Start one Sacred run per entry of ``run_options`` (keyword arguments of ``ex.run``, plus
+        an optional ``observers`` list that replaces ``ex.observers`` for that run alone) and train
+        them together; returns each run's final status."""
         global GROUP
         statuses = ["FAILED"] * self.replicas
+        own_observers = list(ex.observers)
 
         def start(replica: int, options: dict) -> None:
             self.thread_replica[threading.get_ident()] = replica
+            options = dict(options)
             self.entry.acquire()
+            ex.observers[:] = options.pop("observers", own_observers)  # a run copies them when created
             try:
                 statuses[replica] = ex.run(**options).status
             except RunInterrupted:
@@ -207,6 +211,7 @@ class ReplicaGroup:
             for thread in threads:
                 thread.join()
             GROUP = None
+            ex.observers[:] = own_observers
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return statuses

@@ -460,6 +460,58 @@ def run_task(sweep: Sweep, index: int, validate_all: bool = True) -> tuple[str, 
     return status, run_dir
 
 
+def run_batch(sweep: Sweep, first: int, size: int, validate_all: bool = True) -> list[tuple[int, str, Path | None]]:
+    """Run tasks ``first .. first+size-1`` (those that exist) as one batched computation.
+
+    Only for ``student_teacher`` sweeps whose tasks share every shape (they may differ in seed,
+    lr, lmbda, noise schedule and initial scales; see :data:`studentteacher.replicas.REPLICA_KEYS`).
+    Each task is still its own Sacred run in its own ``<index>-<attempt>`` directory, with the
+    metrics of its plain run. When a task would resume from a checkpoint, the tasks run one by
+    one instead. Returns (index, status, run directory) per task.
+    """
+    from .replicas import check_compatible
+
+    if size < 1:
+        raise SweepError(f"--batch must be >= 1, got {size}")
+    indices = [index for index in range(first, first + size) if index < len(sweep)]
+    sweep.config_updates(first)
+    if sweep.experiment != "student_teacher" and size > 1:
+        raise SweepError(f"--batch > 1 works for student_teacher sweeps only, not {sweep.experiment!r}")
+    if validate_all:
+        validate(sweep)
+    configs = []
+    for index in indices:
+        try:
+            configs.append(validator(sweep.experiment)(resolved_config(sweep, index)))
+        except ValueError as err:
+            raise SweepError(f"sweep {sweep.path}: index {index} ({_short(sweep.varied(index))}): {err}") from err
+    if size == 1 or any(resumable_checkpoint(sweep, index) is not None for index in indices):
+        return [(index, *run_task(sweep, index, validate_all=False)) for index in indices]
+    try:
+        check_compatible(configs)
+    except ValueError as err:
+        raise SweepError(f"sweep {sweep.path}: tasks {indices[0]}..{indices[-1]} cannot be batched: {err}") from err
+    experiment(sweep.experiment)
+    module = _MODULES[sweep.experiment]
+    sweep.observer.mkdir(parents=True, exist_ok=True)
+    observers = [_sweep_observer_class()(sweep.observer, index) for index in indices]
+    options = [
+        dict(config_updates=sweep.config_updates(index), named_configs=list(sweep.named_configs),
+             meta_info={"sweep": {"name": sweep.name, "file": str(sweep.path), "index": index,
+                                  "config_updates": dict(sweep.config_updates(index))}},
+             options={"--capture": "no"}, observers=[observer])
+        for index, observer in zip(indices, observers)
+    ]
+    statuses = module.ReplicaGroup(len(indices)).run(options)
+    results = []
+    for index, state, observer in zip(indices, statuses, observers):
+        run_dir = Path(observer.dir) if observer.dir else None
+        if run_dir is not None:
+            state = _read_json(run_dir / "run.json").get("status", state)
+        results.append((index, state, run_dir))
+    return results
+
+
 # ---------------------------------------------------------------------------------------------
 # Status
 # ---------------------------------------------------------------------------------------------
@@ -869,6 +921,9 @@ def _parser() -> argparse.ArgumentParser:
     command("check", "validate every config of the sweep")
     sub = command("run", "run one task in this process")
     sub.add_argument("--index", type=int, required=True, help="the task index")
+    sub.add_argument("--batch", type=int, default=1,
+                     help="run tasks INDEX .. INDEX+BATCH-1 as one batched computation (student_teacher; "
+                          "each task stays its own run)")
     sub.add_argument("--validate", choices=("all", "task"), default="all",
                      help="validate every config of the sweep first (all, the default) or only this task's "
                           "(task: what array tasks do, since submit validated them all)")
@@ -910,9 +965,12 @@ def main(argv: list[str] | None = None) -> int:
             validate(sweep)
             print(f"{sweep.path}: all {len(sweep)} configs are valid")
         elif args.command == "run":
-            state, run_dir = run_task(sweep, args.index, validate_all=args.validate == "all")
-            print(f"sweep task {args.index}: {state} ({run_dir})", file=sys.stderr)
-            return {"COMPLETED": EXIT_COMPLETED, "INTERRUPTED": EXIT_INTERRUPTED}.get(state, EXIT_FAILED)
+            outcomes = run_batch(sweep, args.index, args.batch, validate_all=args.validate == "all")
+            for index, state, run_dir in outcomes:
+                print(f"sweep task {index}: {state} ({run_dir})", file=sys.stderr)
+            codes = [{"COMPLETED": EXIT_COMPLETED, "INTERRUPTED": EXIT_INTERRUPTED}.get(state, EXIT_FAILED)
+                     for _, state, _ in outcomes]
+            return EXIT_FAILED if EXIT_FAILED in codes else max(codes)
         elif args.command == "status":
             statuses = status(sweep, args.stale_after)
             if args.json:

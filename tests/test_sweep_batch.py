@@ -1,0 +1,42 @@
+"""`sweep run --batch R`: tasks trained as batched replicas, each still its own sweep run."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = str(ROOT / "experiments" / "sweeps" / "smoke.yaml")
+
+
+def sweep(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "studentteacher.sweep", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def valid_curve(run_dir: Path):
+    return json.loads((run_dir / "metrics.json").read_text())["valid_mmd2"]["values"]
+
+
+def test_batched_tasks_match_plain_tasks(tmp_path):
+    batched = sweep("run", SMOKE, "--index", "2", "--batch", "2", "--observer", str(tmp_path / "b"), cwd=tmp_path)
+    assert batched.returncode == 0, batched.stderr
+    for index in (2, 3):
+        plain = sweep("run", SMOKE, "--index", str(index), "--observer", str(tmp_path / "p"), cwd=tmp_path)
+        assert plain.returncode == 0, plain.stderr
+        run_dir = tmp_path / "b" / f"{index:05d}-1"
+        assert json.loads((run_dir / "run.json").read_text())["status"] == "COMPLETED"
+        assert valid_curve(run_dir) == pytest.approx(valid_curve(tmp_path / "p" / f"{index:05d}-1"), rel=1e-5)
+    status = sweep("status", SMOKE, "--observer", str(tmp_path / "b"), "--json", cwd=tmp_path)
+    states = {entry["index"]: entry["state"] for entry in json.loads(status.stdout)}
+    assert states == {0: "missing", 1: "missing", 2: "completed", 3: "completed"}
+
+
+def test_incompatible_tasks_are_refused_naming_the_key(tmp_path):
+    done = sweep("run", SMOKE, "--index", "1", "--batch", "2", "--observer", str(tmp_path / "b"), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "tasks 1..2 cannot be batched" in done.stderr and "method='drmmd'" in done.stderr
+    assert not list((tmp_path / "b").glob("0000*"))
