@@ -150,12 +150,12 @@ def surrogate_grad(arch: Architecture, params: Params, x: torch.Tensor, fwd: For
         else:
             grads["V"] = torch.einsum("bno,bnh->noh", delta_u, hidden)  # (N, O, H)
             delta_h = torch.einsum("bno,noh->bnh", delta_u, weight_v)  # (B, N, H)
-        delta_h = (delta_h * (hidden > 0)).reshape(batch, n * h)  # dS/d(pre-hidden): (B, N*H)
+        delta_h = torch.where(hidden > 0, delta_h, 0.0).reshape(batch, n * h)  # dS/d(pre-hidden): (B, N*H)
     else:
         hidden = fwd.hidden  # (B, N*H)
         delta_flat = delta_u.reshape(batch, n * o)  # (B, N*O)
         grads["V"] = (delta_flat.T @ hidden).reshape(n, o, n * h)  # (N, O, N*H)
-        delta_h = (delta_flat @ weight_v.reshape(n * o, n * h)) * (hidden > 0)  # (B, N*H)
+        delta_h = torch.where(hidden > 0, delta_flat @ weight_v.reshape(n * o, n * h), 0.0)  # (B, N*H)
     grads["W"] = (delta_h.T @ x).reshape(n, h, d)  # (N, H, d)
     if "bW" in params:
         grads["bW"] = delta_h.sum(0).reshape(n, h)

@@ -1,8 +1,19 @@
-"""Shared fixtures: tiny float64 networks for exact comparisons."""
+"""Shared fixtures: tiny float64 networks for exact comparisons.
+
+The tests run torch on one thread (and so do the experiments they start, through
+OMP_NUM_THREADS): their tensors are tiny, and on a small shared machine two threads per process
+only wait for each other.
+"""
 from __future__ import annotations
 
-import pytest
-import torch
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 from studentteacher.networks import Architecture, init_params
 

@@ -66,4 +66,6 @@ def perturb(params: Params, noise_level, noise: Params | None) -> Params:
     """Z + beta u for every weight (and bias); ``params`` itself when ``noise`` is None."""
     if noise is None:
         return params
-    return {key: value + noise_level * noise[key] for key, value in params.items()}
+    if isinstance(noise_level, torch.Tensor):
+        return {key: torch.addcmul(value, noise[key], noise_level) for key, value in params.items()}
+    return {key: torch.add(value, noise[key], alpha=noise_level) for key, value in params.items()}
