@@ -13,7 +13,6 @@ stops being logged; the others go on (replicas never mix: every batched product 
 from __future__ import annotations
 
 import math
-import time
 from typing import Callable
 
 import torch
@@ -22,10 +21,12 @@ from .divergences import st_drmmd, st_mmd2
 from .networks import output
 from .training import (
     MIN_ADAPTIVE_LR,
+    EpochClock,
     EpochMetrics,
     Trainer,
     TrainingDiverged,
     TrainingInterrupted,
+    log_due,
     noise_at,
 )
 from .updates import StepHyper
@@ -188,16 +189,13 @@ class BatchedTrainer:
             self.drmmd_start = self._drmmd(self.params, self.train_x, self.train_y, self.lmbda)
         if self.epoch == 0:
             self._log(None, 0.0, on_metrics, on_failure)
-        window_start, window_epochs = time.perf_counter(), 0
+        clock = EpochClock(self.device)
         while self.epoch < cfg["epochs"] and any(self.alive):
             loss = self.run_epoch()
-            window_epochs += 1
+            clock.tick()
             on_epoch(self.epoch)
-            if self.epoch % cfg["log_every"] == 0 or self.epoch == cfg["epochs"]:
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
-                self._log(loss, (time.perf_counter() - window_start) / window_epochs, on_metrics, on_failure)
-                window_start, window_epochs = time.perf_counter(), 0
+            if log_due(cfg, self.epoch):
+                self._log(loss, clock.read(), on_metrics, on_failure)
             checkpoint_due = cfg["checkpoint_every"] and self.epoch % cfg["checkpoint_every"] == 0
             stop = should_stop()
             if checkpoint_paths and (checkpoint_due or stop):

@@ -69,6 +69,29 @@ def noise_at(config: dict, epoch: int) -> float:
     return config["noise_level"] * config["noise_decay"] ** (epoch // config["noise_decay_every"])
 
 
+def log_due(config: dict, epoch: int) -> bool:
+    """Metrics are logged every ``log_every`` epochs and after the last one."""
+    return epoch % config["log_every"] == 0 or epoch == config["epochs"]
+
+
+class EpochClock:
+    """Mean wall time per epoch since the previous reading (CUDA is synchronised first)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.start, self.epochs = time.perf_counter(), 0
+
+    def tick(self) -> None:
+        self.epochs += 1
+
+    def read(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = (time.perf_counter() - self.start) / max(self.epochs, 1)
+        self.start, self.epochs = time.perf_counter(), 0
+        return seconds
+
+
 def save_atomically(obj, path: str) -> None:
     """torch.save to ``path + '.tmp'`` then rename, so a reader never sees half a file."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -197,18 +220,15 @@ class Trainer:
             self.drmmd_start = self._train_drmmd(self.lmbda)
         if self.epoch == 0:
             on_metrics(self._log(loss=None, seconds=0.0))
-        window_start, window_epochs, loss = time.perf_counter(), 0, None
+        clock = EpochClock(self.device)
         while self.epoch < cfg["epochs"]:
             loss = self.run_epoch()
-            window_epochs += 1
+            clock.tick()
             on_epoch(self.epoch)
-            if self.epoch % cfg["log_every"] == 0 or self.epoch == cfg["epochs"]:
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
-                seconds = (time.perf_counter() - window_start) / window_epochs
+            if log_due(cfg, self.epoch):
+                seconds = clock.read()
                 self._check_finite()
                 on_metrics(self._log(loss=loss, seconds=seconds))
-                window_start, window_epochs = time.perf_counter(), 0
             if cfg["checkpoint_every"] and self.epoch % cfg["checkpoint_every"] == 0 and checkpoint_path:
                 self._check_finite()
                 self.save_checkpoint(checkpoint_path)

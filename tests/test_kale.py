@@ -11,15 +11,6 @@ from studentteacher import divergences, kernels
 DTYPE = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny problems: one thread avoids OpenMP waits on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _problem(n=12, m=15, seed=0, bandwidth=0.8):
     generator = torch.Generator().manual_seed(seed)
     particles = torch.randn(n, 2, generator=generator, dtype=DTYPE) + 0.7  # (N, 2)
