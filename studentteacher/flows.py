@@ -30,10 +30,18 @@ u is drawn fresh every step; the value (and every logged metric) uses the clean 
 
 Adaptive DrMMD (the 2-D reference code of Chen et al., 2024): D_0 = DrMMD_{lambda_0}(y_0); at step
 n >= 1, lambda_n = lambda_0 sqrt(D / D_0) with D = DrMMD_{lambda_{n-1}}(y_n), the value after the
-previous move at the lambda of that move. The target-side matrix is factorised once
-(:class:`~studentteacher.divergences.GramEigh`): each step's solve with a new lambda is O(M^2).
-``solver="solve"`` instead calls ``torch.linalg.solve`` on K_XX + M lambda I every time it needs
-one (the per-step reference path, for tests and benchmarks).
+previous move at the lambda of that move. The target-side matrix is factorised once, not every
+step (``solver="factor"``): a Cholesky factor of K_XX + M lambda I for a fixed lambda, one
+eigendecomposition of K_XX for an adaptive one (:class:`~studentteacher.divergences.GramEigh`), so
+that each step's solve, with a new lambda or not, is O(M^2). ``solver="solve"`` instead calls
+``torch.linalg.solve`` on K_XX + M lambda I every time it needs one (the per-step reference path,
+for tests and benchmarks).
+
+Memory: every kernel reduction is blocked (:func:`~studentteacher.kernels.kernel_matvec`,
+:func:`~studentteacher.kernels.kernel_matvec_grad`) within ``budget_bytes`` per block, and the
+velocity grad phi comes from one blocked autograd pass over the N + M kernel centres of phi. The
+only matrix held in full is the M x M target Gram (or its factor) of DrMMD and KALE: at
+N = M = 10 000 in float64 a DrMMD flow needs about 1.7 GB (fixed lambda) to 3.3 GB (adaptive).
 
 KALE (Glaser et al., 2021): the dual weights alpha are found by Newton's method
 (:func:`~studentteacher.divergences.kale_dual`), warm-started from the previous step, until the
@@ -59,7 +67,7 @@ import torch
 from tqdm import tqdm
 
 from . import divergences
-from .kernels import KERNELS, Kernel, get_kernel
+from .kernels import BLOCK_BYTES, KERNELS, Kernel, get_kernel, kernel_gram, kernel_matvec, kernel_matvec_grad
 from .toys import TARGETS
 
 FLOWS = ("mmd", "mmd_noise", "drmmd", "drmmd_adaptive", "kale")
@@ -69,71 +77,107 @@ MIN_ADAPTIVE_STEP = 1e-4
 
 @dataclass(frozen=True)
 class FirstVariation:
-    """One step's ``value`` (0-dim, at the clean particles), ``potential``: phi at the points ``[N]``
-    (differentiable w.r.t. them), the ``lmbda`` in use (0.0 for the MMD flows, which have none; a
-    finite stand-in so that logged metrics stay valid JSON) and ``step_size`` gamma_n."""
+    """One step's first variation, a weighted sum of kernels centred at the particles and the target:
+
+    phi(z) = sum_j ``particle_weights[j]`` k(z, y_j) + sum_m ``target_weights[m]`` k(z, x_m)
+
+    ``value`` (0-dim, at the clean particles), ``particle_weights: [N]``, ``target_weights: [M]``,
+    the ``lmbda`` in use (0.0 for the MMD flows, which have none; a finite stand-in so that logged
+    metrics stay valid JSON) and ``step_size`` gamma_n.
+    """
 
     value: torch.Tensor
-    potential: torch.Tensor
+    particle_weights: torch.Tensor
+    target_weights: torch.Tensor
     lmbda: float
     step_size: float
 
 
 class _KernelFlow:
-    """Shared parts: the target, its Gram terms, and the Grams between points and particles."""
+    """Shared parts: the target, its kernel moments, the particle moments, the velocity.
+
+    Every kernel reduction goes through the blocked functions of :mod:`studentteacher.kernels`
+    with ``budget_bytes`` per block, so that no N x M (or N x N) matrix is held; only the flows
+    that need the target Gram K_XX (DrMMD, KALE) hold that one M x M matrix (or its factor).
+    """
 
     lmbda = 0.0  # no lambda (MMD flows)
 
-    def __init__(self, target: torch.Tensor, kernel: Kernel, step_size: float):
+    def __init__(self, target: torch.Tensor, kernel: Kernel, step_size: float, budget_bytes: int = BLOCK_BYTES):
         self.target = target  # (M, d)
         self.kernel = kernel
         self.step = step_size
-        self.k_xx = kernel(target, target)  # (M, M)
-        self.k_xx_mean = self.k_xx.mean()
+        self.budget = budget_bytes
+        size = target.shape[0]
+        self.c = self._matvec(target, target, torch.full((size,), 1.0 / size, dtype=target.dtype, device=target.device))
+        self.k_xx_mean = self.c.mean()  # c = K_XX 1/M: (M,)
+
+    def _matvec(self, x, y, weights):
+        return kernel_matvec(self.kernel, x, y, weights, self.budget)
 
     def noise(self, step: int) -> float:
         """beta_n: the noise level at step n (0 for flows without noise injection)."""
         return 0.0
 
-    def _grams(self, points: torch.Tensor, particles: torch.Tensor, clean: bool):
-        """k(points, Y) ``[N, N]`` and k(points, X) ``[N, M]`` (with graph), K_YY mean and a = K_XY 1/N ``[M]``."""
-        k_py = self.kernel(points, particles)  # (N, N)
-        k_px = self.kernel(points, self.target)  # (N, M)
-        with torch.no_grad():
-            if clean:
-                k_yy_mean, a = k_py.detach().mean(), k_px.detach().mean(0)  # (), (M,)
-            else:
-                k_yy_mean = self.kernel(particles, particles).mean()
-                a = self.kernel(particles, self.target).mean(0)  # (M,)
-        return k_py, k_px, k_yy_mean, a
+    def moments(self, particles: torch.Tensor):
+        """a = K_XY 1/N ``[M]`` and mean(K_YY) (0-dim) at the clean particles ``[N, d]``."""
+        size = particles.shape[0]
+        uniform = torch.full((size,), 1.0 / size, dtype=particles.dtype, device=particles.device)  # (N,)
+        return self._matvec(self.target, particles, uniform), self._matvec(particles, particles, uniform).mean()
+
+    def velocity(self, first: FirstVariation, points: torch.Tensor, particles: torch.Tensor) -> torch.Tensor:
+        """grad phi at ``points: [P, d]`` -> ``[P, d]`` (blocked; phi of :class:`FirstVariation`)."""
+        centres = torch.cat([particles, self.target])  # (N + M, d)
+        weights = torch.cat([first.particle_weights, first.target_weights])  # (N + M,)
+        return kernel_matvec_grad(self.kernel, points, centres, weights, self.budget)
+
+    def potential(self, first: FirstVariation, points: torch.Tensor, particles: torch.Tensor) -> torch.Tensor:
+        """phi at ``points: [P, d]`` -> ``[P]``, differentiable in the points (unblocked; for checks)."""
+        return self.kernel(points, particles) @ first.particle_weights + self.kernel(points, self.target) @ first.target_weights
 
 
 class MMDFlow(_KernelFlow):
     """MMD flow, phi = f (the MMD witness), optionally with noise injection."""
 
-    def __init__(self, target, kernel, step_size, noise_level: float = 0.0, noise_until: int = 0):
-        super().__init__(target, kernel, step_size)
+    def __init__(self, target, kernel, step_size, noise_level: float = 0.0, noise_until: int = 0, **options):
+        super().__init__(target, kernel, step_size, **options)
         self.noise_level, self.noise_until = noise_level, noise_until
 
     def noise(self, step: int) -> float:
         return self.noise_level if step < self.noise_until else 0.0
 
-    def first_variation(self, points, particles, clean: bool) -> FirstVariation:
-        k_py, k_px, k_yy_mean, a = self._grams(points, particles, clean)
+    def first_variation(self, particles: torch.Tensor) -> FirstVariation:
+        a, k_yy_mean = self.moments(particles)
         value = k_yy_mean + self.k_xx_mean - 2.0 * a.mean()
-        return FirstVariation(value, k_py.mean(1) - k_px.mean(1), self.lmbda, self.step)
+        n, m = particles.shape[0], self.target.shape[0]
+        weights_y = torch.full((n,), 1.0 / n, dtype=a.dtype, device=a.device)  # (N,)
+        weights_x = torch.full((m,), -1.0 / m, dtype=a.dtype, device=a.device)  # (M,)
+        return FirstVariation(value, weights_y, weights_x, self.lmbda, self.step)
 
 
 class DrMMDFlow(_KernelFlow):
-    """DrMMD flow, phi = 2 h_lambda, with a fixed or an adaptive lambda (module docstring)."""
+    """DrMMD flow, phi = 2 h_lambda, with a fixed or an adaptive lambda (module docstring).
 
-    def __init__(self, target, kernel, step_size, lmbda: float, adaptive: bool = False, solver: str = "eigh"):
-        super().__init__(target, kernel, step_size)
-        if solver not in ("eigh", "solve"):
-            raise ValueError(f"solver must be one of ['eigh', 'solve'], got {solver!r}")
-        self.lmbda0, self.lmbda, self.adaptive, self.solver = lmbda, lmbda, adaptive, solver
-        self.c = self.k_xx.mean(1)  # (M,)
-        self.eigh = divergences.GramEigh(self.k_xx) if solver == "eigh" else None
+    The target side is factorised once: a Cholesky factor of K_XX + M lambda I for a fixed lambda,
+    an eigendecomposition of K_XX (:class:`~studentteacher.divergences.GramEigh`) for an adaptive
+    one; ``solver="solve"`` keeps K_XX and solves from scratch each time (reference path).
+    """
+
+    def __init__(self, target, kernel, step_size, lmbda: float, adaptive: bool = False, solver: str = "factor",
+                 **options):  # fmt: skip
+        super().__init__(target, kernel, step_size, **options)
+        if solver not in ("factor", "solve"):
+            raise ValueError(f"solver must be one of ['factor', 'solve'], got {solver!r}")
+        self.lmbda0, self.lmbda, self.adaptive = lmbda, lmbda, adaptive
+        k_xx = kernel_gram(kernel, target, target, self.budget)  # (M, M)
+        size = target.shape[0]
+        self.k_xx = k_xx if solver == "solve" else None
+        self.eigh = divergences.GramEigh(k_xx) if adaptive and solver == "factor" else None
+        self.cholesky = None
+        if not adaptive and solver == "factor":
+            k_xx.diagonal().add_(size * lmbda)  # in place: K_XX is not needed any more
+            self.cholesky = torch.linalg.cholesky(k_xx)  # (M, M)
+        del k_xx
         self.initial_value: torch.Tensor | None = None
 
     def _solver(self, a_minus_c: torch.Tensor) -> Callable[[float], torch.Tensor]:
@@ -141,6 +185,8 @@ class DrMMDFlow(_KernelFlow):
         if self.eigh is not None:
             rotated = self.eigh.rotate(a_minus_c)  # (M,)
             return lambda lmbda: self.eigh.solve_rotated(rotated, lmbda)
+        if self.cholesky is not None:
+            return lambda lmbda: torch.cholesky_solve(a_minus_c[:, None], self.cholesky)[:, 0]
         size = self.k_xx.shape[0]
         identity = torch.eye(size, dtype=self.k_xx.dtype, device=self.k_xx.device)
         return lambda lmbda: torch.linalg.solve(self.k_xx + size * lmbda * identity, a_minus_c)
@@ -148,8 +194,8 @@ class DrMMDFlow(_KernelFlow):
     def _value(self, value_mmd2, a_minus_c, beta, lmbda):
         return (1.0 + lmbda) / lmbda * (value_mmd2 - a_minus_c @ beta)
 
-    def first_variation(self, points, particles, clean: bool) -> FirstVariation:
-        k_py, k_px, k_yy_mean, a = self._grams(points, particles, clean)
+    def first_variation(self, particles: torch.Tensor) -> FirstVariation:
+        a, k_yy_mean = self.moments(particles)
         value_mmd2 = k_yy_mean + self.k_xx_mean - 2.0 * a.mean()
         a_minus_c = a - self.c  # (M,)
         beta_of = self._solver(a_minus_c)
@@ -161,28 +207,34 @@ class DrMMDFlow(_KernelFlow):
                 self.lmbda = self.lmbda0 * math.sqrt(max(float(previous / self.initial_value), 0.0))
         beta = beta_of(self.lmbda)  # (M,)
         value = self._value(value_mmd2, a_minus_c, beta, self.lmbda)
-        scale = (1.0 + self.lmbda) / self.lmbda
-        potential = 2.0 * scale * (k_py.mean(1) - k_px.mean(1) - k_px @ beta)  # (N,)
+        scale = 2.0 * (1.0 + self.lmbda) / self.lmbda
+        n, m = particles.shape[0], self.target.shape[0]
+        weights_y = torch.full((n,), scale / n, dtype=a.dtype, device=a.device)  # (N,)
+        weights_x = -scale * (1.0 / m + beta)  # (M,)
         step_size = max(self.lmbda * self.step, MIN_ADAPTIVE_STEP) if self.adaptive else self.lmbda * self.step
-        return FirstVariation(value, potential, self.lmbda, step_size)
+        return FirstVariation(value, weights_y, weights_x, self.lmbda, step_size)
 
 
 class KALEFlow(_KernelFlow):
     """KALE flow, phi = (1+lambda) h*, dual weights by warm-started Newton (module docstring)."""
 
-    def __init__(self, target, kernel, step_size, lmbda: float, kale_tol: float = 1e-10, max_newton: int = 200):
-        super().__init__(target, kernel, step_size)
+    def __init__(self, target, kernel, step_size, lmbda: float, kale_tol: float = 1e-10, max_newton: int = 200,
+                 **options):  # fmt: skip
+        super().__init__(target, kernel, step_size, **options)
         self.lmbda, self.tol, self.max_newton = lmbda, kale_tol, max_newton
+        self.k_xx = kernel_gram(kernel, target, target, self.budget)  # (M, M)
         self.alpha: torch.Tensor | None = None  # (M,) warm start
         self.newton_iterations = 0
 
-    def first_variation(self, points, particles, clean: bool) -> FirstVariation:
-        k_py, k_px, k_yy_mean, a = self._grams(points, particles, clean)
+    def first_variation(self, particles: torch.Tensor) -> FirstVariation:
+        a, k_yy_mean = self.moments(particles)
         dual = divergences.kale_dual(self.k_xx, a, self.lmbda, self.alpha, self.tol, self.max_newton)
         self.alpha, self.newton_iterations = dual.alpha, self.newton_iterations + dual.iterations
         value = divergences.kale_from_dual(dual, self.k_xx, a, k_yy_mean, self.lmbda)
-        potential = (1.0 + self.lmbda) / self.lmbda * (k_py.mean(1) - k_px @ dual.alpha)  # (N,)
-        return FirstVariation(value, potential, self.lmbda, self.step)
+        scale = (1.0 + self.lmbda) / self.lmbda
+        n = particles.shape[0]
+        weights_y = torch.full((n,), scale / n, dtype=a.dtype, device=a.device)  # (N,)
+        return FirstVariation(value, weights_y, -scale * dual.alpha, self.lmbda, self.step)
 
 
 def make_flow(
@@ -193,15 +245,21 @@ def make_flow(
     lmbda: float,
     noise_level: float = 0.0,
     noise_until: int = 0,
-    solver: str = "eigh",
+    solver: str = "factor",
+    budget_bytes: int = BLOCK_BYTES,
 ):
-    """The flow object named ``flow`` (one of :data:`FLOWS`) towards ``target: [M, d]``."""
+    """The flow object named ``flow`` (one of :data:`FLOWS`) towards ``target: [M, d]``.
+
+    ``budget_bytes`` bounds the temporaries of each block of a kernel reduction.
+    """
+    options = {"budget_bytes": budget_bytes}
     if flow in ("mmd", "mmd_noise"):
-        return MMDFlow(target, kernel, step_size, noise_level if flow == "mmd_noise" else 0.0, noise_until)
+        noise = noise_level if flow == "mmd_noise" else 0.0
+        return MMDFlow(target, kernel, step_size, noise, noise_until, **options)
     if flow in ("drmmd", "drmmd_adaptive"):
-        return DrMMDFlow(target, kernel, step_size, lmbda, adaptive=flow == "drmmd_adaptive", solver=solver)
+        return DrMMDFlow(target, kernel, step_size, lmbda, adaptive=flow == "drmmd_adaptive", solver=solver, **options)
     if flow == "kale":
-        return KALEFlow(target, kernel, step_size, lmbda)
+        return KALEFlow(target, kernel, step_size, lmbda, **options)
     raise ValueError(f"flow must be one of {list(FLOWS)}, got {flow!r}")
 
 
@@ -263,16 +321,14 @@ class FlowDivergedError(RuntimeError):
 
 
 def flow_velocity(flow, particles: torch.Tensor, step: int, generator: torch.Generator | None = None):
-    """The first variation at step n and the velocity grad phi_n(y_i + beta_n u_i): ``[N, d]``."""
+    """The first variation at step n (clean particles) and the velocity grad phi_n(y_i + beta_n u_i): ``[N, d]``."""
+    first = flow.first_variation(particles)
     beta = flow.noise(step)
+    points = particles
     if beta > 0:
         noise = torch.randn(particles.shape, generator=generator, dtype=particles.dtype, device=particles.device)
-        points = (particles + beta * noise).requires_grad_()  # (N, d)
-    else:
-        points = particles.clone().requires_grad_()  # (N, d)
-    first = flow.first_variation(points, particles, clean=beta == 0)
-    (velocity,) = torch.autograd.grad(first.potential.sum(), points)  # (N, d)
-    return first, velocity
+        points = particles + beta * noise  # (N, d)
+    return first, flow.velocity(first, points, particles)
 
 
 def run_flow(

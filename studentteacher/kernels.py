@@ -18,11 +18,17 @@ distance ``2 E|X-Y| - E|X-X'| - E|Y-Y'|`` divided by ``bandwidth``.
 Every explicit kernel takes ``x: [n, d]`` and ``y: [m, d]`` and returns the Gram ``[n, m]``.
 Distances use a safe square root so that gradients stay finite (zero) at coinciding points.
 
+Blocked reductions (:func:`kernel_matvec`, :func:`kernel_matvec_grad`, :func:`kernel_gram`)
+evaluate a Gram by blocks of rows of ``x``, so that the temporaries of one block stay within a
+memory budget (``budget_bytes``, default :data:`BLOCK_BYTES`) whatever n and m are: a flow with
+N = M = 10 000 never holds an N x M matrix of kernel values (nor its autograd graph).
+
 The feature kernel of the student-teacher problem is k(U, Z) = E_x[phi_U(x)^T phi_Z(x)];
 :func:`feature_gram` is its batch estimate.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -82,8 +88,38 @@ KERNELS: dict[str, Callable[..., torch.Tensor]] = {
 }
 
 
+def _radial_slope(name: str, sq: torch.Tensor, bandwidth: float) -> torch.Tensor:
+    """q(s) = 2 dk/ds at s = |x - y|^2 for the translation-invariant part of kernel ``name``, so that
+    grad_x k(x, y) = q (x - y); 0 where the distance is 0 (as the safe square root's gradient)."""
+    if name == "gaussian":
+        return torch.exp(-sq / (2.0 * bandwidth**2)) / -(bandwidth**2)
+    if name == "imq":
+        return torch.rsqrt(1.0 + sq / bandwidth**2) ** 3 / -(bandwidth**2)
+    dist = _safe_norm_from_squares(sq)
+    positive = dist > 0
+    safe = torch.where(positive, dist, 1.0)
+    if name == "laplace":
+        return torch.where(positive, torch.exp(-safe / bandwidth) / -(bandwidth * safe), 0.0)
+    return torch.where(positive, -1.0 / (bandwidth * safe), 0.0)  # energy: -|x - y| / bandwidth
+
+
+def _weighted_gradient(name: str, bandwidth: float, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor):
+    """Closed form of grad_x sum_j w_j k(x_i, y_j) = x_i sum_j w_j q_ij - sum_j w_j q_ij y_j (+ the energy
+    kernel's base-point term x_i / (bandwidth |x_i|) sum_j w_j); ``[n, d], [m, d], [m] -> [n, d]``."""
+    coefficients = _radial_slope(name, squared_distances(x, y), bandwidth) * weights  # (n, m)
+    gradient = x * coefficients.sum(1, keepdim=True) - coefficients @ y  # (n, d)
+    if name == "energy":
+        norm_x = _safe_norm_from_squares((x * x).sum(-1, keepdim=True))  # (n, 1)
+        gradient = gradient + torch.where(norm_x > 0, x / (bandwidth * norm_x.clamp_min(1e-300)), 0.0) * weights.sum()
+    return gradient
+
+
 def get_kernel(name: str, bandwidth: float) -> Kernel:
-    """The kernel ``name`` with its bandwidth bound: a callable ``(x, y) -> Gram``."""
+    """The kernel ``name`` with its bandwidth bound: a callable ``(x, y) -> Gram``.
+
+    It carries ``weighted_gradient(x, y, w)``, the closed form of grad_x sum_j w_j k(x_i, y_j)
+    ``[n, d]``, which :func:`kernel_matvec_grad` uses instead of autograd.
+    """
     if name not in KERNELS:
         raise ValueError(f"kernel must be one of {sorted(KERNELS)}, got {name!r}")
     _check_bandwidth(bandwidth)
@@ -93,7 +129,66 @@ def get_kernel(name: str, bandwidth: float) -> Kernel:
         return function(x, y, bandwidth)
 
     kernel.__name__ = f"{name}(bandwidth={bandwidth})"
+    kernel.weighted_gradient = functools.partial(_weighted_gradient, name, bandwidth)
     return kernel
+
+
+#: Default memory budget of the temporaries of one block of a blocked kernel reduction.
+BLOCK_BYTES = 256 * 2**20
+#: Temporaries per Gram entry of a block, autograd included (distances, exponent, kernel, gradients).
+_TEMPORARIES_PER_ENTRY = 10
+
+
+def block_rows(n_rows: int, n_cols: int, dtype: torch.dtype, budget_bytes: int = BLOCK_BYTES) -> int:
+    """Rows per block so that ``rows * n_cols`` entries (and their temporaries) fit in ``budget_bytes``."""
+    entry_bytes = torch.finfo(dtype).bits // 8 * _TEMPORARIES_PER_ENTRY
+    return max(1, min(n_rows, budget_bytes // max(1, n_cols * entry_bytes)))
+
+
+def kernel_matvec(
+    kernel: Kernel, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, budget_bytes: int = BLOCK_BYTES
+) -> torch.Tensor:
+    """K(x, y) @ weights by blocks of rows of ``x``, without a graph.
+
+    ``x: [n, d]``, ``y: [m, d]``, ``weights: [m]`` -> ``[n]``: sum_j k(x_i, y_j) w_j.
+    """
+    rows = block_rows(x.shape[0], y.shape[0], x.dtype, budget_bytes)
+    with torch.no_grad():
+        return torch.cat([kernel(block, y) @ weights for block in x.split(rows)])  # (n,)
+
+
+def kernel_matvec_grad(
+    kernel: Kernel, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, budget_bytes: int = BLOCK_BYTES
+) -> torch.Tensor:
+    """Gradient in x_i of sum_j w_j k(x_i, y_j), by blocks of rows of ``x``.
+
+    ``x: [n, d]``, ``y: [m, d]``, ``weights: [m]`` (no gradient flows into ``y`` or ``weights``)
+    -> ``[n, d]``. Kernels from :func:`get_kernel` use their closed-form ``weighted_gradient``;
+    any other callable goes through autograd, one block's graph at a time.
+    """
+    rows = block_rows(x.shape[0], y.shape[0], x.dtype, budget_bytes)
+    y, weights = y.detach(), weights.detach()
+    closed_form = getattr(kernel, "weighted_gradient", None)
+    gradients = []
+    for block in x.detach().split(rows):
+        if closed_form is not None:
+            gradients.append(closed_form(block, y, weights))  # (rows, d)
+            continue
+        with torch.enable_grad():
+            block = block.requires_grad_()
+            (gradient,) = torch.autograd.grad((kernel(block, y) @ weights).sum(), block)  # (rows, d)
+        gradients.append(gradient)
+    return torch.cat(gradients)  # (n, d)
+
+
+def kernel_gram(kernel: Kernel, x: torch.Tensor, y: torch.Tensor, budget_bytes: int = BLOCK_BYTES) -> torch.Tensor:
+    """The Gram K(x, y) ``[n, m]``, filled by blocks of rows so that only the result is held in full."""
+    rows = block_rows(x.shape[0], y.shape[0], x.dtype, budget_bytes)
+    gram = torch.empty(x.shape[0], y.shape[0], dtype=x.dtype, device=x.device)  # (n, m)
+    with torch.no_grad():
+        for start, block in zip(range(0, x.shape[0], rows), x.split(rows)):
+            gram[start:start + rows] = kernel(block, y)
+    return gram
 
 
 def feature_gram(phi_u: torch.Tensor, phi_z: torch.Tensor) -> torch.Tensor:

@@ -19,10 +19,12 @@ def _problem(n=10, m=14, seed=0):
 
 
 def _velocity(flow, particles):
+    """The flow's (blocked) velocity, checked against autograd of its unblocked potential phi."""
+    first, velocity = flows.flow_velocity(flow, particles, 0)
     points = particles.clone().requires_grad_()
-    first = flow.first_variation(points, particles, clean=True)
-    (grad,) = torch.autograd.grad(first.potential.sum(), points)
-    return first, grad  # (N, d)
+    (grad,) = torch.autograd.grad(flow.potential(first, points, particles).sum(), points)
+    torch.testing.assert_close(velocity, grad, rtol=1e-10, atol=1e-12)
+    return first, velocity  # (N, d)
 
 
 def _finite_difference(value, particles, index, eps=1e-6):
@@ -114,12 +116,12 @@ def test_adaptive_drmmd_eigh_path_equals_solve_path_and_follows_the_rule():
     toy = toys.make_toy("three_rings", 30, 30, seed=0)
     kernel = functools.partial(kernels.gaussian, bandwidth=0.15)
     paths = {}
-    for solver in ("eigh", "solve"):
+    for solver in ("factor", "solve"):
         flow = flows.DrMMDFlow(toy.target, kernel, 0.1, 0.1, adaptive=True, solver=solver)
         paths[solver] = _run(flow, toy.source, 30, log_every=1)
-    torch.testing.assert_close(paths["eigh"].particles, paths["solve"].particles, rtol=0, atol=1e-9)
-    lmbdas = paths["eigh"].metrics()["lmbda"]
-    steps = paths["eigh"].metrics()["step_size"]
+    torch.testing.assert_close(paths["factor"].particles, paths["solve"].particles, rtol=0, atol=1e-9)
+    lmbdas = paths["factor"].metrics()["lmbda"]
+    steps = paths["factor"].metrics()["step_size"]
     assert float(lmbdas[0]) == 0.1 and float(lmbdas[-1]) < 0.1, "lambda must follow the falling DrMMD"
     torch.testing.assert_close(steps, (lmbdas * 0.1).clamp_min(flows.MIN_ADAPTIVE_STEP))
     # lambda_1 = lambda_0 sqrt(DrMMD_{lambda_0}(y_1) / DrMMD_{lambda_0}(y_0)).
@@ -198,3 +200,32 @@ def test_validate_flow_config_unknown_and_missing_keys():
     without = {key: value for key, value in GOOD.items() if key != "lmbda"}
     with pytest.raises(ValueError, match="missing config keys \\['lmbda'\\]"):
         flows.validate_flow_config(without)
+
+
+# ----------------------------------------------------------------------------- blocked reductions
+@pytest.mark.parametrize("name", sorted(kernels.KERNELS))
+def test_blocked_kernel_reductions_equal_the_full_gram(name):
+    kernel = kernels.get_kernel(name, 0.7)
+    x, y = _problem(n=23, m=17, seed=3)
+    weights = torch.linspace(-1.0, 2.0, 17, dtype=DTYPE)
+    tiny = 1  # one row per block
+    assert kernels.block_rows(23, 17, DTYPE, tiny) == 1
+    torch.testing.assert_close(kernels.kernel_gram(kernel, x, y, tiny), kernel(x, y))
+    torch.testing.assert_close(kernels.kernel_matvec(kernel, x, y, weights, tiny), kernel(x, y) @ weights)
+    points = x.clone().requires_grad_()
+    (expected,) = torch.autograd.grad((kernel(points, y) @ weights).sum(), points)
+    torch.testing.assert_close(kernels.kernel_matvec_grad(kernel, x, y, weights, tiny), expected)
+
+
+@pytest.mark.parametrize("flow_name", ["mmd_noise", "drmmd", "drmmd_adaptive", "kale"])
+def test_a_flow_with_one_row_per_block_follows_the_unblocked_flow(flow_name):
+    toy = toys.make_toy("three_rings", 30, 30, seed=0)
+    kernel = kernels.get_kernel("gaussian", 0.15)
+    trajectories = []
+    for budget in (kernels.BLOCK_BYTES, 1):
+        flow = flows.make_flow(flow_name, toy.target, kernel, 0.1 if flow_name != "kale" else 1e-3, 0.01,
+                               noise_level=0.1, noise_until=5, budget_bytes=budget)  # fmt: skip
+        generator = torch.Generator().manual_seed(0)
+        trajectories.append(_run(flow, toy.source, 10, generator=generator))
+    assert (trajectories[0].particles - toy.source).abs().max() > 1e-4, "the flow did not move"
+    torch.testing.assert_close(trajectories[1].particles, trajectories[0].particles, rtol=0, atol=1e-12)
