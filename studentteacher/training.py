@@ -35,7 +35,7 @@ from .updates import StepHyper, draw_noise, make_rule
 
 MIN_ADAPTIVE_LR = 1e-4
 # keys that may differ between a checkpoint's run and the run resuming from it
-RESUMABLE_CHANGES = ("epochs", "log_every", "checkpoint_every", "resume_from", "device")
+RESUMABLE_CHANGES = ("epochs", "log_every", "checkpoint_every", "resume_from", "device", "allow_tf32")
 
 
 class TrainingDiverged(RuntimeError):
@@ -110,6 +110,8 @@ class Trainer:
             raise config_module.ConfigError("config key 'seed': got None; allowed: an integer")
         self.device = config_module.resolve_device(cfg["device"])
         self.dtype = getattr(torch, cfg["dtype"])
+        if self.device.type == "cuda":  # TF32 only when the config asks for it (PyTorch's default may differ)
+            torch.backends.cuda.matmul.allow_tf32 = cfg["allow_tf32"]
         self.arch = Architecture(cfg["readout"], cfg["d_in"], cfg["hidden"], cfg["d_out"], cfg["bias"])
         self.generators = make_generators(cfg["seed"], self.device)
         create = dict(dtype=self.dtype, device=self.device)

@@ -31,3 +31,12 @@ def test_noise_rules_run_on_gpu_and_learn():
     trainer = Trainer(dict(SMALL, dtype="float32", device="cuda", method="noise_injection", epochs=20, log_every=20))
     trainer.run()
     assert trainer.history["train_mmd2"][-1] < trainer.history["train_mmd2"][0]
+
+
+def test_tf32_only_when_the_config_asks():
+    torch.backends.cuda.matmul.allow_tf32 = True  # whatever a previous user of the process left
+    Trainer(dict(SMALL, device="cuda", dtype="float32"))
+    assert torch.backends.cuda.matmul.allow_tf32 is False
+    Trainer(dict(SMALL, device="cuda", dtype="float32", allow_tf32=True))
+    assert torch.backends.cuda.matmul.allow_tf32 is True
+    torch.backends.cuda.matmul.allow_tf32 = False

@@ -105,6 +105,7 @@ def test_checkpoint_and_resume_continue_identically(tmp_path):
         ({"device": "tpu"}, r"'device': got 'tpu'; allowed: 'auto', 'cpu', 'cuda' or 'cuda:N'"),
         ({"bias": "yes"}, r"'bias': got 'yes'; allowed: a value of type bool"),
         ({"replicas": 0}, r"'replicas': got 0; allowed: a number >= 1"),
+        ({"allow_tf32": "true"}, r"'allow_tf32': got 'true'; allowed: a value of type bool"),
     ],
 )
 def test_bad_config_names_the_key(update, message):
