@@ -21,36 +21,17 @@ import argparse
 import datetime
 import json
 import platform
-import resource
-import statistics
 import subprocess
 import sys
 import time
 
 import torch
 
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from bench_training import peak_memory_mb, synchronize, timed
 
 
 def _peak_gb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
-def _median_seconds(function, device: torch.device, repeats: int = 3) -> float:
-    function()
-    _sync(device)
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        _sync(device)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+    return peak_memory_mb(device) / 1024
 
 
 def measure_student(n_particles: int, device: torch.device) -> dict:
@@ -58,7 +39,7 @@ def measure_student(n_particles: int, device: torch.device) -> dict:
 
     trainer = Trainer(dict(method="sgd", readout="particle", n_particles=n_particles, seed=0, device=str(device),
                            epochs=10**9))  # fmt: skip
-    seconds = _median_seconds(trainer.run_epoch, device)
+    seconds = timed(trainer.run_epoch, device, repeats=3)
     return dict(kind="student", n=n_particles, seconds_per_epoch=seconds, peak_gb=_peak_gb(device))
 
 
@@ -69,7 +50,7 @@ def measure_flow(name: str, size: int, device: torch.device) -> dict:
     toy = toys.make_toy("three_rings", size, size - size % 3, seed=0, dtype=torch.float64, device=device)
     start = time.perf_counter()
     flow = flows.make_flow(name, toy.target, get_kernel("gaussian", 0.15), 0.1, 1e-3 if name == "drmmd" else 0.1)
-    _sync(device)
+    synchronize(device)
     setup = time.perf_counter() - start
     state = {"particles": toy.source, "step": 0}
 
@@ -78,7 +59,7 @@ def measure_flow(name: str, size: int, device: torch.device) -> dict:
         state["particles"] = state["particles"] - first.step_size * velocity
         state["step"] += 1
 
-    seconds = _median_seconds(step, device)
+    seconds = timed(step, device, repeats=3)
     finite = bool(torch.isfinite(state["particles"]).all())
     return dict(kind="flow", flow=name, n=size, m=size - size % 3, setup_seconds=setup, seconds_per_step=seconds,
                 peak_gb=_peak_gb(device), finite=finite)  # fmt: skip
