@@ -1,0 +1,62 @@
+"""The benchmark scripts run end to end at tiny sizes and write the JSON they promise.
+
+Times are never asserted (benchmarks print ratios); these tests only keep the scripts working.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _run(script: str, *arguments: str) -> str:
+    completed = subprocess.run([sys.executable, str(BENCHMARKS / script), *arguments], capture_output=True, text=True,
+                               timeout=300)  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    return completed.stdout
+
+
+def test_bench_updates_checks_agreement_and_writes_ratios(tmp_path):
+    path = tmp_path / "updates.json"
+    _run("bench_updates.py", "--quick", "--rules", "sgd", "ksd", "--json", str(path))
+    report = json.loads(path.read_text())
+    assert report["agreement"]["agrees"] is True, report["agreement"]
+    assert set(report["results"]) == {"sgd", "ksd"}
+    assert report["results"]["ksd"]["speed_up"] > 0 and report["torch"] and report["date"]
+
+
+@pytest.mark.parametrize("readout", ["dense", "particle"])
+def test_bench_training_reports_epoch_against_bare_products(tmp_path, readout):
+    path = tmp_path / "training.json"
+    _run("bench_training.py", "--readout", readout, "--n-particles", "20", "--methods", "sgd", "noise_injection",
+         "--epochs", "1", "--repeats", "1", "--json", str(path))  # fmt: skip
+    rows = json.loads(path.read_text())["rows"]
+    assert [row["method"] for row in rows] == ["sgd", "noise_injection"]
+    assert all(row["ratio"] > 0 and row["peak_mb"] > 0 for row in rows)
+
+
+def test_bench_replicas_reports_ratio_to_one_run(tmp_path):
+    path = tmp_path / "replicas.json"
+    _run("bench_replicas.py", "--n-particles", "20", "--replicas", "1", "3", "--methods", "drmmd", "--epochs", "1",
+         "--repeats", "1", "--json", str(path))  # fmt: skip
+    rows = json.loads(path.read_text())["rows"]
+    assert [row["replicas"] for row in rows] == [1, 3] and all(row["ratio"] > 0 for row in rows)
+
+
+def test_bench_flows_and_scale_write_their_rows(tmp_path):
+    flows_path, scale_path = tmp_path / "flows.json", tmp_path / "scale.json"
+    _run("bench_flows.py", "--sizes", "30", "--steps", "2", "--repeats", "1", "--flows", "mmd", "drmmd_adaptive",
+         "--devices", "cpu", "--output", str(flows_path))  # fmt: skip
+    (row,) = json.loads(flows_path.read_text())["rows"]
+    assert set(row["steps_per_second"]) == {"mmd", "drmmd_adaptive", "drmmd_adaptive_solve"}
+    output = _run("bench_scale.py", "--student-sizes", "40", "--flow-sizes", "30", "--flows", "drmmd", "kale",
+                  "--budget-gb", "4", "--json", str(scale_path))  # fmt: skip
+    rows = json.loads(scale_path.read_text())["rows"]
+    assert [row["kind"] for row in rows] == ["student", "flow", "flow"], output
+    assert all("error" not in row for row in rows), rows
+    assert all(row["finite"] and row["within_budget"] for row in rows[1:])
