@@ -39,7 +39,8 @@ for tests and benchmarks).
 
 Memory: every kernel reduction is blocked (:func:`~studentteacher.kernels.kernel_matvec`,
 :func:`~studentteacher.kernels.kernel_matvec_grad`) within ``budget_bytes`` per block, and the
-velocity grad phi comes from one blocked autograd pass over the N + M kernel centres of phi. The
+velocity grad phi is one blocked pass over the N + M kernel centres of phi (closed-form kernel
+gradients for the kernels of :func:`~studentteacher.kernels.get_kernel`, autograd otherwise). The
 only matrix held in full is the M x M target Gram (or its factor) of DrMMD and KALE: at
 N = M = 10 000 in float64 a DrMMD flow needs about 1.7 GB (fixed lambda) to 3.3 GB (adaptive).
 
