@@ -322,12 +322,18 @@ class FlowDivergedError(RuntimeError):
 
 
 def flow_velocity(flow, particles: torch.Tensor, step: int, generator: torch.Generator | None = None):
-    """The first variation at step n (clean particles) and the velocity grad phi_n(y_i + beta_n u_i): ``[N, d]``."""
+    """The first variation at step n (clean particles) and the velocity grad phi_n(y_i + beta_n u_i): ``[N, d]``.
+
+    The noise u is drawn on the generator's device (the CPU in the experiment, so that a seed gives
+    the same flow on every device) and moved to the particles' device.
+    """
     first = flow.first_variation(particles)
     beta = flow.noise(step)
     points = particles
     if beta > 0:
-        noise = torch.randn(particles.shape, generator=generator, dtype=particles.dtype, device=particles.device)
+        source = "cpu" if generator is None else generator.device
+        noise = torch.randn(particles.shape, generator=generator, dtype=particles.dtype, device=source)
+        noise = noise.to(particles.device)  # (N, d)
         points = particles + beta * noise  # (N, d)
     return first, flow.velocity(first, points, particles)
 

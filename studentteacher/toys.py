@@ -84,10 +84,15 @@ def mixture_of_gaussians(n_target: int, generator: torch.Generator, dtype=torch.
 
 
 def make_toy(name: str, n_particles: int, n_target: int, seed: int, dtype=torch.float64, device="cpu") -> Toy:
-    """The toy ``name`` (one of :data:`TARGETS`) with N source particles and M target points."""
+    """The toy ``name`` (one of :data:`TARGETS`) with N source particles and M target points.
+
+    Points are drawn on the CPU from CPU generators, then moved to ``device``, so that a seed gives
+    the same toy on every device.
+    """
     if name not in REFERENCE_BANDWIDTH:
         raise ValueError(f"target must be one of {list(TARGETS)}, got {name!r}")
-    target_stream, source_stream = generators(seed, 2, device)
+    target_stream, source_stream = generators(seed, 2)
+    device, on = "cpu", device
     if name == "three_rings":
         target = three_rings(n_target, dtype, device)
         source = _normal(n_particles, [0.0, -0.3], 0.01, source_stream, dtype, device)
@@ -100,4 +105,4 @@ def make_toy(name: str, n_particles: int, n_target: int, seed: int, dtype=torch.
     else:  # gaussian_1d
         target = _normal(n_target, [0.0], 1.0, target_stream, dtype, device)
         source = _normal(n_particles, [10.0], math.sqrt(0.5), source_stream, dtype, device)
-    return Toy(name, source, target, REFERENCE_BANDWIDTH[name])
+    return Toy(name, source.to(on), target.to(on), REFERENCE_BANDWIDTH[name])

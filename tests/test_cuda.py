@@ -1,9 +1,11 @@
-"""The GPU path: float64 on CUDA follows the CPU run of the same seed. Skips without CUDA."""
+"""The GPU path: float64 on CUDA follows the CPU run of the same seed (training and 2-D flows). Skips without CUDA."""
 from __future__ import annotations
 
 import pytest
 import torch
 
+from studentteacher import flows, toys
+from studentteacher.kernels import get_kernel
 from studentteacher.training import Trainer
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
@@ -40,3 +42,18 @@ def test_tf32_only_when_the_config_asks():
     Trainer(dict(SMALL, device="cuda", dtype="float32", allow_tf32=True))
     assert torch.backends.cuda.matmul.allow_tf32 is True
     torch.backends.cuda.matmul.allow_tf32 = False
+
+
+@pytest.mark.parametrize("flow_name", ["mmd_noise", "drmmd", "drmmd_adaptive", "kale"])
+def test_float64_gpu_flow_matches_cpu(flow_name):
+    trajectories = {}
+    for device in ("cpu", "cuda"):
+        toy = toys.make_toy("three_rings", 30, 30, seed=0, dtype=torch.float64, device=device)
+        flow = flows.make_flow(flow_name, toy.target, get_kernel("gaussian", 0.15), 1e-3 if flow_name == "kale" else 0.1,
+                               0.01, noise_level=0.1, noise_until=5)  # fmt: skip
+        trajectories[device] = flows.run_flow(flow, toy.source, 20, reference_bandwidth=0.15, log_every=5,
+                                              snapshot_every=20, generator=toys.generators(0, 3)[2])  # fmt: skip
+    assert trajectories["cuda"].particles.device.type == "cuda"
+    torch.testing.assert_close(trajectories["cuda"].particles.cpu(), trajectories["cpu"].particles, rtol=0, atol=1e-10)
+    for name, values in trajectories["cpu"].metrics().items():
+        torch.testing.assert_close(trajectories["cuda"].metrics()[name], values, rtol=1e-8, atol=1e-12)
