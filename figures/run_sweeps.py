@@ -10,7 +10,8 @@ again to finish an interrupted reproduction); failed tasks are not rerun either 
 diverges again with the same seed), they are reported and stay in the figures as FAILED. Runs go
 to the sweep's observer directory: ``$STUDENTTEACHER_RUNS/<file stem>`` (``runs/<file stem>``
 without the variable). Exit status 0 when every task ended completed or failed (a figure can be
-drawn), 3 when one was interrupted.
+drawn), 3 when one was interrupted: a stop signal (SIGTERM, SIGUSR2) interrupts the running task
+and ends the whole run, it does not go on to the next task.
 """
 from __future__ import annotations
 
@@ -42,6 +43,9 @@ def run_file(path: str) -> tuple[int, int, int]:
         interrupted += state == "INTERRUPTED"
         print(f"  task {index:>3} {sweeps._short(sweep.varied(index))}: {state} "
               f"in {time.perf_counter() - start:.1f} s ({run_dir.name if run_dir else '-'})", flush=True)
+        if state == "INTERRUPTED":  # a stop signal (SIGTERM, SIGUSR2, Ctrl-C): stop here, not just this task
+            print("  stopped: the task was interrupted; run again to resume", flush=True)
+            break
     return len(todo), failed, interrupted
 
 
@@ -59,9 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         except sweeps.SweepError as err:
             print(f"error: {err}", file=sys.stderr)
             return sweeps.EXIT_INVALID
-        any_interrupted |= bool(interrupted)
         if failed:
             print(f"  {failed} task(s) FAILED (kept and flagged in the figures)", flush=True)
+        if interrupted:
+            any_interrupted = True
+            break
     return sweeps.EXIT_INTERRUPTED if any_interrupted else 0
 
 

@@ -40,3 +40,32 @@ def test_reproduce_rejects_unknown_arguments(tmp_path):
     done = subprocess.run(["bash", str(REPO / "figures" / "reproduce.sh"), "--smal"], cwd=tmp_path,
                           capture_output=True, text=True)
     assert done.returncode == 2 and "--small" in done.stderr
+
+
+def test_a_stop_signal_ends_the_local_sweep_runner_not_just_its_task(tmp_path):
+    """SIGTERM interrupts the running task and the runner stops (exit 3); no later task starts."""
+    import json
+    import signal
+    import sys
+    import time
+
+    sweep_file = tmp_path / "long.yaml"
+    sweep_file.write_text(
+        "experiment: particle_flow\n"
+        "base: {target: three_rings, flow: mmd, n_particles: 30, n_target: 30, steps: 10000000, log_every: 1000,"
+        " snapshot_every: 10000000}\n"
+        "seeds: [1, 2, 3]\n"
+        f"observer: {tmp_path / 'runs'}\n"
+    )
+    runner = subprocess.Popen([sys.executable, str(REPO / "figures" / "run_sweeps.py"), str(sweep_file)],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = tmp_path / "runs" / "00000-1" / "metrics.json"
+    deadline = time.monotonic() + 120
+    while not (first.is_file() and first.stat().st_size > 0) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    runner.send_signal(signal.SIGTERM)
+    stdout, stderr = runner.communicate(timeout=120)
+    assert runner.returncode == 3, stdout + stderr[-2000:]
+    assert json.loads((tmp_path / "runs" / "00000-1" / "run.json").read_text())["status"] == "INTERRUPTED"
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir() if p.name[0].isdigit()) == ["00000-1"]
+    assert "stopped" in stdout
