@@ -64,7 +64,10 @@ def test_a_stop_signal_ends_the_local_sweep_runner_not_just_its_task(tmp_path):
     while not (first.is_file() and first.stat().st_size > 0) and time.monotonic() < deadline:
         time.sleep(0.2)
     runner.send_signal(signal.SIGTERM)
-    stdout, stderr = runner.communicate(timeout=120)
+    try:
+        stdout, stderr = runner.communicate(timeout=120)
+    finally:
+        runner.kill()  # a runner that went on to the next (endless) task must not outlive the test
     assert runner.returncode == 3, stdout + stderr[-2000:]
     assert json.loads((tmp_path / "runs" / "00000-1" / "run.json").read_text())["status"] == "INTERRUPTED"
     assert sorted(p.name for p in (tmp_path / "runs").iterdir() if p.name[0].isdigit()) == ["00000-1"]
