@@ -58,8 +58,12 @@ def main(argv=None) -> None:
     done = runs[runs["status"] == "COMPLETED"].assign(config=lambda t: t["run_dir"].map(labels))
     chosen = [done[done["config"] == c].sort_values("seed").iloc[0] for c in order if (done["config"] == c).any()]
     fig, axes = plt.subplots(len(chosen), SNAPSHOTS, figsize=(2.3 * SNAPSHOTS, 2.5 * len(chosen)), squeeze=False)
-    for row_axes, run in zip(axes, chosen):
-        path = Path(run["run_dir"]) / "trajectory.npz"
+    paths = [Path(run["run_dir"]) / "trajectory.npz" for run in chosen]
+    shown = [np.load(path)["snapshots"] for path in paths if path.exists()]
+    # one window for every panel, large enough for the particles that leave the rings
+    points = np.concatenate([snaps.reshape(-1, 2) for snaps in shown] + [np.array([[-1.0, -2.0], [1.0, 0.5]])])
+    low, high = points.min(0) - 0.1, points.max(0) + 0.1
+    for row_axes, run, path in zip(axes, chosen, paths):
         if not path.exists():
             row_axes[0].text(0.5, 0.5, f"no trajectory.npz in\n{run['run_id']}", ha="center", transform=row_axes[0].transAxes)
             continue
@@ -69,8 +73,8 @@ def main(argv=None) -> None:
         for ax, index in zip(row_axes, picks):
             ax.scatter(target[:, 0], target[:, 1], s=5, c="0.6", linewidths=0)
             ax.scatter(snaps[index][:, 0], snaps[index][:, 1], s=5, c="tab:red", linewidths=0)
-            ax.set_xlim(-1.0, 1.0)
-            ax.set_ylim(-2.0, 0.5)
+            ax.set_xlim(low[0], high[0])
+            ax.set_ylim(low[1], high[1])
             ax.set_aspect("equal")
             ax.set_xticks([])
             ax.set_yticks([])
