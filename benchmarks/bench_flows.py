@@ -9,7 +9,8 @@ the logged metrics (OT) are not included. Each measurement: one warm-up step, th
 steps, best of ``--repeats``. For adaptive DrMMD two ratios are printed, both measured in the same
 run: whole steps (eigh path / solve path, steps per second) and the lambda-dependent solves alone
 (two (K_XX + M lambda I)^{-1} v per step: two O(M^2) products against two O(M^3) LU solves). The
-one-off eigendecomposition is reported apart. Numbers go to ``benchmarks/results/flows.json``.
+one-off eigendecomposition is reported apart. Numbers go to ``--output`` (``benchmarks/run_all.sh``:
+``benchmarks/results/flows-<device>.json``).
 Nothing is asserted.
 """
 from __future__ import annotations

@@ -19,7 +19,7 @@ checks once, in float64 on a small problem with the same initial weights (noise 
 0), that one step of the baseline and of the package give the same weights, and prints the
 largest difference. Reference settings: N = 1000, H = 3, d = 50, B = 100, 1000 training samples,
 float32, torch's default number of CPU threads. Results (with device, torch version, CPU count,
-date) go to ``benchmarks/results/updates.json``. Times are never asserted.
+date) go to ``benchmarks/results/updates-cpu.json``. Times are never asserted.
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ from studentteacher.training import Trainer  # noqa: E402
 
 RULES = ("sgd", "noise_injection", "diffusion", "ksd", "drmmd")
 TARGETS = {"ksd": 50.0, "other": 1.5, "dense_over_particle": 10.0}
-DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "updates.json"
+DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "updates-cpu.json"
 
 
 def package_config(rule: str, n_particles: int, readout: str, dtype: str = "float32", **extra) -> dict:
