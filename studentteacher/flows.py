@@ -134,7 +134,8 @@ class _KernelFlow:
 
     def potential(self, first: FirstVariation, points: torch.Tensor, particles: torch.Tensor) -> torch.Tensor:
         """phi at ``points: [P, d]`` -> ``[P]``, differentiable in the points (unblocked; for checks)."""
-        return self.kernel(points, particles) @ first.particle_weights + self.kernel(points, self.target) @ first.target_weights
+        to_particles = self.kernel(points, particles) @ first.particle_weights  # (P,)
+        return to_particles + self.kernel(points, self.target) @ first.target_weights
 
 
 class MMDFlow(_KernelFlow):
