@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .kernels import Kernel
+from .kernels import Kernel, matvec
 
 
 def _check_lmbda(lmbda: float) -> None:
@@ -130,25 +130,30 @@ class GramEigh:
     The ``O(M^3)`` eigendecomposition is done once (the target is fixed); each solve is then two
     ``O(M^2)`` matrix-vector products, so an adaptive lambda costs no refactorisation. Eigenvalues are
     clamped at 0 (K_XX is positive semi-definite; rounding can make tiny ones negative).
-    ``k_xx: [M, M]``.
+    ``k_xx: [M, M]``, or R Grams ``[R, M, M]`` (then ``v: [R, M]`` and lambda a float or ``[R]``).
     """
 
     def __init__(self, k_xx: torch.Tensor):
-        eigenvalues, self.eigenvectors = torch.linalg.eigh(k_xx)  # (M,), (M, M)
+        eigenvalues, self.eigenvectors = torch.linalg.eigh(k_xx)  # (..., M), (..., M, M)
         self.eigenvalues = eigenvalues.clamp_min(0.0)
-        self.size = k_xx.shape[0]
+        self.size = k_xx.shape[-1]
+
+    def _shifted(self, lmbda) -> torch.Tensor:
+        """e + M lambda: ``[..., M]`` (lambda a float, a 0-dim tensor or one per replica ``[R]``)."""
+        lmbda = torch.as_tensor(lmbda, dtype=self.eigenvalues.dtype, device=self.eigenvalues.device)
+        return self.eigenvalues + self.size * lmbda[..., None]
 
     def rotate(self, v: torch.Tensor) -> torch.Tensor:
-        """U^T v: ``[M] -> [M]`` (compute once per right-hand side, reuse for many lambdas)."""
-        return self.eigenvectors.T @ v
+        """U^T v: ``[..., M] -> [..., M]`` (compute once per right-hand side, reuse for many lambdas)."""
+        return matvec(self.eigenvectors.mT, v)
 
-    def solve_rotated(self, rotated: torch.Tensor, lmbda: float) -> torch.Tensor:
-        """(K_XX + M lambda I)^{-1} v from ``rotated = U^T v``; ``[M]``."""
-        return self.eigenvectors @ (rotated / (self.eigenvalues + self.size * lmbda))
+    def solve_rotated(self, rotated: torch.Tensor, lmbda) -> torch.Tensor:
+        """(K_XX + M lambda I)^{-1} v from ``rotated = U^T v``; ``[..., M]``."""
+        return matvec(self.eigenvectors, rotated / self._shifted(lmbda))
 
-    def quadratic_rotated(self, rotated: torch.Tensor, lmbda: float) -> torch.Tensor:
-        """v^T (K_XX + M lambda I)^{-1} v from ``rotated = U^T v``; 0-dim, O(M)."""
-        return (rotated**2 / (self.eigenvalues + self.size * lmbda)).sum()
+    def quadratic_rotated(self, rotated: torch.Tensor, lmbda) -> torch.Tensor:
+        """v^T (K_XX + M lambda I)^{-1} v from ``rotated = U^T v``; ``[...]``, O(M)."""
+        return (rotated**2 / self._shifted(lmbda)).sum(-1)
 
 
 def drmmd_spectral(

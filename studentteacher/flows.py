@@ -68,12 +68,26 @@ import torch
 from tqdm import tqdm
 
 from . import divergences
-from .kernels import BLOCK_BYTES, KERNELS, Kernel, get_kernel, kernel_gram, kernel_matvec, kernel_matvec_grad
+from .kernels import BLOCK_BYTES, KERNELS, Kernel, get_kernel, kernel_gram, kernel_matvec, kernel_matvec_grad, matvec
 from .toys import TARGETS
 
 FLOWS = ("mmd", "mmd_noise", "drmmd", "drmmd_adaptive", "kale")
 #: Floor of the adaptive DrMMD step size gamma_n = max(lambda_n * step, MIN_ADAPTIVE_STEP).
 MIN_ADAPTIVE_STEP = 1e-4
+
+
+def _hyper(value, target: torch.Tensor) -> torch.Tensor:
+    """A flow hyperparameter (a number, or one per replica) as a float64 tensor of the replica shape
+    of ``target`` (``[]`` for one flow, ``[R]`` for R batched flows) on the target's device."""
+    tensor = torch.as_tensor(value, dtype=torch.float64, device=target.device)
+    if tensor.dim() and tensor.shape != target.shape[:-2]:
+        raise ValueError(f"a per-replica hyperparameter needs shape {tuple(target.shape[:-2])}, got {tuple(tensor.shape)}")
+    return tensor.expand(target.shape[:-2])
+
+
+def _rows(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-replica scalar ``[...]`` in the dtype of ``like``, shaped ``[..., 1]`` to scale rows of it."""
+    return value.to(like.dtype)[..., None]
 
 
 @dataclass(frozen=True)
@@ -83,15 +97,16 @@ class FirstVariation:
     phi(z) = sum_j ``particle_weights[j]`` k(z, y_j) + sum_m ``target_weights[m]`` k(z, x_m)
 
     ``value`` (0-dim, at the clean particles), ``particle_weights: [N]``, ``target_weights: [M]``,
-    the ``lmbda`` in use (0.0 for the MMD flows, which have none; a finite stand-in so that logged
-    metrics stay valid JSON) and ``step_size`` gamma_n.
+    the ``lmbda`` in use (0 for the MMD flows, which have none; a finite stand-in so that logged
+    metrics stay valid JSON) and ``step_size`` gamma_n (float64, 0-dim). A batched flow of R
+    replicas gives each of them a leading dimension R.
     """
 
     value: torch.Tensor
     particle_weights: torch.Tensor
     target_weights: torch.Tensor
-    lmbda: float
-    step_size: float
+    lmbda: torch.Tensor
+    step_size: torch.Tensor
 
 
 class _KernelFlow:
@@ -100,60 +115,69 @@ class _KernelFlow:
     Every kernel reduction goes through the blocked functions of :mod:`studentteacher.kernels`
     with ``budget_bytes`` per block, so that no N x M (or N x N) matrix is held; only the flows
     that need the target Gram K_XX (DrMMD, KALE) hold that one M x M matrix (or its factor).
+
+    Batched replicas: a target ``[R, M, d]`` makes R independent flows advanced as one computation
+    (particles ``[R, N, d]``; every per-replica quantity gets the leading dimension R); the
+    hyperparameters may then be one number for all or one per replica (``[R]``).
     """
 
-    lmbda = 0.0  # no lambda (MMD flows)
-
-    def __init__(self, target: torch.Tensor, kernel: Kernel, step_size: float, budget_bytes: int = BLOCK_BYTES):
-        self.target = target  # (M, d)
+    def __init__(self, target: torch.Tensor, kernel: Kernel, step_size, budget_bytes: int = BLOCK_BYTES):
+        if target.dim() not in (2, 3):
+            raise ValueError(f"target must be [M, d] or [R, M, d] (R replicas), got shape {tuple(target.shape)}")
+        self.target = target  # (..., M, d)
         self.kernel = kernel
-        self.step = step_size
+        self.step = _hyper(step_size, target)  # (...)
+        self.lmbda = _hyper(0.0, target)  # (...): no lambda (MMD flows)
         self.budget = budget_bytes
-        size = target.shape[0]
-        self.c = self._matvec(target, target, torch.full((size,), 1.0 / size, dtype=target.dtype, device=target.device))
-        self.k_xx_mean = self.c.mean()  # c = K_XX 1/M: (M,)
+        size = target.shape[-2]
+        uniform = torch.full(target.shape[:-1], 1.0 / size, dtype=target.dtype, device=target.device)  # (..., M)
+        self.c = self._matvec(target, target, uniform)  # c = K_XX 1/M: (..., M)
+        self.k_xx_mean = self.c.mean(-1)  # (...)
 
     def _matvec(self, x, y, weights):
         return kernel_matvec(self.kernel, x, y, weights, self.budget)
 
-    def noise(self, step: int) -> float:
-        """beta_n: the noise level at step n (0 for flows without noise injection)."""
-        return 0.0
+    def noise(self, step: int) -> torch.Tensor:
+        """beta_n, the noise level at step n (0 for flows without noise injection): float64 on the
+        CPU (host decisions need no device sync), of the replica shape."""
+        return torch.zeros(self.target.shape[:-2], dtype=torch.float64)
 
     def moments(self, particles: torch.Tensor):
-        """a = K_XY 1/N ``[M]`` and mean(K_YY) (0-dim) at the clean particles ``[N, d]``."""
-        size = particles.shape[0]
-        uniform = torch.full((size,), 1.0 / size, dtype=particles.dtype, device=particles.device)  # (N,)
-        return self._matvec(self.target, particles, uniform), self._matvec(particles, particles, uniform).mean()
+        """a = K_XY 1/N ``[..., M]`` and mean(K_YY) ``[...]`` at the clean particles ``[..., N, d]``."""
+        size = particles.shape[-2]
+        uniform = torch.full(particles.shape[:-1], 1.0 / size, dtype=particles.dtype, device=particles.device)
+        return self._matvec(self.target, particles, uniform), self._matvec(particles, particles, uniform).mean(-1)
 
     def velocity(self, first: FirstVariation, points: torch.Tensor, particles: torch.Tensor) -> torch.Tensor:
-        """grad phi at ``points: [P, d]`` -> ``[P, d]`` (blocked; phi of :class:`FirstVariation`)."""
-        centres = torch.cat([particles, self.target])  # (N + M, d)
-        weights = torch.cat([first.particle_weights, first.target_weights])  # (N + M,)
+        """grad phi at ``points: [..., P, d]`` -> ``[..., P, d]`` (blocked; phi of :class:`FirstVariation`)."""
+        centres = torch.cat([particles, self.target], dim=-2)  # (..., N + M, d)
+        weights = torch.cat([first.particle_weights, first.target_weights], dim=-1)  # (..., N + M)
         return kernel_matvec_grad(self.kernel, points, centres, weights, self.budget)
 
     def potential(self, first: FirstVariation, points: torch.Tensor, particles: torch.Tensor) -> torch.Tensor:
-        """phi at ``points: [P, d]`` -> ``[P]``, differentiable in the points (unblocked; for checks)."""
-        to_particles = self.kernel(points, particles) @ first.particle_weights  # (P,)
-        return to_particles + self.kernel(points, self.target) @ first.target_weights
+        """phi at ``points: [..., P, d]`` -> ``[..., P]``, differentiable in the points (unblocked; for checks)."""
+        to_particles = matvec(self.kernel(points, particles), first.particle_weights)  # (..., P)
+        return to_particles + matvec(self.kernel(points, self.target), first.target_weights)
 
 
 class MMDFlow(_KernelFlow):
     """MMD flow, phi = f (the MMD witness), optionally with noise injection."""
 
-    def __init__(self, target, kernel, step_size, noise_level: float = 0.0, noise_until: int = 0, **options):
+    def __init__(self, target, kernel, step_size, noise_level=0.0, noise_until=0, **options):
         super().__init__(target, kernel, step_size, **options)
-        self.noise_level, self.noise_until = noise_level, noise_until
+        replicas = target.shape[:-2]
+        self.noise_level = torch.as_tensor(noise_level, dtype=torch.float64).expand(replicas)  # (...) on the CPU
+        self.noise_until = torch.as_tensor(noise_until).expand(replicas)  # (...)
 
-    def noise(self, step: int) -> float:
-        return self.noise_level if step < self.noise_until else 0.0
+    def noise(self, step: int) -> torch.Tensor:
+        return torch.where(step < self.noise_until, self.noise_level, 0.0)
 
     def first_variation(self, particles: torch.Tensor) -> FirstVariation:
         a, k_yy_mean = self.moments(particles)
-        value = k_yy_mean + self.k_xx_mean - 2.0 * a.mean()
-        n, m = particles.shape[0], self.target.shape[0]
-        weights_y = torch.full((n,), 1.0 / n, dtype=a.dtype, device=a.device)  # (N,)
-        weights_x = torch.full((m,), -1.0 / m, dtype=a.dtype, device=a.device)  # (M,)
+        value = k_yy_mean + self.k_xx_mean - 2.0 * a.mean(-1)
+        n, m = particles.shape[-2], self.target.shape[-2]
+        weights_y = torch.full(particles.shape[:-1], 1.0 / n, dtype=a.dtype, device=a.device)  # (..., N)
+        weights_x = torch.full(a.shape, -1.0 / m, dtype=a.dtype, device=a.device)  # (..., M)
         return FirstVariation(value, weights_y, weights_x, self.lmbda, self.step)
 
 
@@ -165,78 +189,89 @@ class DrMMDFlow(_KernelFlow):
     one; ``solver="solve"`` keeps K_XX and solves from scratch each time (reference path).
     """
 
-    def __init__(self, target, kernel, step_size, lmbda: float, adaptive: bool = False, solver: str = "factor",
+    def __init__(self, target, kernel, step_size, lmbda, adaptive: bool = False, solver: str = "factor",
                  **options):  # fmt: skip
         super().__init__(target, kernel, step_size, **options)
         if solver not in ("factor", "solve"):
             raise ValueError(f"solver must be one of ['factor', 'solve'], got {solver!r}")
-        self.lmbda0, self.lmbda, self.adaptive = lmbda, lmbda, adaptive
-        k_xx = kernel_gram(kernel, target, target, self.budget)  # (M, M)
-        size = target.shape[0]
+        self.lmbda0 = self.lmbda = _hyper(lmbda, target)  # (...)
+        self.adaptive = adaptive
+        k_xx = kernel_gram(kernel, target, target, self.budget)  # (..., M, M)
+        size = target.shape[-2]
         self.k_xx = k_xx if solver == "solve" else None
         self.eigh = divergences.GramEigh(k_xx) if adaptive and solver == "factor" else None
         self.cholesky = None
         if not adaptive and solver == "factor":
-            k_xx.diagonal().add_(size * lmbda)  # in place: K_XX is not needed any more
-            self.cholesky = torch.linalg.cholesky(k_xx)  # (M, M)
+            k_xx.diagonal(dim1=-2, dim2=-1).add_(_rows(size * self.lmbda, k_xx))  # in place: K_XX is not needed any more
+            self.cholesky = torch.linalg.cholesky(k_xx)  # (..., M, M)
         del k_xx
         self.initial_value: torch.Tensor | None = None
 
-    def _solver(self, a_minus_c: torch.Tensor) -> Callable[[float], torch.Tensor]:
-        """lambda -> beta_lambda = (K_XX + M lambda I)^{-1} (a - c) ``[M]``."""
+    def _solver(self, a_minus_c: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """lambda ``[...]`` -> beta_lambda = (K_XX + M lambda I)^{-1} (a - c) ``[..., M]``."""
         if self.eigh is not None:
-            rotated = self.eigh.rotate(a_minus_c)  # (M,)
+            rotated = self.eigh.rotate(a_minus_c)  # (..., M)
             return lambda lmbda: self.eigh.solve_rotated(rotated, lmbda)
         if self.cholesky is not None:
-            return lambda lmbda: torch.cholesky_solve(a_minus_c[:, None], self.cholesky)[:, 0]
-        size = self.k_xx.shape[0]
+            return lambda lmbda: torch.cholesky_solve(a_minus_c[..., None], self.cholesky)[..., 0]
+        size = self.k_xx.shape[-1]
         identity = torch.eye(size, dtype=self.k_xx.dtype, device=self.k_xx.device)
-        return lambda lmbda: torch.linalg.solve(self.k_xx + size * lmbda * identity, a_minus_c)
+        return lambda lmbda: torch.linalg.solve(self.k_xx + _rows(size * lmbda, identity)[..., None] * identity, a_minus_c)
 
     def _value(self, value_mmd2, a_minus_c, beta, lmbda):
-        return (1.0 + lmbda) / lmbda * (value_mmd2 - a_minus_c @ beta)
+        return ((1.0 + lmbda) / lmbda).to(value_mmd2.dtype) * (value_mmd2 - (a_minus_c * beta).sum(-1))
 
     def first_variation(self, particles: torch.Tensor) -> FirstVariation:
         a, k_yy_mean = self.moments(particles)
-        value_mmd2 = k_yy_mean + self.k_xx_mean - 2.0 * a.mean()
-        a_minus_c = a - self.c  # (M,)
+        value_mmd2 = k_yy_mean + self.k_xx_mean - 2.0 * a.mean(-1)
+        a_minus_c = a - self.c  # (..., M)
         beta_of = self._solver(a_minus_c)
         if self.adaptive:
             previous = self._value(value_mmd2, a_minus_c, beta_of(self.lmbda), self.lmbda)
             if self.initial_value is None:
                 self.initial_value = previous
             else:
-                self.lmbda = self.lmbda0 * math.sqrt(max(float(previous / self.initial_value), 0.0))
-        beta = beta_of(self.lmbda)  # (M,)
+                ratio = (previous / self.initial_value).to(torch.float64)
+                self.lmbda = self.lmbda0 * torch.sqrt(ratio.clamp_min(0.0))
+        beta = beta_of(self.lmbda)  # (..., M)
         value = self._value(value_mmd2, a_minus_c, beta, self.lmbda)
-        scale = 2.0 * (1.0 + self.lmbda) / self.lmbda
-        n, m = particles.shape[0], self.target.shape[0]
-        weights_y = torch.full((n,), scale / n, dtype=a.dtype, device=a.device)  # (N,)
-        weights_x = -scale * (1.0 / m + beta)  # (M,)
-        step_size = max(self.lmbda * self.step, MIN_ADAPTIVE_STEP) if self.adaptive else self.lmbda * self.step
+        scale = 2.0 * (1.0 + self.lmbda) / self.lmbda  # (...)
+        n, m = particles.shape[-2], self.target.shape[-2]
+        weights_y = _rows(scale / n, a).expand(particles.shape[:-1])  # (..., N)
+        weights_x = -_rows(scale, a) * (1.0 / m + beta)  # (..., M)
+        step_size = self.lmbda * self.step
+        if self.adaptive:
+            step_size = step_size.clamp_min(MIN_ADAPTIVE_STEP)
         return FirstVariation(value, weights_y, weights_x, self.lmbda, step_size)
 
 
 class KALEFlow(_KernelFlow):
     """KALE flow, phi = (1+lambda) h*, dual weights by warm-started Newton (module docstring)."""
 
-    def __init__(self, target, kernel, step_size, lmbda: float, kale_tol: float = 1e-10, max_newton: int = 200,
+    def __init__(self, target, kernel, step_size, lmbda, kale_tol: float = 1e-10, max_newton: int = 200,
                  **options):  # fmt: skip
         super().__init__(target, kernel, step_size, **options)
-        self.lmbda, self.tol, self.max_newton = lmbda, kale_tol, max_newton
-        self.k_xx = kernel_gram(kernel, target, target, self.budget)  # (M, M)
-        self.alpha: torch.Tensor | None = None  # (M,) warm start
+        self.lmbda, self.tol, self.max_newton = _hyper(lmbda, target), kale_tol, max_newton
+        self.k_xx = kernel_gram(kernel, target, target, self.budget)  # (..., M, M)
+        self.alpha: torch.Tensor | None = None  # (..., M) warm start
         self.newton_iterations = 0
 
     def first_variation(self, particles: torch.Tensor) -> FirstVariation:
-        a, k_yy_mean = self.moments(particles)
-        dual = divergences.kale_dual(self.k_xx, a, self.lmbda, self.alpha, self.tol, self.max_newton)
-        self.alpha, self.newton_iterations = dual.alpha, self.newton_iterations + dual.iterations
-        value = divergences.kale_from_dual(dual, self.k_xx, a, k_yy_mean, self.lmbda)
-        scale = (1.0 + self.lmbda) / self.lmbda
-        n = particles.shape[0]
-        weights_y = torch.full((n,), scale / n, dtype=a.dtype, device=a.device)  # (N,)
-        return FirstVariation(value, weights_y, -scale * dual.alpha, self.lmbda, self.step)
+        """Newton's iterations stop on a data-dependent test, so each replica solves its own dual."""
+        a, k_yy_mean = self.moments(particles)  # (..., M), (...)
+        size = a.shape[-1]
+        grams, moments, means = self.k_xx.reshape(-1, size, size), a.reshape(-1, size), k_yy_mean.reshape(-1)
+        lmbdas = self.lmbda.reshape(-1).tolist()
+        starts = [None] * len(lmbdas) if self.alpha is None else list(self.alpha.reshape(-1, size))
+        starts = [s if s is None or bool(torch.isfinite(s).all()) else None for s in starts]  # a failed replica restarts
+        duals = [divergences.kale_dual(*problem, self.tol, self.max_newton) for problem in zip(grams, moments, lmbdas, starts)]
+        self.alpha = torch.stack([dual.alpha for dual in duals]).reshape(a.shape)  # (..., M)
+        self.newton_iterations += sum(dual.iterations for dual in duals)
+        values = [divergences.kale_from_dual(*problem) for problem in zip(duals, grams, moments, means, lmbdas)]
+        scale = (1.0 + self.lmbda) / self.lmbda  # (...)
+        weights_y = _rows(scale / particles.shape[-2], a).expand(particles.shape[:-1])  # (..., N)
+        weights_x = -_rows(scale, a) * self.alpha  # (..., M)
+        return FirstVariation(torch.stack(values).reshape(a.shape[:-1]), weights_y, weights_x, self.lmbda, self.step)
 
 
 def make_flow(
@@ -282,7 +317,8 @@ METRICS = ("divergence", "mmd2", "w1", "w2", "lmbda", "step_size")
 
 @dataclass(frozen=True)
 class FlowRecord:
-    """The metrics of one logged step, as plain floats (names as in :data:`METRICS`)."""
+    """The metrics of one logged step of one replica (0 for a plain flow), as plain floats (names as
+    in :data:`METRICS`)."""
 
     step: int
     divergence: float
@@ -291,6 +327,7 @@ class FlowRecord:
     w2: float
     lmbda: float
     step_size: float
+    replica: int = 0
 
 
 @dataclass
@@ -317,25 +354,39 @@ class FlowTrajectory:
 class FlowDivergedError(RuntimeError):
     """A flow produced a non-finite quantity; ``trajectory`` holds everything logged before."""
 
-    def __init__(self, step: int, quantity: str, trajectory: FlowTrajectory):
-        super().__init__(f"flow diverged at step {step}: {quantity} is not finite")
-        self.step, self.quantity, self.trajectory = step, quantity, trajectory
+    def __init__(self, step: int, quantity: str, trajectory: FlowTrajectory, replica: int | None = None):
+        where = "" if replica is None else f" (replica {replica})"
+        super().__init__(f"flow diverged at step {step}{where}: {quantity} is not finite")
+        self.step, self.quantity, self.trajectory, self.replica = step, quantity, trajectory, replica
 
 
-def flow_velocity(flow, particles: torch.Tensor, step: int, generator: torch.Generator | None = None):
-    """The first variation at step n (clean particles) and the velocity grad phi_n(y_i + beta_n u_i): ``[N, d]``.
+def _injected_noise(particles: torch.Tensor, beta: torch.Tensor, generator) -> torch.Tensor:
+    """u ~ N(0, I) ``[..., N, d]``: replica r draws from its own stream (``generator[r]``; one
+    generator for a plain flow) only where beta_r > 0, so it draws what its plain run draws."""
+    streams = generator if isinstance(generator, (list, tuple)) else [generator]
+    shape = particles.shape[-2:]
+    source = "cpu" if streams[0] is None else streams[0].device
+    draws = [
+        torch.randn(shape, generator=stream, dtype=particles.dtype, device=source) if level > 0
+        else torch.zeros(shape, dtype=particles.dtype, device=source)
+        for stream, level in zip(streams, beta.reshape(-1).tolist(), strict=True)
+    ]  # fmt: skip
+    return torch.stack(draws).reshape(particles.shape).to(particles.device)
 
-    The noise u is drawn on the generator's device (the CPU in the experiment, so that a seed gives
-    the same flow on every device) and moved to the particles' device.
+
+def flow_velocity(flow, particles: torch.Tensor, step: int, generator=None):
+    """The first variation at step n (clean particles) and the velocity grad phi_n(y_i + beta_n u_i): ``[..., N, d]``.
+
+    ``generator`` draws u: one ``torch.Generator`` for a plain flow, a list of R for R batched
+    replicas. The noise is drawn on the generator's device (the CPU in the experiment, so that a seed
+    gives the same flow on every device) and moved to the particles' device.
     """
     first = flow.first_variation(particles)
-    beta = flow.noise(step)
+    beta = flow.noise(step)  # (...) on the CPU
     points = particles
-    if beta > 0:
-        source = "cpu" if generator is None else generator.device
-        noise = torch.randn(particles.shape, generator=generator, dtype=particles.dtype, device=source)
-        noise = noise.to(particles.device)  # (N, d)
-        points = particles + beta * noise  # (N, d)
+    if bool((beta > 0).any()):
+        noise = _injected_noise(particles, beta, generator)  # (..., N, d)
+        points = particles + beta.to(particles.device, particles.dtype)[..., None, None] * noise
     return first, flow.velocity(first, points, particles)
 
 
@@ -347,48 +398,89 @@ def run_flow(
     reference_bandwidth: float,
     log_every: int = 100,
     snapshot_every: int = 1000,
-    generator: torch.Generator | None = None,
+    generator=None,
     on_log: Callable[[FlowRecord], None] | None = None,
+    on_failure: Callable[[FlowDivergedError], None] | None = None,
     progress: bool = False,
-) -> FlowTrajectory:
-    """Run ``steps`` Euler steps of ``flow`` from ``source: [N, d]`` (module docstring).
+):
+    """Run ``steps`` Euler steps of ``flow`` from ``source: [N, d]`` (module docstring); returns a
+    :class:`FlowTrajectory`. For a batched flow (target ``[R, M, d]``), ``source: [R, N, d]`` runs
+    its R replicas together and returns R trajectories; ``generator`` is then a list of R streams.
 
     ``generator`` draws the injected noise (needed only when the flow has noise). ``on_log`` is called
-    with each :class:`FlowRecord` as soon as it is measured. Raises :class:`FlowDivergedError` (naming
-    the step and the quantity) on a non-finite value, velocity or particle position.
+    with each :class:`FlowRecord` as soon as it is measured. A non-finite value or particle position
+    stops the replica that produced it (its particles stay at their last finite positions) and is
+    reported as a :class:`FlowDivergedError` naming the step, the quantity and the replica: passed
+    to ``on_failure`` when given (the other replicas go on), raised otherwise. The step runs on the
+    device without host synchronisation: the finiteness flags are read at log and snapshot steps.
     """
-    target = flow.target
+    replicas = source.shape[0] if source.dim() == 3 else 1
+    size, dim = source.shape[-2:]
+    targets = flow.target.reshape(replicas, -1, dim)  # (R, M, d)
     reference = get_kernel("gaussian", reference_bandwidth)
-    trajectory = FlowTrajectory()
-    particles = source.detach().clone()  # (N, d)
+    trajectories = [FlowTrajectory() for _ in range(replicas)]
+    alive = [True] * replicas
+    first_bad = torch.full((replicas,), -1, dtype=torch.long, device=source.device)  # first non-finite step
+    bad_is_particles = torch.zeros(replicas, dtype=torch.bool, device=source.device)
+    particles = source.detach().clone()  # (..., N, d)
+
+    def mark(finite: torch.Tensor, step: int, is_particles: bool) -> None:
+        nonlocal first_bad, bad_is_particles
+        new = (first_bad < 0) & ~finite.reshape(replicas)
+        first_bad = torch.where(new, step, first_bad)
+        bad_is_particles = torch.where(new, is_particles, bad_is_particles)
+
+    def report_failures() -> None:
+        for replica, (step, is_particles) in enumerate(zip(first_bad.tolist(), bad_is_particles.tolist())):
+            if step < 0 or not alive[replica]:
+                continue
+            alive[replica] = False
+            quantity = "particles" if is_particles else "divergence"
+            error = FlowDivergedError(step, quantity, trajectories[replica], None if source.dim() == 2 else replica)
+            if on_failure is None:
+                raise error
+            on_failure(error)
+
     for step in tqdm(range(steps + 1), file=sys.stderr, disable=not progress, mininterval=1.0):
-        first, velocity = flow_velocity(flow, particles, step, generator)  # (N, d)
-        if not bool(torch.isfinite(first.value)):
-            raise FlowDivergedError(step, "divergence", trajectory)
+        first, velocity = flow_velocity(flow, particles, step, generator)  # (..., N, d)
+        mark(torch.isfinite(first.value), step, False)
         last = step == steps
-        if step % log_every == 0 or last:
-            record = FlowRecord(
-                step=step,
-                divergence=float(first.value),
-                mmd2=float(divergences.mmd2(particles, target, reference)),
-                w1=wasserstein(particles, target, 1),
-                w2=wasserstein(particles, target, 2),
-                lmbda=float(first.lmbda),
-                step_size=float(first.step_size),
-            )
-            trajectory.records.append(record)
-            if on_log is not None:
-                on_log(record)
-        if step % snapshot_every == 0 or last:
-            trajectory.snapshot_steps.append(step)
-            trajectory.snapshots.append(particles.detach().cpu().clone())
-        trajectory.particles = particles
+        logging, snapshot = step % log_every == 0 or last, step % snapshot_every == 0 or last
+        if logging or snapshot:
+            report_failures()
+            if not any(alive):
+                break
+            views = particles.reshape(replicas, size, dim)  # (R, N, d)
+            columns = [first.value, first.lmbda, first.step_size]
+            values, lmbdas, step_sizes = (column.expand(flow.target.shape[:-2]).reshape(-1).tolist() for column in columns)
+            for replica in (r for r in range(replicas) if alive[r]):
+                trajectory, view, target = trajectories[replica], views[replica], targets[replica]
+                if logging:
+                    record = FlowRecord(
+                        step=step,
+                        divergence=values[replica],
+                        mmd2=float(divergences.mmd2(view, target, reference)),
+                        w1=wasserstein(view, target, 1),
+                        w2=wasserstein(view, target, 2),
+                        lmbda=lmbdas[replica],
+                        step_size=step_sizes[replica],
+                        replica=replica,
+                    )
+                    trajectory.records.append(record)
+                    if on_log is not None:
+                        on_log(record)
+                if snapshot:
+                    trajectory.snapshot_steps.append(step)
+                    trajectory.snapshots.append(view.detach().cpu().clone())
         if last:
             break
-        particles = particles - first.step_size * velocity
-        if not bool(torch.isfinite(particles).all()):
-            raise FlowDivergedError(step + 1, "particles", trajectory)
-    return trajectory
+        moved = particles - first.step_size.to(particles.device, particles.dtype)[..., None, None] * velocity
+        mark(torch.isfinite(moved).reshape(replicas, -1).all(1), step + 1, True)
+        stopped = (first_bad >= 0).reshape(flow.target.shape[:-2])[..., None, None]  # (..., 1, 1)
+        particles = torch.where(stopped, particles, moved)
+    for trajectory, view in zip(trajectories, particles.reshape(replicas, size, dim)):
+        trajectory.particles = view
+    return trajectories if source.dim() == 3 else trajectories[0]
 
 
 # ----------------------------------------------------------------------------- config

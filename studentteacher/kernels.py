@@ -15,8 +15,10 @@ convention of the DrMMD paper's three-ring experiment (sigma = 0.15). The energy
 distance-induced kernel with base point 0: it is positive definite and its MMD^2 is the energy
 distance ``2 E|X-Y| - E|X-X'| - E|Y-Y'|`` divided by ``bandwidth``.
 
-Every explicit kernel takes ``x: [n, d]`` and ``y: [m, d]`` and returns the Gram ``[n, m]``.
-Distances use a safe square root so that gradients stay finite (zero) at coinciding points.
+Every explicit kernel takes ``x: [n, d]`` and ``y: [m, d]`` and returns the Gram ``[n, m]``; with a
+leading replica dimension R in both (``x: [R, n, d]``, ``y: [R, m, d]``, batched flows) it returns
+the R Grams ``[R, n, m]``. Distances use a safe square root so that gradients stay finite (zero) at
+coinciding points.
 
 Blocked reductions (:func:`kernel_matvec`, :func:`kernel_matvec_grad`, :func:`kernel_gram`)
 evaluate a Gram by blocks of rows of ``x``, so that the temporaries of one block stay within a
@@ -37,9 +39,14 @@ Kernel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """|x_i - y_j|^2 for ``x: [n, d]``, ``y: [m, d]`` -> ``[n, m]`` (clamped at 0)."""
-    sq = torch.addmm((x * x).sum(-1)[:, None], x, y.T, alpha=-2.0).add_((y * y).sum(-1))  # (n, m)
-    return sq.clamp_min_(0.0)  # in place: one pass, no copy (autograd-safe)
+    """|x_i - y_j|^2 for ``x: [n, d]``, ``y: [m, d]`` -> ``[n, m]``, or per replica for ``x: [R, n, d]``,
+    ``y: [R, m, d]`` -> ``[R, n, m]`` (clamped at 0)."""
+    squares_x = (x * x).sum(-1)[..., :, None]  # (..., n, 1)
+    if x.dim() == 2:
+        sq = torch.addmm(squares_x, x, y.T, alpha=-2.0)  # (n, m)
+    else:
+        sq = torch.baddbmm(squares_x, x, y.mT, alpha=-2.0)  # (R, n, m)
+    return sq.add_((y * y).sum(-1)[..., None, :]).clamp_min_(0.0)  # in place: no copies (autograd-safe)
 
 
 def _safe_norm_from_squares(sq: torch.Tensor) -> torch.Tensor:
@@ -74,10 +81,10 @@ def imq(x: torch.Tensor, y: torch.Tensor, bandwidth: float) -> torch.Tensor:
 def energy(x: torch.Tensor, y: torch.Tensor, bandwidth: float = 1.0) -> torch.Tensor:
     """Distance-induced (energy) kernel (|x| + |y| - |x - y|) / bandwidth; ``[n, m]``."""
     _check_bandwidth(bandwidth)
-    norm_x = _safe_norm_from_squares((x * x).sum(-1))  # (n,)
-    norm_y = _safe_norm_from_squares((y * y).sum(-1))  # (m,)
-    dist = _safe_norm_from_squares(squared_distances(x, y))  # (n, m)
-    return (norm_x[:, None] + norm_y[None, :] - dist) / bandwidth
+    norm_x = _safe_norm_from_squares((x * x).sum(-1))  # (..., n)
+    norm_y = _safe_norm_from_squares((y * y).sum(-1))  # (..., m)
+    dist = _safe_norm_from_squares(squared_distances(x, y))  # (..., n, m)
+    return (norm_x[..., :, None] + norm_y[..., None, :] - dist) / bandwidth
 
 
 KERNELS: dict[str, Callable[..., torch.Tensor]] = {
@@ -105,12 +112,14 @@ def _radial_slope(name: str, sq: torch.Tensor, bandwidth: float) -> torch.Tensor
 
 def _weighted_gradient(name: str, bandwidth: float, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor):
     """Closed form of grad_x sum_j w_j k(x_i, y_j) = x_i sum_j w_j q_ij - sum_j w_j q_ij y_j (+ the energy
-    kernel's base-point term x_i / (bandwidth |x_i|) sum_j w_j); ``[n, d], [m, d], [m] -> [n, d]``."""
-    coefficients = _radial_slope(name, squared_distances(x, y), bandwidth).mul_(weights)  # (n, m)
-    gradient = x * coefficients.sum(1, keepdim=True) - coefficients @ y  # (n, d)
+    kernel's base-point term x_i / (bandwidth |x_i|) sum_j w_j); ``[n, d], [m, d], [m] -> [n, d]``
+    (or per replica: ``[R, n, d], [R, m, d], [R, m] -> [R, n, d]``)."""
+    coefficients = _radial_slope(name, squared_distances(x, y), bandwidth).mul_(weights[..., None, :])  # (..., n, m)
+    gradient = x * coefficients.sum(-1, keepdim=True) - coefficients @ y  # (..., n, d)
     if name == "energy":
-        norm_x = _safe_norm_from_squares((x * x).sum(-1, keepdim=True))  # (n, 1)
-        gradient = gradient + torch.where(norm_x > 0, x / (bandwidth * norm_x.clamp_min(1e-300)), 0.0) * weights.sum()
+        norm_x = _safe_norm_from_squares((x * x).sum(-1, keepdim=True))  # (..., n, 1)
+        total = weights.sum(-1)[..., None, None]  # (..., 1, 1)
+        gradient = gradient + torch.where(norm_x > 0, x / (bandwidth * norm_x.clamp_min(1e-300)), 0.0) * total
     return gradient
 
 
@@ -139,10 +148,21 @@ BLOCK_BYTES = 256 * 2**20
 _TEMPORARIES_PER_ENTRY = 10
 
 
-def block_rows(n_rows: int, n_cols: int, dtype: torch.dtype, budget_bytes: int = BLOCK_BYTES) -> int:
-    """Rows per block so that ``rows * n_cols`` entries (and their temporaries) fit in ``budget_bytes``."""
+def block_rows(n_rows: int, n_cols: int, dtype: torch.dtype, budget_bytes: int = BLOCK_BYTES, replicas: int = 1) -> int:
+    """Rows per block so that ``replicas * rows * n_cols`` entries (and their temporaries) fit in ``budget_bytes``."""
     entry_bytes = torch.finfo(dtype).bits // 8 * _TEMPORARIES_PER_ENTRY
-    return max(1, min(n_rows, budget_bytes // max(1, n_cols * entry_bytes)))
+    return max(1, min(n_rows, budget_bytes // max(1, replicas * n_cols * entry_bytes)))
+
+
+def _blocks(x: torch.Tensor, y: torch.Tensor, budget_bytes: int) -> tuple[torch.Tensor, ...]:
+    """``x`` split into blocks of rows (dim -2) that keep one block's Gram with ``y`` within the budget."""
+    replicas = x.shape[0] if x.dim() == 3 else 1
+    return x.split(block_rows(x.shape[-2], y.shape[-2], x.dtype, budget_bytes, replicas), dim=-2)
+
+
+def matvec(matrix: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
+    """``matrix @ vector``: ``[n, m], [m] -> [n]``, or per replica ``[R, n, m], [R, m] -> [R, n]``."""
+    return matrix @ vector if vector.dim() == 1 else (matrix @ vector[..., None])[..., 0]
 
 
 def kernel_matvec(
@@ -150,11 +170,11 @@ def kernel_matvec(
 ) -> torch.Tensor:
     """K(x, y) @ weights by blocks of rows of ``x``, without a graph.
 
-    ``x: [n, d]``, ``y: [m, d]``, ``weights: [m]`` -> ``[n]``: sum_j k(x_i, y_j) w_j.
+    ``x: [n, d]``, ``y: [m, d]``, ``weights: [m]`` -> ``[n]``: sum_j k(x_i, y_j) w_j (with a leading
+    replica dimension R on all three: ``[R, n]``).
     """
-    rows = block_rows(x.shape[0], y.shape[0], x.dtype, budget_bytes)
     with torch.no_grad():
-        return torch.cat([kernel(block, y) @ weights for block in x.split(rows)])  # (n,)
+        return torch.cat([matvec(kernel(block, y), weights) for block in _blocks(x, y, budget_bytes)], dim=-1)
 
 
 def kernel_matvec_grad(
@@ -163,31 +183,33 @@ def kernel_matvec_grad(
     """Gradient in x_i of sum_j w_j k(x_i, y_j), by blocks of rows of ``x``.
 
     ``x: [n, d]``, ``y: [m, d]``, ``weights: [m]`` (no gradient flows into ``y`` or ``weights``)
-    -> ``[n, d]``. Kernels from :func:`get_kernel` use their closed-form ``weighted_gradient``;
-    any other callable goes through autograd, one block's graph at a time.
+    -> ``[n, d]`` (with a leading replica dimension R on all three: ``[R, n, d]``). Kernels from
+    :func:`get_kernel` use their closed-form ``weighted_gradient``; any other callable goes through
+    autograd, one block's graph at a time.
     """
-    rows = block_rows(x.shape[0], y.shape[0], x.dtype, budget_bytes)
     y, weights = y.detach(), weights.detach()
     closed_form = getattr(kernel, "weighted_gradient", None)
     gradients = []
-    for block in x.detach().split(rows):
+    for block in _blocks(x.detach(), y, budget_bytes):
         if closed_form is not None:
-            gradients.append(closed_form(block, y, weights))  # (rows, d)
+            gradients.append(closed_form(block, y, weights))  # (..., rows, d)
             continue
         with torch.enable_grad():
             block = block.requires_grad_()
-            (gradient,) = torch.autograd.grad((kernel(block, y) @ weights).sum(), block)  # (rows, d)
+            (gradient,) = torch.autograd.grad(matvec(kernel(block, y), weights).sum(), block)  # (..., rows, d)
         gradients.append(gradient)
-    return torch.cat(gradients)  # (n, d)
+    return torch.cat(gradients, dim=-2)  # (..., n, d)
 
 
 def kernel_gram(kernel: Kernel, x: torch.Tensor, y: torch.Tensor, budget_bytes: int = BLOCK_BYTES) -> torch.Tensor:
-    """The Gram K(x, y) ``[n, m]``, filled by blocks of rows so that only the result is held in full."""
-    rows = block_rows(x.shape[0], y.shape[0], x.dtype, budget_bytes)
-    gram = torch.empty(x.shape[0], y.shape[0], dtype=x.dtype, device=x.device)  # (n, m)
+    """The Gram K(x, y) ``[n, m]`` (``[R, n, m]`` per replica), filled by blocks of rows so that only
+    the result is held in full."""
+    gram = torch.empty(*x.shape[:-1], y.shape[-2], dtype=x.dtype, device=x.device)  # (..., n, m)
+    start = 0
     with torch.no_grad():
-        for start, block in zip(range(0, x.shape[0], rows), x.split(rows)):
-            gram[start:start + rows] = kernel(block, y)
+        for block in _blocks(x, y, budget_bytes):
+            gram[..., start:start + block.shape[-2], :] = kernel(block, y)
+            start += block.shape[-2]
     return gram
 
 

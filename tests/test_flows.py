@@ -229,3 +229,76 @@ def test_a_flow_with_one_row_per_block_follows_the_unblocked_flow(flow_name):
         trajectories.append(_run(flow, toy.source, 10, generator=generator))
     assert (trajectories[0].particles - toy.source).abs().max() > 1e-4, "the flow did not move"
     torch.testing.assert_close(trajectories[1].particles, trajectories[0].particles, rtol=0, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- batched replicas
+def _replica_problem(flow_name, seeds=(0, 1, 2)):
+    """Three replicas: their own seeds (sources, targets, noise) and their own step, lambda, noise level."""
+    target = "gaussian" if flow_name != "mmd_noise" else "gaussian_1d"
+    toy_list = [toys.make_toy(target, 24, 21, seed=seed) for seed in seeds]
+    steps = [1e-3, 2e-3, 5e-4] if flow_name == "kale" else [0.1, 0.2, 0.05]
+    hyper = dict(lmbdas=[0.01, 0.1, 0.05], levels=[1.0, 0.5, 2.0], untils=[5, 3, 8], steps=steps)
+    return toy_list, hyper
+
+
+@pytest.mark.parametrize("flow_name", flows.FLOWS)
+def test_batched_replicas_follow_their_plain_runs(flow_name):
+    toy_list, hyper = _replica_problem(flow_name)
+    kernel = kernels.get_kernel("gaussian", 1.0)
+    plain = []
+    for r, toy in enumerate(toy_list):
+        flow = flows.make_flow(flow_name, toy.target, kernel, hyper["steps"][r], hyper["lmbdas"][r],
+                               noise_level=hyper["levels"][r], noise_until=hyper["untils"][r])  # fmt: skip
+        plain.append(_run(flow, toy.source, 12, log_every=3, snapshot_every=4,
+                          generator=torch.Generator().manual_seed(10 + r)))  # fmt: skip
+    batched_flow = flows.make_flow(
+        flow_name, torch.stack([toy.target for toy in toy_list]), kernel, hyper["steps"], hyper["lmbdas"],
+        noise_level=hyper["levels"], noise_until=hyper["untils"],
+    )  # fmt: skip
+    logged = []
+    batched = _run(batched_flow, torch.stack([toy.source for toy in toy_list]), 12, log_every=3, snapshot_every=4,
+                   generator=[torch.Generator().manual_seed(10 + r) for r in range(3)], on_log=logged.append)  # fmt: skip
+    assert len(batched) == 3 and [record.replica for record in logged[:3]] == [0, 1, 2]
+    for one, together in zip(plain, batched):
+        assert (one.particles - one.snapshots[0]).abs().max() > 1e-4, "the flow did not move"
+        assert one.snapshot_steps == together.snapshot_steps == [0, 4, 8, 12]
+        for name, values in one.metrics().items():
+            torch.testing.assert_close(together.metrics()[name], values, rtol=1e-10, atol=1e-12, msg=name)
+        torch.testing.assert_close(together.particles, one.particles, rtol=0, atol=1e-10)
+        torch.testing.assert_close(together.snapshot_tensor(), one.snapshot_tensor(), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("flow_name", ["mmd", "drmmd", "kale"])
+def test_a_diverging_replica_fails_alone(flow_name):
+    toy_list, _ = _replica_problem(flow_name)
+    kernel = kernels.get_kernel("gaussian", 1.0)
+    healthy = 1e-3 if flow_name == "kale" else 0.1
+    steps = [healthy, float("inf"), healthy]  # replica 1 leaves R^d at its first move
+    targets, sources = torch.stack([t.target for t in toy_list]), torch.stack([t.source for t in toy_list])
+    failures = []
+    batched = _run(flows.make_flow(flow_name, targets, kernel, steps, 0.1), sources, 6, log_every=2,
+                   on_failure=failures.append)  # fmt: skip
+    assert [(error.replica, error.step, error.quantity) for error in failures] == [(1, 1, "particles")]
+    assert "replica 1" in str(failures[0])
+    assert [record.step for record in batched[1].records] == [0]
+    torch.testing.assert_close(batched[1].particles, toy_list[1].source)  # stopped at its last finite positions
+    for replica in (0, 2):
+        alone = _run(flows.make_flow(flow_name, toy_list[replica].target, kernel, healthy, 0.1),
+                     toy_list[replica].source, 6, log_every=2)  # fmt: skip
+        assert [record.step for record in batched[replica].records] == [0, 2, 4, 6]
+        torch.testing.assert_close(batched[replica].particles, alone.particles, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", sorted(kernels.KERNELS))
+def test_batched_kernel_reductions_equal_each_replica(name):
+    kernel = kernels.get_kernel(name, 0.7)
+    pairs = [_problem(n=23, m=17, seed=seed) for seed in (3, 4)]
+    x, y = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])  # (2, 23, 2), (2, 17, 2)
+    weights = torch.stack([torch.linspace(-1.0, 2.0, 17, dtype=DTYPE), torch.linspace(0.5, -3.0, 17, dtype=DTYPE)])
+    tiny = 1
+    for r in range(2):
+        torch.testing.assert_close(kernels.kernel_gram(kernel, x, y, tiny)[r], kernel(x[r], y[r]))
+        torch.testing.assert_close(kernels.kernel_matvec(kernel, x, y, weights, tiny)[r],
+                                   kernels.kernel_matvec(kernel, x[r], y[r], weights[r]))  # fmt: skip
+        torch.testing.assert_close(kernels.kernel_matvec_grad(kernel, x, y, weights, tiny)[r],
+                                   kernels.kernel_matvec_grad(kernel, x[r], y[r], weights[r]))  # fmt: skip
