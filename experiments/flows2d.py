@@ -8,6 +8,12 @@ FileStorageObserver in ``$STUDENTTEACHER_RUNS`` (default ``./runs``). Metrics (s
 (metrics, snapshot steps, snapshots [S, N, d], target, final particles), ``snapshots.png``,
 ``flow.gif``. The result is ``{"w1", "w2", "mmd2", "divergence"}`` at the last step. A non-finite
 value fails the run (Sacred marks it FAILED) after saving what was logged.
+
+    python experiments/flows2d.py with three_rings_mmd replicas=5 seed=1
+
+runs R = 5 replicas (seeds 1..5) as one batched flow (:mod:`studentteacher.flows`), each its own
+Sacred run with the metrics and artifacts of its plain run; a replica that diverges fails alone.
+``sweep run --batch R`` batches sweep tasks that differ only in :data:`studentteacher.flows.REPLICA_KEYS`.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
 from sacred import Experiment  # noqa: E402
 from sacred.observers import FileStorageObserver  # noqa: E402
@@ -28,6 +35,8 @@ from sacred.utils import apply_backspaces_and_linefeeds  # noqa: E402
 
 from studentteacher import flows, toys  # noqa: E402
 from studentteacher.kernels import get_kernel  # noqa: E402
+from studentteacher.replica_runs import ReplicaGroup, active_group, replica_run_options  # noqa: E402
+from studentteacher.replicas import check_compatible  # noqa: E402
 
 ex = Experiment("particle_flow")
 ex.captured_out_filter = apply_backspaces_and_linefeeds
@@ -50,6 +59,7 @@ def config():
     device = "auto"  # "auto": cuda if available, else cpu
     log_every = max(1, steps // 200)  # flow steps between metric logs (the last step is always logged)
     snapshot_every = max(1, steps // 20)  # flow steps between snapshots (the last step is always kept)
+    replicas = 1  # > 1 on the command line: seeds seed, seed+1, ... as one batched flow, one run each
 
 
 @ex.named_config
@@ -171,40 +181,97 @@ def validate(config, command_name, logger):
     return {}
 
 
-@ex.main
-def main(_config, _run):
-    config = dict(_config)
-    flows.validate_flow_config(config)
-    device = flows.resolve_device(config["device"])
-    dtype = flows.DTYPES[config["dtype"]]
-    toy = toys.make_toy(config["target"], config["n_particles"], config["n_target"], config["seed"], dtype, device)
-    noise_stream = toys.generators(config["seed"], 3)[2]  # on the CPU: the same noise on every device
-    flow = flows.make_flow(
-        config["flow"], toy.target, get_kernel(config["kernel"], config["bandwidth"]), config["step_size"],
-        config["lmbda"], config["noise_level"], config["noise_until"],
-    )  # fmt: skip
+def _result(trajectory: flows.FlowTrajectory) -> dict[str, float]:
+    final = trajectory.records[-1]
+    return {"w1": final.w1, "w2": final.w2, "mmd2": final.mmd2, "divergence": final.divergence}
 
+
+def _flow_of(configs: list[dict]):
+    """The toys of ``configs`` and one flow over them (batched when there are several); all on the
+    device and dtype of the first config (the replicas share both)."""
+    first = configs[0]
+    device, dtype = flows.resolve_device(first["device"]), flows.DTYPES[first["dtype"]]
+    toy_list = [toys.make_toy(c["target"], c["n_particles"], c["n_target"], c["seed"], dtype, device) for c in configs]
+    kernel = get_kernel(first["kernel"], first["bandwidth"])
+    if len(configs) == 1:
+        hyper = [first[key] for key in ("step_size", "lmbda", "noise_level", "noise_until")]
+        return toy_list, flows.make_flow(first["flow"], toy_list[0].target, kernel, *hyper)
+    hyper = [[c[key] for c in configs] for key in ("step_size", "lmbda", "noise_level", "noise_until")]
+    return toy_list, flows.make_flow(first["flow"], torch.stack([toy.target for toy in toy_list]), kernel, *hyper)
+
+
+def _log_into(runs: list):
     def log(record: flows.FlowRecord) -> None:
         for name in flows.METRICS:
-            _run.log_scalar(name, float(getattr(record, name)), record.step)
+            runs[record.replica].log_scalar(name, float(getattr(record, name)), record.step)
 
+    return log
+
+
+@ex.main
+def main(_config, _run):
+    group = active_group(ex)
+    if group is not None:  # a replica of a batched group: the group's thread runs it
+        return group.join(dict(_config), _run)
+    config = dict(_config)
+    flows.validate_flow_config(config)
+    (toy,), flow = _flow_of([config])
+    noise_stream = toys.generators(config["seed"], 3)[2]  # on the CPU: the same noise on every device
     try:
         trajectory = flows.run_flow(
             flow, toy.source, config["steps"], reference_bandwidth=toy.reference_bandwidth,
             log_every=config["log_every"], snapshot_every=config["snapshot_every"], generator=noise_stream,
-            on_log=log, progress=sys.stderr.isatty(),
+            on_log=_log_into([_run]), progress=sys.stderr.isatty(),
         )  # fmt: skip
     except flows.FlowDivergedError as error:
         _save_artifacts(_run, error.trajectory, toy)
         raise
     _save_artifacts(_run, trajectory, toy)
-    final = trajectory.records[-1]
-    return {"w1": final.w1, "w2": final.w2, "mmd2": final.mmd2, "divergence": final.divergence}
+    return _result(trajectory)
+
+
+def _run_replica_group(members: list[tuple[dict, object]], finish, stop_requested: list) -> None:
+    """Advance the replicas of a :class:`~studentteacher.replica_runs.ReplicaGroup` as one batched
+    flow; each run gets its metrics, its artifacts and its own outcome (a diverging one fails alone)."""
+    configs = [dict(config) for config, _ in members]
+    for config in configs:
+        flows.validate_flow_config(config)
+    check_compatible(configs, flows.REPLICA_KEYS)
+    runs = [run for _, run in members]
+    toy_list, flow = _flow_of(configs)
+    streams = [toys.generators(config["seed"], 3)[2] for config in configs]  # each replica's noise stream
+
+    def on_failure(error: flows.FlowDivergedError) -> None:
+        _save_artifacts(runs[error.replica], error.trajectory, toy_list[error.replica])
+        finish(error.replica, error)
+
+    first = configs[0]
+    trajectories = flows.run_flow(
+        flow, torch.stack([toy.source for toy in toy_list]), first["steps"], reference_bandwidth=toy_list[0].reference_bandwidth,
+        log_every=first["log_every"], snapshot_every=first["snapshot_every"], generator=streams,
+        on_log=_log_into(runs), on_failure=on_failure, progress=sys.stderr.isatty(),
+    )  # fmt: skip
+    for replica, trajectory in enumerate(trajectories):
+        if trajectory.records and trajectory.records[-1].step == first["steps"]:
+            _save_artifacts(runs[replica], trajectory, toy_list[replica])
+            finish(replica, _result(trajectory))
+
+
+def run_replicas(run_options: list[dict]) -> list[str]:
+    """Run one Sacred run per entry of ``run_options`` (``ex.run`` keyword arguments, plus an optional
+    ``observers`` list for that run alone) as one batched flow; each run's final status."""
+    return ReplicaGroup(ex, len(run_options), _run_replica_group).run(run_options)
 
 
 OBSERVER_FLAGS = ("-F", "--file_storage", "-s", "--sql", "-m", "--mongo_db")
 
 if __name__ == "__main__":
+    runs_dir = os.environ.get("STUDENTTEACHER_RUNS", "runs")
+    group_options = replica_run_options(ex, sys.argv[1:], runs_dir)
+    if group_options is not None:
+        statuses = run_replicas(group_options)
+        print(f"replicas: {', '.join(statuses)}", file=sys.stderr)
+        sys.exit(0 if all(status == "COMPLETED" for status in statuses) else 1)
     if not any(arg in OBSERVER_FLAGS or arg.startswith(tuple(f + "=" for f in OBSERVER_FLAGS)) for arg in sys.argv):
-        ex.observers.append(FileStorageObserver(os.environ.get("STUDENTTEACHER_RUNS", "runs")))
+        ex.observers.append(FileStorageObserver(runs_dir))
     ex.run_commandline()

@@ -487,8 +487,10 @@ def run_flow(
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 CONFIG_KEYS = (
     "target", "flow", "kernel", "bandwidth", "n_particles", "n_target", "steps", "step_size", "lmbda",
-    "noise_level", "noise_until", "dtype", "device", "log_every", "snapshot_every", "seed",
+    "noise_level", "noise_until", "dtype", "device", "log_every", "snapshot_every", "replicas", "seed",
 )  # fmt: skip
+#: Config keys in which the replicas of one batched run may differ (every other key is shared).
+REPLICA_KEYS = ("seed", "step_size", "lmbda", "noise_level", "noise_until", "replicas")
 
 
 def _fail(key: str, value, allowed: str):
@@ -519,7 +521,7 @@ def validate_flow_config(config: dict) -> None:
     if not (is_real(config["noise_level"]) and config["noise_level"] >= 0):
         _fail("noise_level", config["noise_level"], "a finite number >= 0")
     for key, low in (("n_particles", 1), ("n_target", 1), ("steps", 0), ("noise_until", 0), ("log_every", 1),
-                     ("snapshot_every", 1)):  # fmt: skip
+                     ("snapshot_every", 1), ("replicas", 1)):  # fmt: skip
         if not (is_int(config[key]) and config[key] >= low):
             _fail(key, config[key], f"an integer >= {low}")
     if config["target"] == "three_rings" and config["n_target"] % 3:

@@ -38,14 +38,14 @@ REPLICA_KEYS = (
 )
 
 
-def check_compatible(configs: list[dict]) -> None:
-    """Raise ValueError naming the first key outside REPLICA_KEYS on which two configs differ."""
+def check_compatible(configs: list[dict], replica_keys: tuple[str, ...] = REPLICA_KEYS) -> None:
+    """Raise ValueError naming the first key outside ``replica_keys`` on which two configs differ."""
     first = configs[0]
     for index, config in enumerate(configs[1:], start=1):
         for key in sorted(set(first) | set(config)):
-            if key not in REPLICA_KEYS and first.get(key) != config.get(key):
+            if key not in replica_keys and first.get(key) != config.get(key):
                 raise ValueError(
-                    f"replicas must share every config key but {', '.join(REPLICA_KEYS)}; replica {index} has "
+                    f"replicas must share every config key but {', '.join(replica_keys)}; replica {index} has "
                     f"{key}={config.get(key)!r}, replica 0 has {key}={first.get(key)!r}"
                 )
 

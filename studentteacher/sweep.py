@@ -78,15 +78,19 @@ TEMPLATE = REPO / "slurm" / "array.sbatch"
 
 @dataclass(frozen=True)
 class ExperimentSpec:
-    """Where a sweepable experiment lives: its Sacred script and its config validator."""
+    """Where a sweepable experiment lives: its Sacred script, its config validator and the config
+    keys in which the replicas of one batched run may differ."""
 
-    script: Path  # a file defining the Sacred experiment `ex`
+    script: Path  # a file defining the Sacred experiment `ex` and `run_replicas(run_options)`
     validator: str  # "module:function": config dict -> config dict (or None), or ValueError
+    replica_keys: str  # "module:NAME" of a tuple of config keys
 
 
 EXPERIMENTS: dict[str, ExperimentSpec] = {
-    "student_teacher": ExperimentSpec(REPO / "experiments" / "train.py", "studentteacher.config:validate"),
-    "particle_flow": ExperimentSpec(REPO / "experiments" / "flows2d.py", "studentteacher.flows:validate_flow_config"),
+    "student_teacher": ExperimentSpec(REPO / "experiments" / "train.py", "studentteacher.config:validate",
+                                      "studentteacher.replicas:REPLICA_KEYS"),
+    "particle_flow": ExperimentSpec(REPO / "experiments" / "flows2d.py", "studentteacher.flows:validate_flow_config",
+                                    "studentteacher.flows:REPLICA_KEYS"),
 }
 SWEEP_KEYS = ("experiment", "named_config", "base", "grid", "zip", "seeds", "observer")
 STATES = ("completed", "failed", "interrupted", "running", "dead", "queued", "missing")
@@ -269,10 +273,14 @@ def experiment(name: str):
     return _MODULES[name].ex
 
 
+def _attribute(reference: str):
+    module, name = reference.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def validator(name: str) -> Callable[[dict], dict]:
     """The config validator of experiment ``name``: config -> config (or None) or ValueError."""
-    module, function = EXPERIMENTS[name].validator.split(":")
-    return getattr(importlib.import_module(module), function)
+    return _attribute(EXPERIMENTS[name].validator)
 
 
 def resolved_config(sweep: Sweep, index: int) -> dict:
@@ -463,8 +471,9 @@ def run_task(sweep: Sweep, index: int, validate_all: bool = True) -> tuple[str, 
 def run_batch(sweep: Sweep, first: int, size: int, validate_all: bool = True) -> list[tuple[int, str, Path | None]]:
     """Run tasks ``first .. first+size-1`` (those that exist) as one batched computation.
 
-    Only for ``student_teacher`` sweeps whose tasks share every shape (they may differ in seed,
-    lr, lmbda, noise schedule and initial scales; see :data:`studentteacher.replicas.REPLICA_KEYS`).
+    The tasks must share every config key but the experiment's replica keys (student_teacher:
+    seed, lr, lmbda, noise schedule and initial scales, :data:`studentteacher.replicas.REPLICA_KEYS`;
+    particle_flow: seed, step_size, lmbda, noise_level, noise_until, :data:`studentteacher.flows.REPLICA_KEYS`).
     Each task is still its own Sacred run in its own ``<index>-<attempt>`` directory, with the
     metrics of its plain run. When a task would resume from a checkpoint, the tasks run one by
     one instead. Returns (index, status, run directory) per task.
@@ -475,20 +484,20 @@ def run_batch(sweep: Sweep, first: int, size: int, validate_all: bool = True) ->
         raise SweepError(f"--batch must be >= 1, got {size}")
     indices = [index for index in range(first, first + size) if index < len(sweep)]
     sweep.config_updates(first)
-    if sweep.experiment != "student_teacher" and size > 1:
-        raise SweepError(f"--batch > 1 works for student_teacher sweeps only, not {sweep.experiment!r}")
     if validate_all:
         validate(sweep)
     configs = []
     for index in indices:
         try:
-            configs.append(validator(sweep.experiment)(resolved_config(sweep, index)))
+            config = resolved_config(sweep, index)
+            checked = validator(sweep.experiment)(config)  # the validated config, or None
+            configs.append(config if checked is None else checked)
         except ValueError as err:
             raise SweepError(f"sweep {sweep.path}: index {index} ({_short(sweep.varied(index))}): {err}") from err
     if size == 1 or any(resumable_checkpoint(sweep, index) is not None for index in indices):
         return [(index, *run_task(sweep, index, validate_all=False)) for index in indices]
     try:
-        check_compatible(configs)
+        check_compatible(configs, _attribute(EXPERIMENTS[sweep.experiment].replica_keys))
     except ValueError as err:
         raise SweepError(f"sweep {sweep.path}: tasks {indices[0]}..{indices[-1]} cannot be batched: {err}") from err
     experiment(sweep.experiment)
@@ -502,7 +511,7 @@ def run_batch(sweep: Sweep, first: int, size: int, validate_all: bool = True) ->
              options={"--capture": "no"}, observers=[observer])
         for index, observer in zip(indices, observers)
     ]
-    statuses = module.ReplicaGroup(len(indices)).run(options)
+    statuses = module.run_replicas(options)
     results = []
     for index, state, observer in zip(indices, statuses, observers):
         run_dir = Path(observer.dir) if observer.dir else None
@@ -922,8 +931,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("run", "run one task in this process")
     sub.add_argument("--index", type=int, required=True, help="the task index")
     sub.add_argument("--batch", type=int, default=1,
-                     help="run tasks INDEX .. INDEX+BATCH-1 as one batched computation (student_teacher; "
-                          "each task stays its own run)")
+                     help="run tasks INDEX .. INDEX+BATCH-1 as one batched computation (each task stays its "
+                          "own run)")
     sub.add_argument("--validate", choices=("all", "task"), default="all",
                      help="validate every config of the sweep first (all, the default) or only this task's "
                           "(task: what array tasks do, since submit validated them all)")

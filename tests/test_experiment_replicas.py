@@ -64,7 +64,7 @@ def test_a_diverging_replica_is_failed_alone(tmp_path):
     updates = [dict(n_particles=20, n_train=100, n_valid=50, batch_size=50, epochs=4, log_every=1, seed=seed, lr=lr)
                for seed, lr in ((1, 0.1), (2, 1e30), (3, 0.1))]
     options = {"--file_storage": str(tmp_path), "--capture": "no"}
-    statuses = train.ReplicaGroup(3).run([dict(config_updates=u, options=dict(options)) for u in updates])
+    statuses = train.run_replicas([dict(config_updates=u, options=dict(options)) for u in updates])
     assert statuses == ["COMPLETED", "FAILED", "COMPLETED"]
     runs = runs_by_seed(tmp_path)
     failed = load(runs[2] / "run.json")

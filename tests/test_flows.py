@@ -179,14 +179,14 @@ def test_divergence_raises_naming_step_with_earlier_records_kept():
 # ----------------------------------------------------------------------------- config
 GOOD = dict(target="three_rings", flow="drmmd", kernel="gaussian", bandwidth=0.15, n_particles=30, n_target=30,
             steps=10, step_size=0.1, lmbda=1e-3, noise_level=0.0, noise_until=0, dtype="float64", device="auto",
-            log_every=1, snapshot_every=5, seed=0)  # fmt: skip
+            log_every=1, snapshot_every=5, replicas=1, seed=0)  # fmt: skip
 
 
 @pytest.mark.parametrize(
     "key, value",
     [("target", "moons"), ("flow", "sgd"), ("kernel", "rbf"), ("bandwidth", 0.0), ("bandwidth", -1.0),
      ("lmbda", 0.0), ("step_size", float("nan")), ("n_particles", 0), ("n_target", 31), ("steps", 2.5),
-     ("log_every", True), ("dtype", "float16"), ("device", "tpu"), ("noise_level", -1.0)],
+     ("log_every", True), ("dtype", "float16"), ("device", "tpu"), ("noise_level", -1.0), ("replicas", 0)],
 )  # fmt: skip
 def test_validate_flow_config_names_the_bad_key(key, value):
     flows.validate_flow_config(GOOD)

@@ -3,6 +3,7 @@
 Each run is a fresh Python process (imports of torch, Sacred, matplotlib and POT dominate its
 time), so only one completed, one failed and one rejected run are in the fast set.
 """
+import importlib.util
 import json
 import os
 import subprocess
@@ -86,3 +87,55 @@ def test_bad_config_fails_before_any_work(tmp_path, update, key):
     assert done.returncode != 0
     assert f"config key '{key}'" in done.stderr
     assert not (tmp_path / "runs").exists(), "no run may be started for a bad config"
+
+
+# ----------------------------------------------------------------------------- batched replicas
+TINY_FLOW = ["n_particles=24", "n_target=24", "steps=20", "log_every=5", "snapshot_every=10"]
+
+
+def _runs_by_seed(folder: Path) -> dict[int, Path]:
+    return {_read(d, "config.json")["seed"]: d for d in folder.iterdir() if d.name.isdigit()}
+
+
+def test_replicas_are_separate_runs_equal_to_plain_runs(tmp_path):
+    common = ["target=gaussian", "flow=mmd_noise", "noise_level=0.5", "noise_until=10", "bandwidth=1.0", *TINY_FLOW]
+    done = _run(tmp_path, *common, "replicas=2", "seed=7")
+    assert done.returncode == 0, done.stderr
+    batched = _runs_by_seed(tmp_path / "runs")
+    assert sorted(batched) == [7, 8]
+    plain = subprocess.run([sys.executable, str(SCRIPT), "with", *common, "seed=8", "-F", str(tmp_path / "plain")],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert plain.returncode == 0, plain.stderr
+    plain_metrics = _read(tmp_path / "plain" / "1", "metrics.json")
+    replica_metrics = _read(batched[8], "metrics.json")
+    for name in METRICS:
+        assert replica_metrics[name]["steps"] == plain_metrics[name]["steps"] == [0, 5, 10, 15, 20]
+        assert replica_metrics[name]["values"] == [pytest.approx(v, rel=1e-10, abs=1e-14) for v in plain_metrics[name]["values"]]
+    for run_dir in batched.values():
+        info = _read(run_dir, "run.json")
+        assert info["status"] == "COMPLETED" and set(info["result"]) == {"w1", "w2", "mmd2", "divergence"}
+        assert {"trajectory.npz", "snapshots.png", "flow.gif"} <= set(info["artifacts"])
+
+
+def _import_experiment():
+    spec = importlib.util.spec_from_file_location("flows2d_experiment", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_diverging_replica_is_failed_alone(tmp_path):
+    experiment = _import_experiment()
+    updates = [dict(flow="mmd", n_particles=30, n_target=30, steps=6, log_every=1, snapshot_every=3, seed=seed,
+                    step_size=step_size) for seed, step_size in ((1, 0.1), (2, 1e300), (3, 0.1))]  # fmt: skip
+    options = {"--file_storage": str(tmp_path), "--capture": "no"}
+    statuses = experiment.run_replicas([dict(config_updates=u, options=dict(options)) for u in updates])
+    assert statuses == ["COMPLETED", "FAILED", "COMPLETED"]
+    runs = _runs_by_seed(tmp_path)
+    failed = _read(runs[2], "run.json")
+    assert "diverged at step 1 (replica 1)" in "".join(failed["fail_trace"])
+    assert _read(runs[2], "metrics.json")["w1"]["steps"] == [0]
+    assert "trajectory.npz" in failed["artifacts"]
+    for seed in (1, 3):
+        assert _read(runs[seed], "run.json")["status"] == "COMPLETED"
+        assert _read(runs[seed], "metrics.json")["w1"]["steps"] == [0, 1, 2, 3, 4, 5, 6]
