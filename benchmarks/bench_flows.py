@@ -46,14 +46,14 @@ def _time_steps(flow, particles: torch.Tensor, steps: int, repeats: int, device:
     """Best-of-``repeats`` seconds per step after one warm-up step."""
     generator = toys.generators(0, 1, device)[0]
     first, velocity = flows.flow_velocity(flow, particles, 0, generator)
-    particles = particles - first.step_size * velocity
+    particles = flows.euler_step(particles, first, velocity)
     best = float("inf")
     for _ in range(repeats):
         _sync(device)
         start = time.perf_counter()
         for step in range(1, steps + 1):
             first, velocity = flows.flow_velocity(flow, particles, step, generator)
-            particles = particles - first.step_size * velocity
+            particles = flows.euler_step(particles, first, velocity)
         _sync(device)
         best = min(best, (time.perf_counter() - start) / steps)
     return best

@@ -56,7 +56,7 @@ def measure_flow(name: str, size: int, device: torch.device) -> dict:
 
     def step():
         first, velocity = flows.flow_velocity(flow, state["particles"], state["step"])
-        state["particles"] = state["particles"] - first.step_size * velocity
+        state["particles"] = flows.euler_step(state["particles"], first, velocity)
         state["step"] += 1
 
     seconds = timed(step, device, repeats=3)

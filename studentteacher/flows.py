@@ -390,6 +390,11 @@ def flow_velocity(flow, particles: torch.Tensor, step: int, generator=None):
     return first, flow.velocity(first, points, particles)
 
 
+def euler_step(particles: torch.Tensor, first: FirstVariation, velocity: torch.Tensor) -> torch.Tensor:
+    """y - gamma_n v: ``[..., N, d]`` (gamma_n of ``first``, one per replica for a batched flow)."""
+    return particles - first.step_size.to(particles.device, particles.dtype)[..., None, None] * velocity
+
+
 def run_flow(
     flow,
     source: torch.Tensor,
@@ -474,7 +479,7 @@ def run_flow(
                     trajectory.snapshots.append(view.detach().cpu().clone())
         if last:
             break
-        moved = particles - first.step_size.to(particles.device, particles.dtype)[..., None, None] * velocity
+        moved = euler_step(particles, first, velocity)
         mark(torch.isfinite(moved).reshape(replicas, -1).all(1), step + 1, True)
         stopped = (first_bad >= 0).reshape(flow.target.shape[:-2])[..., None, None]  # (..., 1, 1)
         particles = torch.where(stopped, particles, moved)

@@ -40,10 +40,12 @@ Command line (``python -m studentteacher.sweep COMMAND FILE ...``)::
     check FILE                    validate every config (as run and submit do first)
     run FILE --index I            run task I here; exit 0 completed, 1 failed, 3 interrupted
                                   (--validate task: check only this task's config, as array
-                                  tasks do after submit checked them all)
+                                  tasks do after submit checked them all); --batch R runs
+                                  I .. I+R-1, --indices I,J,K those, as one batched computation
     status FILE [--json]          state of every index
     submit FILE [options]         sbatch an array over the missing/failed/interrupted/dead
-                                  indices (--all: every index); --dry-run prints it
+                                  indices (--all: every index); --dry-run prints it; --batch R:
+                                  each array task runs up to R compatible indices batched
     collect FILE [--runs]         table of the final metrics per config (mean, std over seeds)
 
 Exit status 2 for an invalid sweep file, config or submit option (the message names the index
@@ -74,6 +76,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "slurm" / "array.sbatch"
+BATCH_TEMPLATE = REPO / "slurm" / "array_batch.sbatch"
 
 
 @dataclass(frozen=True)
@@ -468,8 +471,8 @@ def run_task(sweep: Sweep, index: int, validate_all: bool = True) -> tuple[str, 
     return status, run_dir
 
 
-def run_batch(sweep: Sweep, first: int, size: int, validate_all: bool = True) -> list[tuple[int, str, Path | None]]:
-    """Run tasks ``first .. first+size-1`` (those that exist) as one batched computation.
+def run_batch(sweep: Sweep, indices: list[int], validate_all: bool = True) -> list[tuple[int, str, Path | None]]:
+    """Run the tasks ``indices`` as one batched computation.
 
     The tasks must share every config key but the experiment's replica keys (student_teacher:
     seed, lr, lmbda, noise schedule and initial scales, :data:`studentteacher.replicas.REPLICA_KEYS`;
@@ -480,10 +483,10 @@ def run_batch(sweep: Sweep, first: int, size: int, validate_all: bool = True) ->
     """
     from .replicas import check_compatible
 
-    if size < 1:
-        raise SweepError(f"--batch must be >= 1, got {size}")
-    indices = [index for index in range(first, first + size) if index < len(sweep)]
-    sweep.config_updates(first)
+    if not indices or len(set(indices)) != len(indices):
+        raise SweepError(f"a batch needs one or more distinct task indices, got {indices}")
+    for index in indices:
+        sweep.config_updates(index)  # names an index out of range
     if validate_all:
         validate(sweep)
     configs = []
@@ -494,7 +497,7 @@ def run_batch(sweep: Sweep, first: int, size: int, validate_all: bool = True) ->
             configs.append(config if checked is None else checked)
         except ValueError as err:
             raise SweepError(f"sweep {sweep.path}: index {index} ({_short(sweep.varied(index))}): {err}") from err
-    if size == 1 or any(resumable_checkpoint(sweep, index) is not None for index in indices):
+    if len(indices) == 1 or any(resumable_checkpoint(sweep, index) is not None for index in indices):
         return [(index, *run_task(sweep, index, validate_all=False)) for index in indices]
     try:
         check_compatible(configs, _attribute(EXPERIMENTS[sweep.experiment].replica_keys))
@@ -607,7 +610,7 @@ def slurm_queue(sweep: Sweep) -> dict[int, str]:
     records = _submissions(sweep)
     if not records or shutil.which("squeue") is None:
         return {}
-    offsets = {str(r["job_id"]): int(r["offset"]) for r in records}
+    tasks = {str(r["job_id"]): r for r in records}
     done = subprocess.run(["squeue", "--me", "--noheader", "--array", "--format=%F %K %T"],
                           capture_output=True, text=True)
     if done.returncode != 0:
@@ -615,8 +618,11 @@ def slurm_queue(sweep: Sweep) -> dict[int, str]:
     queued = {}
     for line in done.stdout.splitlines():
         parts = line.split()
-        if len(parts) == 3 and parts[0] in offsets and parts[1].isdigit():
-            queued[offsets[parts[0]] + int(parts[1])] = f"SLURM job {parts[0]}_{parts[1]} {parts[2]}"
+        if len(parts) == 3 and parts[0] in tasks and parts[1].isdigit():
+            record, task = tasks[parts[0]], int(parts[1])
+            covered = record["groups"][task] if "groups" in record else [int(record["offset"]) + task]
+            for index in covered:
+                queued[index] = f"SLURM job {parts[0]}_{parts[1]} {parts[2]}"
     return queued
 
 
@@ -726,15 +732,42 @@ def split_array(indices: list[int], max_array_size: int) -> list[tuple[int, list
     return list(chunks.items())
 
 
+def batch_groups(sweep: Sweep, indices: list[int], size: int) -> list[list[int]]:
+    """``indices`` (in order) cut into groups of at most ``size`` tasks that can run as one batch:
+    a task joins the open group when the group has room and the task's config differs from the
+    group's first only in the experiment's replica keys; otherwise it opens a new group."""
+    from .replicas import check_compatible
+
+    if size < 1:
+        raise SweepError(f"--batch must be >= 1, got {size}")
+    keys = _attribute(EXPERIMENTS[sweep.experiment].replica_keys)
+    groups: list[list[int]] = []
+    first_config: dict = {}
+    for index in sorted(set(indices)):
+        config = resolved_config(sweep, index)
+        if groups and len(groups[-1]) < size:
+            try:
+                check_compatible([first_config, config], keys)
+                groups[-1].append(index)
+                continue
+            except ValueError:
+                pass
+        groups.append([index])
+        first_config = config
+    return groups
+
+
 def job_name(sweep: Sweep) -> str:
     """The SLURM job name: ``sweep-<file stem>`` with anything unusual replaced by ``_``."""
     return "sweep-" + re.sub(r"[^A-Za-z0-9_.-]", "_", sweep.name)
 
 
-def render_script(*, sweep_name: str, job_name: str, array: str, offset: int, options: dict,
-                  python: str, workdir: str, sweep_file: str, observer: str,
-                  template: Path = TEMPLATE) -> str:
-    """Fill ``slurm/array.sbatch``: paths are shell-quoted, options become ``#SBATCH`` lines.
+def render_script(*, sweep_name: str, job_name: str, array: str, options: dict, python: str, workdir: str,
+                  sweep_file: str, observer: str, offset: int | None = None, groups: list[list[int]] | None = None,
+                  template: Path | None = None) -> str:
+    """Fill ``slurm/array.sbatch`` (task t runs index ``offset + t``) or, with ``groups``,
+    ``slurm/array_batch.sbatch`` (task t runs the indices ``groups[t]`` as one batch): paths are
+    shell-quoted, options become ``#SBATCH`` lines.
 
     Values that end up outside shell quoting (the job name, the array, the options) are checked
     to contain no whitespace or quotes; the sweep name appears only in a comment, so it may not
@@ -749,13 +782,17 @@ def render_script(*, sweep_name: str, job_name: str, array: str, offset: int, op
         "sweep_name": sweep_name,
         "job_name": job_name,
         "array": array,
-        "offset": str(int(offset)),
         "sbatch_options": "\n".join(sbatch_lines(check_options(options))),
         "python": shlex.quote(python),
         "workdir": shlex.quote(workdir),
         "sweep_file": shlex.quote(sweep_file),
         "observer": shlex.quote(observer),
     }
+    if groups is None:
+        values["offset"] = str(int(offset))
+    else:
+        values["groups"] = " ".join(",".join(str(int(index)) for index in group) for group in groups)
+    template = template or (TEMPLATE if groups is None else BATCH_TEMPLATE)
     text = template.read_text()
     placeholders = set(re.findall(r"\{\{(\w+)\}\}", text))
     if placeholders != set(values):
@@ -792,7 +829,8 @@ def _submissions(sweep: Sweep) -> list[dict]:
 
 @dataclass
 class Submission:
-    """One sbatch call: its job id (None in a dry run), index offset, sweep indices and script."""
+    """One sbatch call: its job id (None in a dry run), index offset, sweep indices and script;
+    for a batched submission, the indices of each array task (``groups[t]``)."""
 
     job_id: str | None
     offset: int
@@ -800,16 +838,19 @@ class Submission:
     script: Path
     text: str
     command: list[str]
+    groups: list[list[int]] | None = None
 
 
 def submit(sweep: Sweep, options: dict | None = None, *, all_indices: bool = False,
            indices: list[int] | None = None, dry_run: bool = False, stale_after: float = 120.0,
-           max_size: int | None = None) -> list[Submission]:
+           max_size: int | None = None, batch: int = 1) -> list[Submission]:
     """Submit the sweep as SLURM array job(s); return the submissions (nothing to do: []).
 
     Validates the options and every config first. Submits the indices whose state is failed,
     interrupted, dead or missing (``all_indices``: every index; ``indices``: exactly those),
     split at the cluster's MaxArraySize (``max_size`` overrides it, only to a smaller value).
+    With ``batch`` > 1 each array task runs a group of up to ``batch`` compatible indices as one
+    batched computation (:func:`batch_groups`, ``slurm/array_batch.sbatch``).
     Each rendered script is written to ``<observer>/slurm/`` and submitted with ``sbatch
     --parsable``; a non-zero exit or an unparsable job id raises :class:`SubmitError`. A dry run
     writes and submits nothing.
@@ -834,15 +875,21 @@ def submit(sweep: Sweep, options: dict | None = None, *, all_indices: bool = Fal
     logs = log_dir(sweep)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     submissions = []
-    for number, (offset, task_ids) in enumerate(split_array(chosen, limit)):
-        text = render_script(sweep_name=sweep.name, job_name=job_name(sweep), array=array_spec(task_ids),
-                             offset=offset, options=options, python=sys.executable, workdir=os.getcwd(),
-                             sweep_file=str(sweep.path), observer=str(sweep.observer))
+    common = dict(sweep_name=sweep.name, job_name=job_name(sweep), options=options, python=sys.executable,
+                  workdir=os.getcwd(), sweep_file=str(sweep.path), observer=str(sweep.observer))
+    if batch > 1:
+        groups = batch_groups(sweep, chosen, batch)
+        chunks = [(0, list(range(len(part))), part) for part in (groups[i:i + limit] for i in range(0, len(groups), limit))]
+    else:
+        chunks = [(offset, task_ids, None) for offset, task_ids in split_array(chosen, limit)]
+    for number, (offset, task_ids, task_groups) in enumerate(chunks):
+        text = render_script(array=array_spec(task_ids), offset=offset, groups=task_groups, **common)
         script = logs / f"array-{stamp}-{number}.sbatch"
         # Paths go to sbatch as arguments (no quoting rules of #SBATCH lines); % is SLURM's escape.
         output = str(logs).replace("%", "%%") + "/%A_%a.out"
         command = ["sbatch", "--parsable", f"--output={output}", str(script)]
-        submission = Submission(None, offset, [offset + t for t in task_ids], script, text, command)
+        covered = [offset + t for t in task_ids] if task_groups is None else [i for group in task_groups for i in group]
+        submission = Submission(None, offset, covered, script, text, command, task_groups)
         submissions.append(submission)
         if dry_run:
             continue
@@ -856,6 +903,8 @@ def submit(sweep: Sweep, options: dict | None = None, *, all_indices: bool = Fal
         submission.job_id = match.group(1)
         record = {"job_id": submission.job_id, "offset": offset, "indices": submission.indices,
                   "script": str(script), "time": dt.datetime.now().isoformat(timespec="seconds")}
+        if task_groups is not None:
+            record["groups"] = task_groups
         with open(logs / "submissions.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
     return submissions
@@ -929,10 +978,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--json", action="store_true", help="the full config updates per index, as JSON")
     command("check", "validate every config of the sweep")
     sub = command("run", "run one task in this process")
-    sub.add_argument("--index", type=int, required=True, help="the task index")
+    which = sub.add_mutually_exclusive_group(required=True)
+    which.add_argument("--index", type=int, help="the task index")
+    which.add_argument("--indices", help="comma-separated task indices, run as one batched computation")
     sub.add_argument("--batch", type=int, default=1,
-                     help="run tasks INDEX .. INDEX+BATCH-1 as one batched computation (each task stays its "
-                          "own run)")
+                     help="with --index: run tasks INDEX .. INDEX+BATCH-1 as one batched computation (each "
+                          "task stays its own run)")
     sub.add_argument("--validate", choices=("all", "task"), default="all",
                      help="validate every config of the sweep first (all, the default) or only this task's "
                           "(task: what array tasks do, since submit validated them all)")
@@ -941,6 +992,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--stale-after", type=float, default=120.0, help="seconds without heartbeat -> dead (120)")
     sub = command("submit", "submit the missing/failed/interrupted/dead indices as SLURM array job(s)")
     sub.add_argument("--all", action="store_true", help="submit every index")
+    sub.add_argument("--batch", type=int, default=1,
+                     help="each array task runs up to BATCH compatible indices as one batched computation")
     sub.add_argument("--dry-run", action="store_true", help="print the scripts and sbatch commands only")
     sub.add_argument("--stale-after", type=float, default=120.0, help="seconds without heartbeat -> dead (120)")
     for name, (_, description) in SUBMIT_OPTIONS.items():
@@ -974,7 +1027,16 @@ def main(argv: list[str] | None = None) -> int:
             validate(sweep)
             print(f"{sweep.path}: all {len(sweep)} configs are valid")
         elif args.command == "run":
-            outcomes = run_batch(sweep, args.index, args.batch, validate_all=args.validate == "all")
+            if args.indices is not None:
+                try:
+                    indices = [int(part) for part in args.indices.split(",")]
+                except ValueError:
+                    raise SweepError(f"--indices must be comma-separated integers, got {args.indices!r}") from None
+            elif args.batch < 1:
+                raise SweepError(f"--batch must be >= 1, got {args.batch}")
+            else:
+                indices = [i for i in range(args.index, args.index + args.batch) if i < len(sweep)] or [args.index]
+            outcomes = run_batch(sweep, indices, validate_all=args.validate == "all")
             for index, state, run_dir in outcomes:
                 print(f"sweep task {index}: {state} ({run_dir})", file=sys.stderr)
             codes = [{"COMPLETED": EXIT_COMPLETED, "INTERRUPTED": EXIT_INTERRUPTED}.get(state, EXIT_FAILED)
@@ -989,14 +1051,15 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "submit":
             options = {name: getattr(args, name) for name in SUBMIT_OPTIONS}
             submissions = submit(sweep, options, all_indices=args.all, dry_run=args.dry_run,
-                                 stale_after=args.stale_after)
+                                 stale_after=args.stale_after, batch=args.batch)
             if not submissions:
                 print("nothing to submit: every index is completed, running or queued")
             for s in submissions:
                 if args.dry_run:
                     print(f"# would run: {shlex.join(s.command)}\n{s.text}")
                 else:
-                    print(f"submitted job {s.job_id}: indices {array_spec(s.indices)} ({s.script})")
+                    batches = "" if s.groups is None else f" in {len(s.groups)} batched tasks"
+                    print(f"submitted job {s.job_id}: indices {array_spec(sorted(s.indices))}{batches} ({s.script})")
         elif args.command == "collect":
             # studentteacher.results (runs -> one tidy table) takes over once it offers collect_sweep
             results = _results_module()

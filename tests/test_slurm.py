@@ -200,3 +200,19 @@ def test_time_limit_signal_reaches_python_and_the_task_resumes(odd_dir):
     wait_for_jobs([second.job_id])
     (state,) = sw.status(sweep)
     assert (state.state, state.attempts, state.detail) == ("completed", 2, "resumed from 00000-1")
+
+
+def test_batched_submission_runs_groups_of_compatible_tasks(odd_dir):
+    # 2 methods x 3 seeds: with --batch 2 the seeds of one method share an array task, never the methods.
+    sweep = write_sweep(odd_dir, "batched", grid={"method": ["sgd", "drmmd"]}, seeds=[1, 2, 3])
+    (submission,) = sw.submit(sweep, {"time": "10"}, batch=2)
+    assert submission.groups == [[0, 1], [2], [3, 4], [5]]
+    assert "#SBATCH --array=0-3" in submission.text and "TASK_GROUPS=(0,1 2 3,4 5)" in submission.text
+    assert "missing" not in states(sweep), "every index of a queued group shows as queued/running"
+    wait_for_jobs([submission.job_id])
+    assert states(sweep) == ["completed"] * 6
+    assert "sweep tasks 3,4 " in (sweep.observer / "slurm" / f"{submission.job_id}_2.out").read_text()
+    replica = json.loads((sweep.observer / "00004-1" / "info.json").read_text())["replica"]
+    assert replica == {"index": 1, "of": 2}, "index 4 ran as the second replica of a batch"
+    record = json.loads((sweep.observer / "slurm" / "submissions.jsonl").read_text().splitlines()[0])
+    assert record["groups"] == [[0, 1], [2], [3, 4], [5]] and sorted(record["indices"]) == list(range(6))
