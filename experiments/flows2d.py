@@ -37,6 +37,7 @@ from studentteacher import flows, toys  # noqa: E402
 from studentteacher.kernels import get_kernel  # noqa: E402
 from studentteacher.replica_runs import ReplicaGroup, active_group, replica_run_options  # noqa: E402
 from studentteacher.replicas import check_compatible  # noqa: E402
+from studentteacher.training import set_threads_from_allocation  # noqa: E402
 
 ex = Experiment("particle_flow")
 ex.captured_out_filter = apply_backspaces_and_linefeeds
@@ -215,6 +216,7 @@ def main(_config, _run):
         return group.join(dict(_config), _run)
     config = dict(_config)
     flows.validate_flow_config(config)
+    _run.info["threads"] = set_threads_from_allocation()
     (toy,), flow = _flow_of([config])
     noise_stream = toys.generators(config["seed"], 3)[2]  # on the CPU: the same noise on every device
     try:
@@ -238,6 +240,9 @@ def _run_replica_group(members: list[tuple[dict, object]], finish, stop_requeste
         flows.validate_flow_config(config)
     check_compatible(configs, flows.REPLICA_KEYS)
     runs = [run for _, run in members]
+    threads = set_threads_from_allocation()
+    for run in runs:
+        run.info["threads"] = threads
     toy_list, flow = _flow_of(configs)
     streams = [toys.generators(config["seed"], 3)[2] for config in configs]  # each replica's noise stream
 

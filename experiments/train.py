@@ -100,6 +100,7 @@ def main(_config, _run):
     stop_requested = []
     previous = {sig: signal.signal(sig, lambda signum, frame: stop_requested.append(signum)) for sig in STOP_SIGNALS}
     config = validate(dict(_config))
+    _run.info["threads"] = set_threads_from_allocation()
     trainer = Trainer(config)
     _run.info["device"] = str(resolve_device(config["device"]))
     bar = progress_bar(config["epochs"], trainer.epoch)
@@ -132,9 +133,10 @@ def _train_replicas(members: list[tuple[dict, object]], finish, stop_requested: 
     TrainingDiverged as soon as it diverges, or RunInterrupted after a checkpoint on a stop signal)."""
     configs = [validate(config) for config, _ in members]
     runs = [run for _, run in members]
+    threads = set_threads_from_allocation()
     batched = BatchedTrainer(configs)
     for run in runs:
-        run.info["device"] = str(batched.device)
+        run.info["device"], run.info["threads"] = str(batched.device), threads
     bar = progress_bar(configs[0]["epochs"], batched.epoch)
 
     def on_failure(replica, error):
@@ -179,7 +181,6 @@ def wants_default_observer(argv: list[str]) -> bool:
 
 
 if __name__ == "__main__":
-    set_threads_from_allocation()
     if any(arg.split("=")[0] in SQL_FLAGS for arg in sys.argv[1:]):
         sys.exit(f"error: {SQL_UNSUPPORTED}")
     group_options = replica_run_options(ex, sys.argv[1:], default_runs_dir())

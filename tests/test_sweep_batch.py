@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -66,3 +67,16 @@ def test_batched_flow_tasks_match_plain_tasks(tmp_path):
         run_dir = tmp_path / "b" / f"{index:05d}-1"
         assert json.loads((run_dir / "run.json").read_text())["status"] == "COMPLETED"
         assert w1_curve(run_dir) == pytest.approx(w1_curve(tmp_path / "p" / f"{index:05d}-1"), rel=1e-10)
+
+
+def test_sweep_tasks_use_the_cpus_of_their_slurm_allocation(tmp_path):
+    """An array task runs `sweep run`: each experiment sets torch's threads from SLURM_CPUS_PER_TASK."""
+    path = tmp_path / "flows.yaml"
+    path.write_text(FLOW_SWEEP)
+    environment = {**os.environ, "SLURM_CPUS_PER_TASK": "3", "OMP_NUM_THREADS": "1"}
+    for sweep_file, observer in ((SMOKE, tmp_path / "train"), (str(path), tmp_path / "flow")):
+        done = subprocess.run([sys.executable, "-m", "studentteacher.sweep", "run", sweep_file, "--index", "0",
+                               "--observer", str(observer)], capture_output=True, text=True, cwd=tmp_path,
+                              timeout=300, env=environment)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert json.loads((observer / "00000-1" / "info.json").read_text())["threads"] == 3
