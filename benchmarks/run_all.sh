@@ -22,5 +22,7 @@ run benchmarks/bench_replicas.py --device "$device" --readout particle --replica
     --json "$out/replicas-particle-$device.json"
 run benchmarks/bench_replicas.py --device "$device" --readout dense --methods drmmd --replicas 1 10 \
     --json "$out/replicas-dense-$device.json"
+run benchmarks/bench_replicas.py --device "$device" --problem flow --replicas 1 4 10 16 \
+    --json "$out/replicas-flow-$device.json"
 run benchmarks/bench_flows.py --devices "$device" --output "$out/flows-$device.json"
 run benchmarks/bench_scale.py --device "$device" --json "$out/scale-$device.json"

@@ -68,7 +68,7 @@ import torch
 from tqdm import tqdm
 
 from . import divergences
-from .kernels import BLOCK_BYTES, KERNELS, Kernel, get_kernel, kernel_gram, kernel_matvec, kernel_matvec_grad, matvec
+from .kernels import KERNELS, Kernel, get_kernel, kernel_gram, kernel_matvec, kernel_matvec_grad, matvec
 from .toys import TARGETS
 
 FLOWS = ("mmd", "mmd_noise", "drmmd", "drmmd_adaptive", "kale")
@@ -121,7 +121,7 @@ class _KernelFlow:
     hyperparameters may then be one number for all or one per replica (``[R]``).
     """
 
-    def __init__(self, target: torch.Tensor, kernel: Kernel, step_size, budget_bytes: int = BLOCK_BYTES):
+    def __init__(self, target: torch.Tensor, kernel: Kernel, step_size, budget_bytes: int | None = None):
         if target.dim() not in (2, 3):
             raise ValueError(f"target must be [M, d] or [R, M, d] (R replicas), got shape {tuple(target.shape)}")
         self.target = target  # (..., M, d)
@@ -283,11 +283,12 @@ def make_flow(
     noise_level: float = 0.0,
     noise_until: int = 0,
     solver: str = "factor",
-    budget_bytes: int = BLOCK_BYTES,
+    budget_bytes: int | None = None,
 ):
     """The flow object named ``flow`` (one of :data:`FLOWS`) towards ``target: [M, d]``.
 
-    ``budget_bytes`` bounds the temporaries of each block of a kernel reduction.
+    ``budget_bytes`` bounds the temporaries of each block of a kernel reduction (None: the
+    device's default, :func:`~studentteacher.kernels.block_budget`).
     """
     options = {"budget_bytes": budget_bytes}
     if flow in ("mmd", "mmd_noise"):
