@@ -1,12 +1,13 @@
 """Wall time of R batched replicas relative to one run, per update rule (or per 2-D flow).
 
     python benchmarks/bench_replicas.py [--device cpu] [--readout particle] [--replicas 1 4 10 16]
-                                        [--methods sgd drmmd] [--epochs 3] [--repeats 3] [--json FILE]
+                                        [--methods sgd drmmd] [--epochs 3] [--repeats 5] [--json FILE]
     python benchmarks/bench_replicas.py --problem flow [--flows mmd drmmd kale] [--n-particles 300]
 
-Student-teacher: for each rule, one run measures (after warm-up, median of ``--repeats``) the
-seconds per epoch of a plain :class:`~studentteacher.training.Trainer` and of a
-:class:`~studentteacher.replicas.BatchedTrainer` of R seeds. Flows (three rings, N = M, float64,
+Student-teacher: for each rule, one run measures the seconds per epoch of a plain
+:class:`~studentteacher.training.Trainer` and of a :class:`~studentteacher.replicas.BatchedTrainer`
+of R seeds, timed alternately (medians of ``--repeats`` after a warm-up), so that a busy shared
+machine slows both alike. Flows (three rings, N = M, float64,
 the named configs' step and lambda): seconds per flow step (first variation, velocity, move; no
 logged metrics) of one flow and of one batched flow of R seeds. Prints ``t(R) / t(1)`` (R
 sequential runs would give R) with the peak memory. Never asserts.
@@ -17,10 +18,12 @@ import argparse
 import datetime
 import json
 import platform
+import statistics
+import time
 
 import torch
 
-from bench_training import peak_memory_mb, timed
+from bench_training import peak_memory_mb, synchronize
 from studentteacher import flows, toys
 from studentteacher.kernels import get_kernel
 from studentteacher.replicas import BatchedTrainer
@@ -29,6 +32,22 @@ from studentteacher.training import Trainer
 FLOW_SETTINGS = {  # flow -> (step_size, lmbda), the three-ring named configs of experiments/flows2d.py
     "mmd": (0.1, 1e-3), "mmd_noise": (0.1, 1e-3), "drmmd": (0.1, 1e-3), "drmmd_adaptive": (0.1, 0.1), "kale": (1e-4, 1e-3),
 }
+
+
+def paired_medians(single, batched, device, repeats: int) -> tuple[float, float]:
+    """Median seconds of ``single()`` and of ``batched()``, timed alternately (after one warm-up
+    call each) so that both see the same state of a shared machine."""
+    samples: tuple[list[float], list[float]] = ([], [])
+    for function in (single, batched):
+        function()
+    for _ in range(repeats):
+        for function, times in zip((single, batched), samples):
+            synchronize(device)
+            start = time.perf_counter()
+            function()
+            synchronize(device)
+            times.append(time.perf_counter() - start)
+    return statistics.median(samples[0]), statistics.median(samples[1])
 
 
 def flow_steps(name: str, replicas: int, size: int, device: torch.device):
@@ -58,12 +77,12 @@ def flow_rows(args, device: torch.device) -> list[dict]:
     print(f"{'flow':16s} {'R':>4s} {'s/step':>10s} {'t(R)/t(1)':>10s} {'peak MB':>9s}")
     for name in args.flows:
         single = flow_steps(name, 1, args.n_particles, device)
-        one = timed(lambda: single(args.steps), device, args.repeats) / args.steps
         for replicas in args.replicas:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             batched = flow_steps(name, replicas, args.n_particles, device)
-            seconds = timed(lambda: batched(args.steps), device, args.repeats) / args.steps
+            one, seconds = (t / args.steps for t in paired_medians(
+                lambda: single(args.steps), lambda: batched(args.steps), device, args.repeats))
             row = dict(flow=name, replicas=replicas, seconds_per_step=seconds, single_seconds=one, ratio=seconds / one,
                        peak_mb=peak_memory_mb(device))
             rows.append(row)
@@ -77,12 +96,13 @@ def student_rows(args, device: torch.device) -> list[dict]:
     print(f"{'method':16s} {'R':>4s} {'s/epoch':>10s} {'t(R)/t(1)':>10s} {'peak MB':>9s}")
     for method in args.methods:
         single = Trainer(dict(base, method=method, seed=0))
-        one = timed(lambda: [single.run_epoch() for _ in range(args.epochs)], device, args.repeats) / args.epochs
         for replicas in args.replicas:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             batched = BatchedTrainer([dict(base, method=method, seed=seed) for seed in range(replicas)])
-            seconds = timed(lambda: [batched.run_epoch() for _ in range(args.epochs)], device, args.repeats) / args.epochs
+            one, seconds = (t / args.epochs for t in paired_medians(
+                lambda: [single.run_epoch() for _ in range(args.epochs)],
+                lambda: [batched.run_epoch() for _ in range(args.epochs)], device, args.repeats))
             row = dict(method=method, replicas=replicas, seconds_per_epoch=seconds, single_seconds=one,
                        ratio=seconds / one, peak_mb=peak_memory_mb(device))
             rows.append(row)
@@ -102,7 +122,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["sgd", "noise_injection", "drmmd"])
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per timed repeat")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5, help="alternating timed repeats (median)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     device = torch.device(args.device)
