@@ -60,22 +60,36 @@ def _check_bandwidth(bandwidth: float) -> None:
         raise ValueError(f"bandwidth must be > 0, got {bandwidth!r}")
 
 
+#: The kernels that are functions of |x - y|^2 alone (their values and slopes can share one
+#: matrix of squared distances: :func:`get_kernel` gives them ``radial_value`` and ``radial_slope``).
+RADIAL = ("gaussian", "laplace", "imq")
+
+
+def _radial_value(name: str, sq: torch.Tensor, bandwidth: float, inplace: bool = False) -> torch.Tensor:
+    """k(s) at s = |x - y|^2 for the radial kernel ``name``; ``inplace`` lets it overwrite ``sq``."""
+    if name == "gaussian":
+        return (sq.mul_ if inplace else sq.mul)(-0.5 / bandwidth**2).exp_()
+    if name == "laplace":
+        return torch.exp(-_safe_norm_from_squares(sq) / bandwidth)
+    return torch.rsqrt(1.0 + sq / bandwidth**2)  # imq
+
+
 def gaussian(x: torch.Tensor, y: torch.Tensor, bandwidth: float) -> torch.Tensor:
     """Gaussian kernel exp(-|x - y|^2 / (2 bandwidth^2)); ``[n, d], [m, d] -> [n, m]``."""
     _check_bandwidth(bandwidth)
-    return squared_distances(x, y).mul_(-0.5 / bandwidth**2).exp_()
+    return _radial_value("gaussian", squared_distances(x, y), bandwidth, inplace=True)
 
 
 def laplace(x: torch.Tensor, y: torch.Tensor, bandwidth: float) -> torch.Tensor:
     """Laplace kernel exp(-|x - y| / bandwidth); ``[n, d], [m, d] -> [n, m]``."""
     _check_bandwidth(bandwidth)
-    return torch.exp(-_safe_norm_from_squares(squared_distances(x, y)) / bandwidth)
+    return _radial_value("laplace", squared_distances(x, y), bandwidth)
 
 
 def imq(x: torch.Tensor, y: torch.Tensor, bandwidth: float) -> torch.Tensor:
     """Inverse multiquadric (1 + |x - y|^2 / bandwidth^2)^(-1/2); ``[n, d], [m, d] -> [n, m]``."""
     _check_bandwidth(bandwidth)
-    return torch.rsqrt(1.0 + squared_distances(x, y) / bandwidth**2)
+    return _radial_value("imq", squared_distances(x, y), bandwidth)
 
 
 def energy(x: torch.Tensor, y: torch.Tensor, bandwidth: float = 1.0) -> torch.Tensor:
@@ -110,12 +124,18 @@ def _radial_slope(name: str, sq: torch.Tensor, bandwidth: float) -> torch.Tensor
     return torch.where(positive, -1.0 / (bandwidth * safe), 0.0)  # energy: -|x - y| / bandwidth
 
 
+def radial_weighted_gradient(x: torch.Tensor, y: torch.Tensor, slopes: torch.Tensor, weights: torch.Tensor):
+    """sum_j w_j q_ij (x_i - y_j) = x_i sum_j w_j q_ij - sum_j w_j q_ij y_j from the slopes q ``[..., n, m]``
+    (overwritten); ``x: [..., n, d]``, ``y: [..., m, d]``, ``weights: [..., m]`` -> ``[..., n, d]``."""
+    coefficients = slopes.mul_(weights[..., None, :])  # (..., n, m)
+    return x * coefficients.sum(-1, keepdim=True) - coefficients @ y
+
+
 def _weighted_gradient(name: str, bandwidth: float, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor):
     """Closed form of grad_x sum_j w_j k(x_i, y_j) = x_i sum_j w_j q_ij - sum_j w_j q_ij y_j (+ the energy
     kernel's base-point term x_i / (bandwidth |x_i|) sum_j w_j); ``[n, d], [m, d], [m] -> [n, d]``
     (or per replica: ``[R, n, d], [R, m, d], [R, m] -> [R, n, d]``)."""
-    coefficients = _radial_slope(name, squared_distances(x, y), bandwidth).mul_(weights[..., None, :])  # (..., n, m)
-    gradient = x * coefficients.sum(-1, keepdim=True) - coefficients @ y  # (..., n, d)
+    gradient = radial_weighted_gradient(x, y, _radial_slope(name, squared_distances(x, y), bandwidth), weights)
     if name == "energy":
         norm_x = _safe_norm_from_squares((x * x).sum(-1, keepdim=True))  # (..., n, 1)
         total = weights.sum(-1)[..., None, None]  # (..., 1, 1)
@@ -127,7 +147,9 @@ def get_kernel(name: str, bandwidth: float) -> Kernel:
     """The kernel ``name`` with its bandwidth bound: a callable ``(x, y) -> Gram``.
 
     It carries ``weighted_gradient(x, y, w)``, the closed form of grad_x sum_j w_j k(x_i, y_j)
-    ``[n, d]``, which :func:`kernel_matvec_grad` uses instead of autograd.
+    ``[n, d]``, which :func:`kernel_matvec_grad` uses instead of autograd; the :data:`RADIAL`
+    kernels also carry ``radial_value(sq)`` and ``radial_slope(sq)``: k and q = 2 dk/ds (so that
+    grad_x k(x, y) = q (x - y)) from squared distances s = |x - y|^2, else both are None.
     """
     if name not in KERNELS:
         raise ValueError(f"kernel must be one of {sorted(KERNELS)}, got {name!r}")
@@ -139,6 +161,9 @@ def get_kernel(name: str, bandwidth: float) -> Kernel:
 
     kernel.__name__ = f"{name}(bandwidth={bandwidth})"
     kernel.weighted_gradient = functools.partial(_weighted_gradient, name, bandwidth)
+    radial = name in RADIAL
+    kernel.radial_value = (lambda sq: _radial_value(name, sq, bandwidth)) if radial else None
+    kernel.radial_slope = (lambda sq: _radial_slope(name, sq, bandwidth)) if radial else None
     return kernel
 
 

@@ -217,7 +217,7 @@ def test_blocked_kernel_reductions_equal_the_full_gram(name):
     torch.testing.assert_close(kernels.kernel_matvec_grad(kernel, x, y, weights, tiny), expected)
 
 
-@pytest.mark.parametrize("flow_name", ["mmd_noise", "drmmd", "drmmd_adaptive", "kale"])
+@pytest.mark.parametrize("flow_name", ["mmd", "mmd_noise", "drmmd", "drmmd_adaptive", "kale"])
 def test_a_flow_with_one_row_per_block_follows_the_unblocked_flow(flow_name):
     toy = toys.make_toy("three_rings", 30, 30, seed=0)
     kernel = kernels.get_kernel("gaussian", 0.15)
@@ -302,3 +302,20 @@ def test_batched_kernel_reductions_equal_each_replica(name):
                                    kernels.kernel_matvec(kernel, x[r], y[r], weights[r]))  # fmt: skip
         torch.testing.assert_close(kernels.kernel_matvec_grad(kernel, x, y, weights, tiny)[r],
                                    kernels.kernel_matvec_grad(kernel, x[r], y[r], weights[r]))  # fmt: skip
+
+
+@pytest.mark.parametrize("name", kernels.RADIAL)
+@pytest.mark.parametrize("flow_name", ["mmd", "drmmd"])
+def test_shared_distances_step_equals_the_separate_reductions(name, flow_name):
+    """One matrix of squared distances per step (radial kernels, small flows) == separate kernel
+    evaluations through autograd (the same kernel as a plain function, which has no radial form)."""
+    particles, target = _problem()
+    fused_kernel = kernels.get_kernel(name, 0.8)
+    plain_kernel = functools.partial(kernels.KERNELS[name], bandwidth=0.8)
+    fused = flows.make_flow(flow_name, target, fused_kernel, 0.1, 0.05)
+    assert fused._shared_distances(particles) is not None, "the shared path must be taken"
+    first, velocity = flows.flow_velocity(fused, particles, 0)
+    expected_first, expected = flows.flow_velocity(flows.make_flow(flow_name, target, plain_kernel, 0.1, 0.05), particles, 0)
+    torch.testing.assert_close(first.value, expected_first.value, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(velocity, expected, rtol=1e-10, atol=1e-12)
+    assert fused._kept is None, "kept distances are released after the velocity"
