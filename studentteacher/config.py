@@ -17,6 +17,7 @@ from .networks import READOUTS
 from .updates import METHODS
 
 DTYPES = ("float32", "float64")
+COMPILE_MODES = ("off", "default", "reduce-overhead")
 
 
 class ConfigError(ValueError):
@@ -66,6 +67,9 @@ SPEC: dict[str, Key] = {
     "device": Key("auto", str, help="auto (cuda if available), cpu, cuda or cuda:N"),
     "dtype": Key("float32", str, choices=DTYPES, help="floating point type"),
     "allow_tf32": Key(False, bool, help="TF32 matrix products on CUDA for float32 (faster, ~1e-3 relative error)"),
+    "compile": Key("off", str, choices=COMPILE_MODES,
+                   help="torch.compile the update rule's step: off, default (fused kernels) or reduce-overhead "
+                        "(CUDA graphs on CUDA); one run at a time (replicas = 1)"),
     "log_every": Key(10, int, minimum=1, help="epochs between metric logs"),
     "checkpoint_every": Key(0, int, minimum=0, help="epochs between checkpoints (0: only on a stop signal)"),
     "resume_from": Key(None, str, nullable=True, help="checkpoint to resume from"),
@@ -124,7 +128,7 @@ def validate(config: dict) -> dict:
     """Return the complete config (defaults filled in, ints accepted for floats) or raise ConfigError.
 
     Checks: unknown keys (with the closest known key), types, ranges and choices, the device,
-    and the cross-key rule batch_size <= n_train.
+    and the cross-key rules batch_size <= n_train and compile = 'off' with replicas > 1.
     """
     unknown = sorted(set(config) - set(SPEC))
     if unknown:
@@ -141,6 +145,8 @@ def validate(config: dict) -> dict:
             _check_range(key, value, spec)
         complete[key] = value
     check_device(complete["device"])
+    if complete["compile"] != "off" and complete["replicas"] > 1:
+        _fail("compile", complete["compile"], f"'off' when replicas > 1 (got replicas = {complete['replicas']})")
     if complete["batch_size"] > complete["n_train"]:
         _fail("batch_size", complete["batch_size"], f"an integer <= n_train = {complete['n_train']}")
     return complete

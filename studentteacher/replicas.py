@@ -62,6 +62,9 @@ class BatchedTrainer:
         if len(epochs) != 1:
             raise ValueError(f"replicas must start at the same epoch, got {sorted(epochs)}")
         lead = self.members[0]
+        if lead.config["compile"] != "off":
+            raise ValueError(f"config key 'compile': got {lead.config['compile']!r}; allowed: 'off' for batched "
+                             "replicas (their step is vmapped, not compiled)")
         self.config, self.arch, self.rule = lead.config, lead.arch, lead.rule
         self.device, self.dtype, self.epoch = lead.device, lead.dtype, lead.epoch
         self.params = {key: torch.stack([m.params[key] for m in self.members]) for key in lead.params}  # (R, ...)

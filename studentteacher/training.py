@@ -35,7 +35,7 @@ from .updates import StepHyper, draw_noise, make_rule
 
 MIN_ADAPTIVE_LR = 1e-4
 # keys that may differ between a checkpoint's run and the run resuming from it
-RESUMABLE_CHANGES = ("epochs", "log_every", "checkpoint_every", "resume_from", "device", "allow_tf32")
+RESUMABLE_CHANGES = ("epochs", "log_every", "checkpoint_every", "resume_from", "device", "allow_tf32", "compile")
 
 
 class TrainingDiverged(RuntimeError):
@@ -100,6 +100,26 @@ def save_atomically(obj, path: str) -> None:
     os.replace(temporary, path)
 
 
+def compile_step(rule, mode: str, device: torch.device):
+    """``rule.step`` through ``torch.compile`` (``mode`` "default" or "reduce-overhead"; fixed shapes).
+
+    Under "reduce-overhead" on CUDA the step is replayed as a CUDA graph; each call first marks a
+    new step (``torch.compiler.cudagraph_mark_step_begin``), as the particles a step returns are
+    the next step's inputs. Schedule values that are Python floats (lr, a decaying noise level)
+    are constants of the compiled step: a new value compiles it again (noise decays do so a few
+    times per run).
+    """
+    compiled = torch.compile(rule.step, mode=mode, dynamic=False)
+    if not (mode == "reduce-overhead" and device.type == "cuda"):
+        return compiled
+
+    def step(*args):
+        torch.compiler.cudagraph_mark_step_begin()
+        return compiled(*args)
+
+    return step
+
+
 class Trainer:
     """State of one student-teacher run: particles, schedules, random streams, history."""
 
@@ -129,6 +149,7 @@ class Trainer:
             self.arch, cfg["n_particles"], cfg["student_mean"], cfg["student_std"], self.generators["student"], **create
         )
         self.rule = make_rule(cfg["method"], self.arch, ksd_reg=cfg["ksd_reg"], drmmd_noise=cfg["drmmd_noise"])
+        self._step = self.rule.step if cfg["compile"] == "off" else compile_step(self.rule, cfg["compile"], self.device)
         self.epoch = 0
         # lambda_n: a device tensor when adaptive (updated without a host sync), else the float lmbda
         self.lmbda = torch.tensor(cfg["lmbda"], dtype=self.dtype, device=self.device) if self.adaptive() else cfg["lmbda"]
@@ -188,7 +209,7 @@ class Trainer:
         n_batches = 0
         for x, y in self.train_set.batches(cfg["batch_size"], self.generators["batches"]):
             noise = draw_noise(self.params, self.generators["noise"]) if noisy else None
-            self.params, loss = self.rule.step(self.params, x, y, hyper, noise)
+            self.params, loss = self._step(self.params, x, y, hyper, noise)
             total = total + loss
             n_batches += 1
         mean_loss = total / n_batches

@@ -44,6 +44,17 @@ def test_tf32_only_when_the_config_asks():
     torch.backends.cuda.matmul.allow_tf32 = False
 
 
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_compiled_gpu_step_matches_the_eager_cpu_run(mode):
+    """torch.compile of the step on CUDA (reduce-overhead: CUDA graphs) takes the CPU run's steps, float64."""
+    options = dict(SMALL, method="noise_injection", noise_level=0.5)
+    cpu = Trainer(dict(options, device="cpu"))
+    gpu = Trainer(dict(options, device="cuda", compile=mode))
+    cpu.run(), gpu.run()
+    for name in ("train_mmd2", "valid_mmd2", "loss"):
+        torch.testing.assert_close(torch.tensor(gpu.history[name]), torch.tensor(cpu.history[name]), rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.parametrize("flow_name", ["mmd_noise", "drmmd", "drmmd_adaptive", "kale"])
 def test_float64_gpu_flow_matches_cpu(flow_name):
     trajectories = {}

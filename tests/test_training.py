@@ -106,6 +106,8 @@ def test_checkpoint_and_resume_continue_identically(tmp_path):
         ({"bias": "yes"}, r"'bias': got 'yes'; allowed: a value of type bool"),
         ({"replicas": 0}, r"'replicas': got 0; allowed: a number >= 1"),
         ({"allow_tf32": "true"}, r"'allow_tf32': got 'true'; allowed: a value of type bool"),
+        ({"compile": "max"}, r"'compile': got 'max'; allowed: one of 'off', 'default', 'reduce-overhead'"),
+        ({"compile": "default", "replicas": 4}, r"'compile': got 'default'; allowed: 'off' when replicas > 1"),
     ],
 )
 def test_bad_config_names_the_key(update, message):
@@ -117,3 +119,16 @@ def test_bad_config_names_the_key(update, message):
 def test_cuda_without_cuda_is_rejected():
     with pytest.raises(ConfigError, match=r"'device': got 'cuda'.*no CUDA device"):
         validate({"device": "cuda"})
+
+
+def test_compiled_step_takes_the_same_steps():
+    """compile='default' (torch.compile of the rule's step, CPU here) against the eager step, float64;
+    the noise rule checks that the noise draws (outside the compiled step) stay in their order."""
+    config = dict(n_particles=20, n_train=100, n_valid=50, batch_size=50, epochs=3, log_every=1, dtype="float64",
+                  seed=1, device="cpu", method="noise_injection", noise_level=0.5)
+    eager, compiled = Trainer(config), Trainer(dict(config, compile="default"))
+    eager.run(), compiled.run()
+    for name in ("train_mmd2", "valid_mmd2", "loss"):
+        assert compiled.history[name] == pytest.approx(eager.history[name], rel=1e-12, abs=1e-15), name
+    for key, value in eager.params.items():
+        torch.testing.assert_close(compiled.params[key], value, rtol=0, atol=1e-12)
