@@ -1,7 +1,8 @@
 """Seconds per epoch of the training loop against the bare matrix products it needs.
 
     python benchmarks/bench_training.py [--device cuda] [--methods sgd drmmd] [--readout dense]
-                                         [--n-particles 1000] [--epochs 20] [--json FILE]
+                                         [--n-particles 1000] [--epochs 20] [--compile MODE]
+                                         [--json FILE]
 
 For each method, one run measures (interleaved, after warm-up, median of ``--repeats``):
 
@@ -11,7 +12,8 @@ For each method, one run measures (interleaved, after warm-up, median of ``--rep
   a second set of particles), plus the noise draws for the noise rules;
 
 and prints ``epoch / matmul`` (1.0 = at the hardware limit of these products), with the peak
-memory (CUDA: ``torch.cuda.max_memory_allocated``; CPU: the process's max RSS). Never asserts.
+memory (CUDA: ``torch.cuda.max_memory_allocated``; CPU: the process's max RSS). ``--compile MODE``
+also times the epoch with the step compiled (the config key ``compile``). Never asserts.
 """
 from __future__ import annotations
 
@@ -102,11 +104,14 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--epochs", type=int, default=5, help="epochs per timed repeat")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--compile", default="off", choices=["off", "default", "reduce-overhead"],
+                        help="also time the epoch with the step compiled in this mode (the config key compile)")
     parser.add_argument("--json", default=None, help="write the figures to this JSON file")
     args = parser.parse_args()
     device = torch.device(args.device)
     rows = []
-    print(f"{'method':16s} {'s/epoch':>10s} {'matmul s':>10s} {'ratio':>7s} {'peak MB':>9s}")
+    compiled_header = f" {'compiled s':>10s} {'ratio':>7s}" if args.compile != "off" else ""
+    print(f"{'method':16s} {'s/epoch':>10s} {'matmul s':>10s} {'ratio':>7s} {'peak MB':>9s}{compiled_header}")
     for method in args.methods:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -117,8 +122,17 @@ def main() -> None:
         matmul_time = timed(lambda: [products() for _ in range(args.epochs)], device, args.repeats) / args.epochs
         row = dict(method=method, seconds_per_epoch=epoch_time, matmul_seconds=matmul_time,
                    ratio=epoch_time / matmul_time, peak_mb=peak_memory_mb(device))
+        compiled_columns = ""
+        if args.compile != "off":  # compilation happens in the warm-up call of timed()
+            compiled = Trainer(dict(trainer.config, compile=args.compile))
+            compiled_time = timed(lambda: [compiled.run_epoch() for _ in range(args.epochs)], device,
+                                  args.repeats) / args.epochs
+            row |= dict(compile=args.compile, compiled_seconds_per_epoch=compiled_time,
+                        compiled_ratio=compiled_time / matmul_time)
+            compiled_columns = f" {compiled_time:10.5f} {row['compiled_ratio']:7.2f}"
         rows.append(row)
-        print(f"{method:16s} {epoch_time:10.5f} {matmul_time:10.5f} {row['ratio']:7.2f} {row['peak_mb']:9.1f}")
+        print(f"{method:16s} {epoch_time:10.5f} {matmul_time:10.5f} {row['ratio']:7.2f} {row['peak_mb']:9.1f}"
+              f"{compiled_columns}")
     report = dict(
         benchmark="training", device=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         torch=torch.__version__, threads=torch.get_num_threads(), date=datetime.date.today().isoformat(),

@@ -16,8 +16,12 @@ run() { echo; echo "== $*"; python "$@"; }
 if [[ $device == cpu ]]; then
     run benchmarks/bench_updates.py --json "$out/updates-cpu.json"   # package vs reference-style baseline (CPU)
 fi
-run benchmarks/bench_training.py --device "$device" --readout dense --json "$out/training-dense-$device.json"
-run benchmarks/bench_training.py --device "$device" --readout particle --json "$out/training-particle-$device.json"
+compile=off  # on CUDA also time the step as a CUDA graph (config key compile); on this CPU it did not pay
+if [[ $device == cuda ]]; then compile=reduce-overhead; fi
+run benchmarks/bench_training.py --device "$device" --readout dense --compile "$compile" \
+    --json "$out/training-dense-$device.json"
+run benchmarks/bench_training.py --device "$device" --readout particle --compile "$compile" \
+    --json "$out/training-particle-$device.json"
 run benchmarks/bench_replicas.py --device "$device" --readout particle --replicas 1 4 10 16 \
     --json "$out/replicas-particle-$device.json"
 run benchmarks/bench_replicas.py --device "$device" --readout dense --methods drmmd --replicas 1 10 \

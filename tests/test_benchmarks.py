@@ -48,6 +48,17 @@ def test_bench_replicas_reports_ratio_to_one_run(tmp_path):
     assert [row["replicas"] for row in rows] == [1, 3] and all(row["ratio"] > 0 for row in rows)
 
 
+def test_bench_replicas_of_flows_reports_ratio_to_one_flow(tmp_path):
+    path = tmp_path / "replicas-flow.json"
+    _run("bench_replicas.py", "--problem", "flow", "--flows", "mmd_noise", "kale", "--n-particles", "30",
+         "--replicas", "1", "2", "--steps", "2", "--repeats", "1", "--json", str(path))  # fmt: skip
+    report = json.loads(path.read_text())
+    assert report["benchmark"] == "replicas-flow"
+    assert [(row["flow"], row["replicas"]) for row in report["rows"]] == [("mmd_noise", 1), ("mmd_noise", 2),
+                                                                         ("kale", 1), ("kale", 2)]
+    assert all(row["ratio"] > 0 and row["seconds_per_step"] > 0 for row in report["rows"])
+
+
 def test_bench_flows_and_scale_write_their_rows(tmp_path):
     flows_path, scale_path = tmp_path / "flows.json", tmp_path / "scale.json"
     _run("bench_flows.py", "--sizes", "30", "--steps", "2", "--repeats", "1", "--flows", "mmd", "drmmd_adaptive",
