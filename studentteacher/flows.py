@@ -51,8 +51,9 @@ duality gap is below ``kale_tol``.
 Logged at every ``log_every``-th step (and the last): the flow's value, MMD^2 (V-statistic) under
 a reference Gaussian kernel exp(-|x-y|^2 / (2 sigma_ref^2)) (sigma_ref fixed per toy, see
 :mod:`studentteacher.toys`), exact optimal-transport W1 and W2 between the particles and the
-target (uniform weights, ``ot.emd2``; the papers' "W2" is this W1), lambda and the step size.
-Snapshots of the particles every ``snapshot_every``-th step (and the last).
+target (uniform weights; ``ot.emd2``, in 1-D ``ot.wasserstein_1d``; the papers' "W2" is this
+W1), lambda and the step size. Snapshots of the particles every ``snapshot_every``-th step (and
+the last).
 """
 from __future__ import annotations
 
@@ -331,9 +332,13 @@ def make_flow(
 
 # ----------------------------------------------------------------------------- metrics
 def wasserstein(particles: torch.Tensor, target: torch.Tensor, power: int) -> float:
-    """Exact OT W_p (p = 1 or 2) between uniform measures on ``[N, d]`` and ``[M, d]`` (``ot.emd2``)."""
+    """Exact OT W_p (p = 1 or 2) between uniform measures on ``[N, d]`` and ``[M, d]``: ``ot.emd2``
+    (network simplex) in 2-D, ``ot.wasserstein_1d`` (sorted quantile functions, exact and ~70x
+    faster at N = M = 1000) in 1-D."""
     y = particles.detach().cpu().double().numpy()
     x = target.detach().cpu().double().numpy()
+    if y.shape[1] == 1:
+        return float(ot.wasserstein_1d(y[:, 0], x[:, 0], p=power)) ** (1.0 / power)
     cost = ot.dist(y, x, metric="euclidean") if power == 1 else ot.dist(y, x, metric="sqeuclidean")  # (N, M)
     weights_y = np.full(y.shape[0], 1.0 / y.shape[0])
     weights_x = np.full(x.shape[0], 1.0 / x.shape[0])

@@ -2,6 +2,8 @@
 import functools
 import math
 
+import numpy as np
+import ot
 import pytest
 import torch
 
@@ -142,6 +144,16 @@ def test_noise_injection_schedule_and_clean_metrics():
     torch.testing.assert_close(first.particles, second.particles)
     metrics = first.metrics()
     torch.testing.assert_close(metrics["divergence"][0], divergences.mmd2(toy.source, toy.target, kernel))
+
+
+@pytest.mark.parametrize("power", [1, 2])
+def test_wasserstein_in_1d_equals_the_network_simplex(power):
+    """The 1-D shortcut (sorted samples) against ot.emd2 on the full cost matrix, N != M."""
+    generator = torch.Generator().manual_seed(4)
+    y, x = torch.randn(70, 1, generator=generator, dtype=DTYPE), 2 + torch.randn(50, 1, generator=generator, dtype=DTYPE)
+    cost = ot.dist(y.numpy(), x.numpy(), metric="euclidean" if power == 1 else "sqeuclidean")
+    expected = float(ot.emd2(np.full(70, 1 / 70), np.full(50, 1 / 50), cost)) ** (1 / power)
+    assert flows.wasserstein(y, x, power) == pytest.approx(expected, rel=1e-12)
 
 
 def test_wasserstein_of_a_shifted_copy_is_the_shift():
