@@ -7,7 +7,8 @@ FileStorageObserver in ``$STUDENTTEACHER_RUNS`` (default ``./runs``). Metrics (s
 ``divergence``, ``mmd2``, ``w1``, ``w2``, ``lmbda``, ``step_size``; artifacts: ``trajectory.npz``
 (metrics, snapshot steps, snapshots [S, N, d], target, final particles), ``snapshots.png``,
 ``flow.gif``. The result is ``{"w1", "w2", "mmd2", "divergence"}`` at the last step. A non-finite
-value fails the run (Sacred marks it FAILED) after saving what was logged.
+value fails the run (Sacred marks it FAILED) after saving what was logged; SIGTERM or SIGUSR2 (a
+SLURM time limit, ``scancel``) ends it INTERRUPTED at the next log step, artifacts saved.
 
     python experiments/flows2d.py with three_rings_mmd replicas=5 seed=1
 
@@ -18,6 +19,7 @@ Sacred run with the metrics and artifacts of its plain run; a replica that diver
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -35,7 +37,9 @@ from sacred.utils import apply_backspaces_and_linefeeds  # noqa: E402
 
 from studentteacher import flows, toys  # noqa: E402
 from studentteacher.kernels import get_kernel  # noqa: E402
-from studentteacher.replica_runs import ReplicaGroup, active_group, replica_run_options  # noqa: E402
+from studentteacher.replica_runs import (  # noqa: E402
+    STOP_SIGNALS, ReplicaGroup, RunInterrupted, active_group, replica_run_options,
+)
 from studentteacher.replicas import check_compatible  # noqa: E402
 from studentteacher.training import set_threads_from_allocation  # noqa: E402
 
@@ -219,22 +223,31 @@ def main(_config, _run):
     _run.info["threads"] = set_threads_from_allocation()
     (toy,), flow = _flow_of([config])
     noise_stream = toys.generators(config["seed"], 3)[2]  # on the CPU: the same noise on every device
+    stop_requested = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop_requested.append(signum)) for sig in STOP_SIGNALS}
     try:
         trajectory = flows.run_flow(
             flow, toy.source, config["steps"], reference_bandwidth=toy.reference_bandwidth,
             log_every=config["log_every"], snapshot_every=config["snapshot_every"], generator=noise_stream,
-            on_log=_log_into([_run]), progress=sys.stderr.isatty(),
+            on_log=_log_into([_run]), should_stop=lambda: bool(stop_requested), progress=sys.stderr.isatty(),
         )  # fmt: skip
     except flows.FlowDivergedError as error:
         _save_artifacts(_run, error.trajectory, toy)
         raise
+    except flows.FlowInterrupted as stop:
+        _save_artifacts(_run, stop.trajectories[0], toy)
+        raise RunInterrupted(str(stop)) from stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     _save_artifacts(_run, trajectory, toy)
     return _result(trajectory)
 
 
 def _run_replica_group(members: list[tuple[dict, object]], finish, stop_requested: list) -> None:
     """Advance the replicas of a :class:`~studentteacher.replica_runs.ReplicaGroup` as one batched
-    flow; each run gets its metrics, its artifacts and its own outcome (a diverging one fails alone)."""
+    flow; each run gets its metrics, its artifacts and its own outcome (a diverging one fails alone;
+    on SIGTERM/SIGUSR2 every other one ends INTERRUPTED at the next log step, artifacts saved)."""
     configs = [dict(config) for config, _ in members]
     for config in configs:
         flows.validate_flow_config(config)
@@ -246,16 +259,27 @@ def _run_replica_group(members: list[tuple[dict, object]], finish, stop_requeste
     toy_list, flow = _flow_of(configs)
     streams = [toys.generators(config["seed"], 3)[2] for config in configs]  # each replica's noise stream
 
+    failed = set()
+
     def on_failure(error: flows.FlowDivergedError) -> None:
+        failed.add(error.replica)
         _save_artifacts(runs[error.replica], error.trajectory, toy_list[error.replica])
         finish(error.replica, error)
 
     first = configs[0]
-    trajectories = flows.run_flow(
-        flow, torch.stack([toy.source for toy in toy_list]), first["steps"], reference_bandwidth=toy_list[0].reference_bandwidth,
-        log_every=first["log_every"], snapshot_every=first["snapshot_every"], generator=streams,
-        on_log=_log_into(runs), on_failure=on_failure, progress=sys.stderr.isatty(),
-    )  # fmt: skip
+    try:
+        trajectories = flows.run_flow(
+            flow, torch.stack([toy.source for toy in toy_list]), first["steps"],
+            reference_bandwidth=toy_list[0].reference_bandwidth, log_every=first["log_every"],
+            snapshot_every=first["snapshot_every"], generator=streams, on_log=_log_into(runs), on_failure=on_failure,
+            should_stop=lambda: bool(stop_requested), progress=sys.stderr.isatty(),
+        )  # fmt: skip
+    except flows.FlowInterrupted as stop:
+        for replica, trajectory in enumerate(stop.trajectories):
+            if replica not in failed:
+                _save_artifacts(runs[replica], trajectory, toy_list[replica])
+                finish(replica, RunInterrupted(str(stop)))
+        return
     for replica, trajectory in enumerate(trajectories):
         if trajectory.records and trajectory.records[-1].step == first["steps"]:
             _save_artifacts(runs[replica], trajectory, toy_list[replica])
@@ -265,7 +289,7 @@ def _run_replica_group(members: list[tuple[dict, object]], finish, stop_requeste
 def run_replicas(run_options: list[dict]) -> list[str]:
     """Run one Sacred run per entry of ``run_options`` (``ex.run`` keyword arguments, plus an optional
     ``observers`` list for that run alone) as one batched flow; each run's final status."""
-    return ReplicaGroup(ex, len(run_options), _run_replica_group).run(run_options)
+    return ReplicaGroup(ex, len(run_options), _run_replica_group, catch_stop_signals=True).run(run_options)
 
 
 OBSERVER_FLAGS = ("-F", "--file_storage", "-s", "--sql", "-m", "--mongo_db")

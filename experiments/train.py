@@ -21,11 +21,13 @@ import numpy as np
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 from sacred import SETTINGS, Experiment
 from sacred.observers import FileStorageObserver
-from sacred.utils import SacredInterrupt, apply_backspaces_and_linefeeds
+from sacred.utils import apply_backspaces_and_linefeeds
 from tqdm import tqdm
 
 from studentteacher.config import DEFAULTS, resolve_device, validate
-from studentteacher.replica_runs import STOP_SIGNALS, ReplicaGroup, active_group, replica_run_options
+from studentteacher.replica_runs import (
+    STOP_SIGNALS, ReplicaGroup, RunInterrupted, active_group, replica_run_options,
+)
 from studentteacher.replicas import BatchedTrainer
 from studentteacher.training import Trainer, TrainingInterrupted, set_threads_from_allocation
 
@@ -44,12 +46,6 @@ ex.captured_out_filter = apply_backspaces_and_linefeeds
 ex.add_config(DEFAULTS)
 for named in sorted(CONFIG_DIR.glob("*.yaml")):
     ex.add_named_config(named.stem, str(named))
-
-
-class RunInterrupted(SacredInterrupt):
-    """Marks the run INTERRUPTED (a stop signal arrived; a checkpoint was written)."""
-
-    STATUS = "INTERRUPTED"
 
 
 @ex.config_hook

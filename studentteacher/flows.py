@@ -394,6 +394,14 @@ class FlowDivergedError(RuntimeError):
         self.step, self.quantity, self.trajectory, self.replica = step, quantity, trajectory, replica
 
 
+class FlowInterrupted(RuntimeError):
+    """``should_stop`` asked the flow to stop; ``trajectories`` hold what was logged (one per replica)."""
+
+    def __init__(self, step: int, trajectories: list[FlowTrajectory]):
+        super().__init__(f"stopped on request at step {step}")
+        self.step, self.trajectories = step, trajectories
+
+
 def _injected_noise(particles: torch.Tensor, beta: torch.Tensor, generator) -> torch.Tensor:
     """u ~ N(0, I) ``[..., N, d]``: replica r draws from its own stream (``generator[r]``; one
     generator for a plain flow) only where beta_r > 0, so it draws what its plain run draws."""
@@ -440,6 +448,7 @@ def run_flow(
     generator=None,
     on_log: Callable[[FlowRecord], None] | None = None,
     on_failure: Callable[[FlowDivergedError], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
     progress: bool = False,
 ):
     """Run ``steps`` Euler steps of ``flow`` from ``source: [N, d]`` (module docstring); returns a
@@ -452,6 +461,8 @@ def run_flow(
     reported as a :class:`FlowDivergedError` naming the step, the quantity and the replica: passed
     to ``on_failure`` when given (the other replicas go on), raised otherwise. The step runs on the
     device without host synchronisation: the finiteness flags are read at log and snapshot steps.
+    ``should_stop()`` is polled after each log step: when true, :class:`FlowInterrupted` is raised
+    with every replica's trajectory so far (their particles where they are).
     """
     replicas = source.shape[0] if source.dim() == 3 else 1
     size, dim = source.shape[-2:]
@@ -511,6 +522,9 @@ def run_flow(
                 if snapshot:
                     trajectory.snapshot_steps.append(step)
                     trajectory.snapshots.append(view.detach().cpu().clone())
+                trajectory.particles = view
+            if logging and not last and should_stop is not None and should_stop():
+                raise FlowInterrupted(step, trajectories)
         if last:
             break
         moved = euler_step(particles, first, velocity)

@@ -32,6 +32,12 @@ _ACTIVE: dict[int, ReplicaGroup] = {}
 Train = Callable[[list[tuple[dict, object]], Callable[[int, object], None], list], None]
 
 
+class RunInterrupted(SacredInterrupt):
+    """Marks a run INTERRUPTED: a stop signal arrived (and what the run had was saved)."""
+
+    STATUS = "INTERRUPTED"
+
+
 def active_group(experiment: Experiment) -> ReplicaGroup | None:
     """The group whose replicas ``experiment``'s main function is running now, if any."""
     return _ACTIVE.get(id(experiment))

@@ -6,8 +6,10 @@ time), so only one completed, one failed and one rejected run are in the fast se
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -139,3 +141,25 @@ def test_a_diverging_replica_is_failed_alone(tmp_path):
     for seed in (1, 3):
         assert _read(runs[seed], "run.json")["status"] == "COMPLETED"
         assert _read(runs[seed], "metrics.json")["w1"]["steps"] == [0, 1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_sigterm_interrupts_the_flow_runs_with_artifacts(tmp_path, replicas):
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "with", "flow=mmd", "n_particles=30", "n_target=30", "steps=10000000",
+         "log_every=50", f"replicas={replicas}", "seed=1", "-F", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None and len(list(tmp_path.glob("*/metrics.json"))) < replicas:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0
+    runs = _runs_by_seed(tmp_path)
+    assert sorted(runs) == list(range(1, 1 + replicas))
+    for run_dir in runs.values():
+        info = _read(run_dir, "run.json")
+        assert info["status"] == "INTERRUPTED", stderr
+        assert "trajectory.npz" in info["artifacts"] and _read(run_dir, "metrics.json")["w1"]["steps"][0] == 0
