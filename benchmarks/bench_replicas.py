@@ -23,15 +23,13 @@ import time
 
 import torch
 
+from bench_flows import SETTINGS as FLOW_SETTINGS
 from bench_training import peak_memory_mb, synchronize
 from studentteacher import flows, toys
 from studentteacher.kernels import get_kernel
 from studentteacher.replicas import BatchedTrainer
 from studentteacher.training import Trainer
 
-FLOW_SETTINGS = {  # flow -> (step_size, lmbda), the three-ring named configs of experiments/flows2d.py
-    "mmd": (0.1, 1e-3), "mmd_noise": (0.1, 1e-3), "drmmd": (0.1, 1e-3), "drmmd_adaptive": (0.1, 0.1), "kale": (1e-4, 1e-3),
-}
 
 
 def paired_medians(single, batched, device, repeats: int) -> tuple[float, float]:

@@ -6,6 +6,7 @@ only wait for each other.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -25,6 +26,14 @@ def tiny_network(readout="particle", bias=False, d_out=1, n_particles=4, d_in=5,
     params = init_params(arch, n_particles, 0.0, 1.0, generator, dtype=torch.float64)
     x = torch.randn(7, d_in, generator=generator, dtype=torch.float64)
     return arch, params, x
+
+
+def import_script(path, name: str):
+    """Import an experiment script (``experiments/*.py``) as module ``name``, without running its CLI."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 ARCH_CASES = [

@@ -1,7 +1,6 @@
 """Batched replicas through the experiment: one Sacred run per replica, like plain runs."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import signal
 import subprocess
@@ -10,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import import_script
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = str(ROOT / "experiments" / "train.py")
@@ -52,15 +52,8 @@ def test_replicas_are_separate_runs_equal_to_plain_runs(tmp_path):
         assert (run_dir / "result.npz").is_file()
 
 
-def import_train_module():
-    spec = importlib.util.spec_from_file_location("train_experiment", TRAIN)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_a_diverging_replica_is_failed_alone(tmp_path):
-    train = import_train_module()
+    train = import_script(TRAIN, "train_experiment")
     updates = [dict(n_particles=20, n_train=100, n_valid=50, batch_size=50, epochs=4, log_every=1, seed=seed, lr=lr)
                for seed, lr in ((1, 0.1), (2, 1e30), (3, 0.1))]
     options = {"--file_storage": str(tmp_path), "--capture": "no"}

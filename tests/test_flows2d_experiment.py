@@ -3,7 +3,6 @@
 Each run is a fresh Python process (imports of torch, Sacred, matplotlib and POT dominate its
 time), so only one completed, one failed and one rejected run are in the fast set.
 """
-import importlib.util
 import json
 import os
 import signal
@@ -13,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import import_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "flows2d.py"
 METRICS = {"divergence", "mmd2", "w1", "w2", "lmbda", "step_size"}
@@ -119,15 +119,8 @@ def test_replicas_are_separate_runs_equal_to_plain_runs(tmp_path):
         assert {"trajectory.npz", "snapshots.png", "flow.gif"} <= set(info["artifacts"])
 
 
-def _import_experiment():
-    spec = importlib.util.spec_from_file_location("flows2d_experiment", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_a_diverging_replica_is_failed_alone(tmp_path):
-    experiment = _import_experiment()
+    experiment = import_script(SCRIPT, "flows2d_experiment")
     updates = [dict(flow="mmd", n_particles=30, n_target=30, steps=6, log_every=1, snapshot_every=3, seed=seed,
                     step_size=step_size) for seed, step_size in ((1, 0.1), (2, 1e300), (3, 0.1))]  # fmt: skip
     options = {"--file_storage": str(tmp_path), "--capture": "no"}
