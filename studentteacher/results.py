@@ -76,7 +76,7 @@ RUN_COLUMNS = (
 )  # fmt: skip
 TIDY_COLUMNS = ("metric", "step", "value")
 RESERVED = set(RUN_COLUMNS) | set(TIDY_COLUMNS)
-HOW = ("last", "best")
+HOW = ("last", "best", "min", "at")
 MAX_DEPTH = 4
 
 
@@ -265,20 +265,108 @@ def runs(df: pd.DataFrame) -> pd.DataFrame:
     return df.drop(columns=list(TIDY_COLUMNS)).drop_duplicates("run_dir").reset_index(drop=True)
 
 
-def per_run(df: pd.DataFrame, metric: str, how: str = "last") -> pd.DataFrame:
-    """One row per run with ``final`` (the ``how`` value of ``metric``) and ``final_step``.
+def _predecessors(table: pd.DataFrame) -> dict[str, str]:
+    """run_dir -> the run_dir of the attempt it resumed from (its ``resume_from`` checkpoint's folder)."""
+    if "resume_from" not in table:
+        return {}
+    known = set(table["run_dir"])
+    previous = {}
+    for run_dir, checkpoint in zip(table["run_dir"], table["resume_from"]):
+        if isinstance(checkpoint, str) and checkpoint:
+            parent = str(Path(checkpoint).resolve().parent)
+            if parent in known and parent != run_dir:
+                previous[run_dir] = parent
+    return previous
 
-    ``how="last"``: the value at the largest logged step; ``how="best"``: the smallest finite value
-    (every metric of this package is lower-is-better) and its step. Runs that never logged the
-    metric (or, for "best", only non-finite values) get NaN. Every run of ``df`` is a row.
+
+def _superseded(table: pd.DataFrame, previous: dict[str, str]) -> set[str]:
+    """Attempts that are not the latest of their sweep index, and attempts that a later one resumed."""
+    dropped = set(previous.values())
+    indexed = table.dropna(subset=["sweep_index", "attempt"]).assign(_folder=lambda t: t["run_dir"].map(
+        lambda d: str(Path(d).parent)))
+    for _, attempts in indexed.groupby(["_folder", "sweep_index"]):
+        latest = attempts["attempt"].astype(float).idxmax()
+        dropped |= set(attempts["run_dir"]) - {attempts.at[latest, "run_dir"]}
+    return dropped
+
+
+def _joined_rows(chain: list[str], rows_of: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The metric rows of a chain (latest attempt first): each earlier attempt contributes, per
+    metric, only the steps before the first step the later attempts logged."""
+    joined = rows_of[chain[0]]
+    for earlier in chain[1:]:
+        rows = rows_of[earlier]
+        rows = rows[rows["metric"].notna()]
+        first = joined[joined["metric"].notna()].groupby("metric")["step"].min()
+        limit = rows["metric"].map(first)
+        keep = rows[limit.isna() | (rows["step"] < limit)]
+        if not keep.empty:
+            joined = pd.concat([keep, joined[joined["metric"].notna()]], ignore_index=True)
+    return joined
+
+
+def join_attempts(df: pd.DataFrame) -> pd.DataFrame:
+    """One run per chain of attempts: the view every table and figure of this module uses.
+
+    A run resumed from a checkpoint (``resume_from``, what a resubmitted sweep task and a plain
+    ``with resume_from=...`` run both record) continues the attempt that wrote the checkpoint:
+    its curve is the earlier attempt's points before the resume followed by its own, under the
+    latest attempt's run columns (status, config, ``run_dir``). Of the attempts of one sweep
+    index only the latest chain counts (what ``sweep status`` reports), so each task is one
+    sample. Adds ``attempts`` (attempts joined) and ``resumed`` (attempts > 1); ``wall_seconds``
+    becomes the sum over the chain. A table that is already joined is returned unchanged.
+    """
+    if "attempts" in df.columns:
+        return df
+    table = runs(df)
+    previous = _predecessors(table)
+    dropped = _superseded(table, previous)
+    rows_of = {run_dir: rows for run_dir, rows in df.groupby("run_dir", sort=False)}
+    wall = dict(zip(table["run_dir"], table["wall_seconds"]))
+    frames = []
+    for run_dir in table["run_dir"]:
+        if run_dir in dropped:
+            continue
+        chain = [run_dir]
+        while chain[-1] in previous and previous[chain[-1]] not in chain:
+            chain.append(previous[chain[-1]])
+        rows = rows_of[run_dir]
+        if len(chain) > 1:
+            joined = _joined_rows(chain, rows_of)[list(TIDY_COLUMNS)].reset_index(drop=True)
+            columns = rows.iloc[0].drop(list(TIDY_COLUMNS)).to_dict()
+            rows = joined.assign(**{key: [value] * len(joined) for key, value in columns.items()})
+        frames.append(rows.assign(attempts=len(chain), resumed=len(chain) > 1,
+                                  wall_seconds=float(np.nansum([wall[d] for d in chain]))))
+    if not frames:
+        return df.assign(attempts=pd.Series(dtype=int), resumed=pd.Series(dtype=bool))
+    return pd.concat(frames, ignore_index=True)[[*df.columns, "attempts", "resumed"]]
+
+
+def per_run(df: pd.DataFrame, metric: str, how: str = "last", at: int | None = None,
+            window: tuple[int, int] | None = None) -> pd.DataFrame:
+    """One row per run (attempts joined, :func:`join_attempts`) with ``final`` and ``final_step``.
+
+    ``how``: ``"last"`` the value at the largest logged step; ``"best"`` the smallest finite value
+    (every metric of this package is lower-is-better) and its step; ``"min"`` the smallest finite
+    value over the steps ``window = (first, last)`` (both included); ``"at"`` the value logged at
+    step ``at`` exactly (the papers quote values at given epochs). A run without such a value
+    gets NaN. Every run of ``df`` is a row.
     """
     if how not in HOW:
         raise ValueError(f"how must be one of {', '.join(HOW)}, got {how!r}")
+    if (how == "at") != (at is not None) or (how == "min") != (window is not None):
+        raise ValueError(f"how={how!r}: give at=EPOCH exactly with how='at' and window=(FIRST, LAST) exactly "
+                         f"with how='min' (got at={at!r}, window={window!r})")
+    df = join_attempts(df)
     known = sorted(m for m in df["metric"].dropna().unique())
     if metric not in known:
         raise ValueError(f"metric {metric!r} was not logged by any run; logged metrics: {', '.join(known) or 'none'}")
     rows = df[df["metric"] == metric].dropna(subset=["step"])
-    if how == "last":
+    if how == "at":
+        rows = rows[rows["step"] == at]
+    if how == "min":
+        rows = rows[(rows["step"] >= window[0]) & (rows["step"] <= window[1])]
+    if how in ("last", "at"):
         picked = rows.sort_values("step", kind="stable").groupby("run_dir", sort=False).tail(1)
     else:
         finite = rows[np.isfinite(rows["value"])]
@@ -297,7 +385,8 @@ def _hashable(value):
 
 
 def final_table(df: pd.DataFrame, by: Sequence[str], metric: str, how: str = "last",
-                statuses: Sequence[str] = ("COMPLETED",)) -> pd.DataFrame:
+                statuses: Sequence[str] = ("COMPLETED",), at: int | None = None,
+                window: tuple[int, int] | None = None) -> pd.DataFrame:
     """Final value of ``metric`` per run, summarised per config ``by``: mean, sd, count over seeds.
 
     Parameters
@@ -306,8 +395,13 @@ def final_table(df: pd.DataFrame, by: Sequence[str], metric: str, how: str = "la
     by : config (or run) columns to group by, e.g. ``["method", "lmbda"]``; ``[]`` for one group.
         Do not include ``seed``: the seeds are what is averaged over.
     metric : the metric, e.g. ``"valid_mmd2"``.
-    how : ``"last"`` (value at the last logged step) or ``"best"`` (smallest finite value).
+    how, at, window : which value of each run, as in :func:`per_run` (``"last"``, ``"best"``,
+        ``"min"`` over ``window``, ``"at"`` step ``at``).
     statuses : the run statuses that enter the statistics (default: COMPLETED only).
+
+    Runs are counted once: attempts of one run are joined (:func:`join_attempts`), so a resumed
+    run is one sample with its whole curve, and of repeated attempts of one sweep index only the
+    latest (the one ``sweep status`` reports) counts.
 
     Returns
     -------
@@ -323,7 +417,7 @@ def final_table(df: pd.DataFrame, by: Sequence[str], metric: str, how: str = "la
     if missing:
         raise KeyError(f"no column {missing[0]!r} to group by; config columns: "
                        f"{', '.join(c for c in df.columns if c not in RESERVED)}")
-    table = per_run(df, metric, how)
+    table = per_run(df, metric, how, at=at, window=window)
     table["_ok_status"] = table["status"].isin(list(statuses))
     table["_finite"] = np.isfinite(table["final"].to_numpy(dtype=float))
     keys = table[by].map(_hashable) if by else table[[]]
@@ -351,8 +445,9 @@ def final_table(df: pd.DataFrame, by: Sequence[str], metric: str, how: str = "la
 
 
 def curves(df: pd.DataFrame, metric: str, statuses: Sequence[str] | None = ("COMPLETED",)) -> pd.DataFrame:
-    """The rows of ``metric`` (finite steps), restricted to runs whose status is in ``statuses``
-    (None: all runs); a convenience for plotting learning curves."""
+    """The rows of ``metric`` (finite steps) of the joined runs (:func:`join_attempts`: a resumed
+    run is one curve) whose status is in ``statuses`` (None: all runs); for learning curves."""
+    df = join_attempts(df)
     rows = df[(df["metric"] == metric) & df["step"].notna()]
     if statuses is not None:
         rows = rows[rows["status"].isin(list(statuses))]
