@@ -2,7 +2,7 @@
 three rings (lambda_{n+1} = lambda_0 sqrt(D_{n+1} / D_0), gamma_n = max(lambda_n * step, 1e-4)),
 mean +- 1 sd over seeds, log y.
 
-    python figures/adaptive_lambda.py --runs runs/figures/three_rings --out figures/png
+    python figures/adaptive_lambda.py --runs reproduction/runs/three_rings --out figures/png/full
 
 Runs: the drmmd_adaptive runs of experiments/sweeps/figures/three_rings[_small].yaml.
 """
@@ -19,25 +19,23 @@ NAME = "adaptive_lambda"
 def main(argv=None) -> None:
     args = common.parser(__doc__.split("\n\n")[0]).parse_args(argv)
     df = common.load(args.runs, "particle_flow")
-    df = df[df["flow"] == "drmmd_adaptive"]
-    if df.empty:
-        raise SystemExit("no drmmd_adaptive runs")
+    df = common.keep(df, df["flow"] == "drmmd_adaptive", "drmmd_adaptive runs")
     df = df.assign(config=df["lmbda"].map(lambda v: f"lambda_0 = {v:g}"))
     common.theme()
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     for ax, metric, ylabel in zip(axes, ["lmbda", "step_size", "w1"],
-                                  ["lambda_n", "step size gamma_n = max(lambda_n * step, 1e-4)", "W1 (exact OT) to the target"]):
+                                  ["lambda_n", "step size gamma_n", "W1 (exact OT) to the target"]):
         common.curve(ax, results.curves(df, metric), hue="config")
         ax.set_xlabel("flow step")
         ax.set_ylabel(ylabel)
         ax.legend(title=None, fontsize=8)
-    fig.suptitle(f"Adaptive DrMMD on {'/'.join(sorted(set(df['target'])))}: " + common.flow_setting(df)
-                 + f"\n{common.seeds_text(df)}", fontsize=10)
-    common.footnote(fig, common.not_completed_note(df, "config"))
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    common.save(fig, args.out, NAME)
-    common.summary_print(results.final_table(df, ["config"], "lmbda", how="last"), f"{NAME}: final lambda_n")
-
+    common.finish(
+        fig, args.out, NAME,
+        f"Adaptive DrMMD on {common.values_text(df, 'target')}: {common.flow_setting(df)}, "
+        f"gamma_n = max(lambda_n * {common.values_text(df, 'step_size')}, 1e-4)\n{common.seeds_text(df)}",
+        notes=[common.not_completed_note(df, "config")],
+        tables=[(results.final_table(df, ["config"], "lmbda", how="last"), f"{NAME}: final lambda_n")],
+    )  # fmt: skip
 
 if __name__ == "__main__":
     main()

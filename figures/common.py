@@ -95,31 +95,55 @@ def seeds_text(df: pd.DataFrame) -> str:
     return f"mean +- 1 sd over {len(seeds)} seed{'s' * (len(seeds) != 1)}"
 
 
-def st_setting(df: pd.DataFrame) -> str:
-    """The student-teacher scale of the runs, e.g. 'dense readout, N = 30, 300 epochs, lr 0.1'."""
+def values_text(df: pd.DataFrame, key: str) -> str:
+    """The distinct values of config ``key`` over the runs of ``df``, joined by '/' ('' if absent)."""
     table = results.runs(df)
+    return "/".join(map(str, sorted(set(table[key].tolist())))) if key in table else ""
 
-    def values(key):
-        found = sorted(set(table[key].tolist())) if key in table else []
-        return "/".join(map(str, found))
 
-    return (f"N = {values('n_particles')}, d = {values('d_in')}, n_train = {values('n_train')}, "
-            f"B = {values('batch_size')}, {values('epochs')} epochs")
+def st_setting(df: pd.DataFrame) -> str:
+    """The student-teacher setting of the runs, read from their configs, e.g.
+    'dense readout, N = 30, d = 50, n_train = 500, B = 100, 300 epochs'."""
+    return (f"{values_text(df, 'readout')} readout, N = {values_text(df, 'n_particles')}, d = {values_text(df, 'd_in')}, "
+            f"n_train = {values_text(df, 'n_train')}, B = {values_text(df, 'batch_size')}, "
+            f"{values_text(df, 'epochs')} epochs")
 
 
 def flow_setting(df: pd.DataFrame) -> str:
-    table = results.runs(df)
+    return (f"N = {values_text(df, 'n_particles')}, M = {values_text(df, 'n_target')}, Gaussian kernel sigma = "
+            f"{values_text(df, 'bandwidth')}, {values_text(df, 'steps')} steps")
 
-    def values(key):
-        return "/".join(map(str, sorted(set(table[key].tolist()))))
 
-    return (f"N = {values('n_particles')}, M = {values('n_target')}, Gaussian kernel sigma = "
-            f"{values('bandwidth')}, {values('steps')} steps")
+def keep(df: pd.DataFrame, mask: pd.Series, drawn: str) -> pd.DataFrame:
+    """The runs of ``df`` where ``mask`` holds; the runs left out are named on stderr.
+
+    ``drawn`` says what the figure draws (e.g. "methods sgd, ksd"); a figure given runs it cannot
+    draw says which and why instead of dropping them silently; no run left at all is an error.
+    """
+    left_out = results.runs(df[~mask])
+    note = ""
+    if not left_out.empty:
+        shown = ", ".join(sorted({f"{row['source']}/{row['run_id']}" for _, row in left_out.iterrows()})[:6])
+        more = f" and {len(left_out) - 6} more" if len(left_out) > 6 else ""
+        note = f"left out {len(left_out)} run(s) this figure does not draw ({shown}{more}): it draws {drawn}"
+        print(f"note: {note}", file=sys.stderr)
+    if not mask.any():
+        raise SystemExit(f"no run to draw: this figure draws {drawn}; {note}")
+    return df[mask]
+
+
+def until(df: pd.DataFrame, last_step: int) -> pd.DataFrame:
+    """The rows of ``df`` logged at steps <= ``last_step`` (read longer runs at a common length)."""
+    return df[df["step"].isna() | (df["step"] <= last_step)]
 
 
 def curve(ax, rows: pd.DataFrame, hue: str | None, y: str = "value", style: str | None = None,
-          hue_order=None, palette=None, logy: bool = True, **kwargs) -> None:
-    """Mean over seeds with a +- 1 sd band, one line per ``hue`` value."""
+          hue_order=None, palette=None, logy: bool = True, seeds: bool = False, **kwargs) -> None:
+    """Mean over seeds with a +- 1 sd band, one line per ``hue`` value; with ``seeds`` also each
+    run's own curve, thin (a mean hides sudden drops that happen at different epochs)."""
+    if seeds:
+        sns.lineplot(data=rows, x="step", y=y, hue=hue, units="run_dir", estimator=None, hue_order=hue_order,
+                     palette=palette, ax=ax, lw=0.6, alpha=0.45, legend=False)
     sns.lineplot(data=rows, x="step", y=y, hue=hue, style=style, hue_order=hue_order, palette=palette,
                  errorbar="sd", estimator="mean", ax=ax, **kwargs)
     if logy:
@@ -147,6 +171,33 @@ def save(fig, out: str | Path, name: str) -> list[Path]:
     plt.close(fig)
     for path in paths:
         print(f"wrote {path}")
+    return paths
+
+
+def at_epochs(df: pd.DataFrame, by: Sequence[str], metric: str, epochs: Sequence[int]) -> pd.DataFrame:
+    """Half of ``metric`` (the papers' 1/2 MSE) at each of ``epochs`` that the runs logged, per
+    config ``by``: one column per epoch, "mean +- sd (n)" over the completed runs."""
+    logged = set(results.curves(df, metric)["step"].dropna().astype(int))
+    columns = {}
+    for epoch in [e for e in epochs if e in logged]:
+        table = results.final_table(df, by, metric, how="at", at=epoch)
+        columns[f"epoch {epoch}"] = [f"{m / 2:.3g} +- {s / 2:.2g} ({n})" if n > 1 else f"{m / 2:.3g} ({n})"
+                                     for m, s, n in zip(table["mean"], table["sd"], table["count"])]
+        keys = table[list(by)]
+    return pd.concat([keys.reset_index(drop=True), pd.DataFrame(columns)], axis=1) if columns else pd.DataFrame()
+
+
+def finish(fig, out: str | Path, name: str, title: str, notes: Sequence[str] = (),
+           tables: Sequence[tuple[pd.DataFrame, str]] = ()) -> list[Path]:
+    """The ending every figure shares: title, footnote, layout, ``OUT/NAME.png`` + ``.pdf``, and
+    the printed tables (``(table, caption)`` pairs); returns the written paths."""
+    fig.suptitle(title, fontsize=10)
+    lines = [line for line in notes if line]
+    footnote(fig, *lines)
+    fig.tight_layout(rect=(0, 0.02 + 0.025 * len(lines), 1, 1))
+    paths = save(fig, out, name)
+    for table, caption in tables:
+        summary_print(table, caption)
     return paths
 
 

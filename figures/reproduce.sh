@@ -10,7 +10,8 @@
 #                   `python -m studentteacher.sweep status FILE` shows them completed
 #   --figures-only  draw the figures from the runs already there; run nothing
 #
-# Runs go to $FIGURE_RUNS (default runs/figures, or runs/figures-small with --small), one folder per
+# Runs go to $FIGURE_RUNS (default reproduction/runs, the full-scale runs' logged data kept in the
+# repository, or runs/figures-small with --small), one folder per
 # sweep file (its stem); figures (PNG + PDF) to $FIGURE_OUT (default figures/png/full, or
 # figures/png/small). Local runs use figures/run_sweeps.py: the open (missing / interrupted) tasks
 # of each file, one after the other in one process; completed tasks are not rerun, so running
@@ -32,8 +33,9 @@ done
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$here")"
 python="${PYTHON:-python}"
-if [[ $small == 1 ]]; then suffix=_small; scale=small; dash=-small; else suffix=; scale=full; dash=; fi
-runs="${FIGURE_RUNS:-runs/figures$dash}"
+if [[ $small == 1 ]]; then suffix=_small; scale=small; default_runs=runs/figures-small
+else suffix=; scale=full; default_runs="$repo/reproduction/runs"; fi
+runs="${FIGURE_RUNS:-$default_runs}"
 out="${FIGURE_OUT:-$repo/figures/png/$scale}"
 export STUDENTTEACHER_RUNS="$runs"      # observer of each sweep: $runs/<file stem>
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"  # tiny tensors: one thread per process is ~10x faster on a shared CPU
@@ -42,14 +44,14 @@ sweeps="$repo/experiments/sweeps/figures"
 
 # figure script -> sweep files behind it (stems, without the _small suffix)
 declare -A behind=(
-    [mmd_flow_student_teacher]="mmd_flow_student_teacher"
+    [mmd_flow_student_teacher]="mmd_flow_student_teacher drmmd_student_teacher"
     [drmmd_student_teacher]="drmmd_student_teacher"
-    [drmmd_lambda_ablation]="drmmd_lambda_ablation"
+    [drmmd_lambda_ablation]="drmmd_lambda_ablation drmmd_student_teacher"
     [three_rings]="three_rings"
     [three_rings_lambda]="three_rings_lambda"
     [adaptive_lambda]="three_rings"
     [mmd_flow_gaussians]="mmd_flow_gaussians"
-    [readout_ablation]="readout_ablation"
+    [readout_ablation]="readout_ablation drmmd_student_teacher mmd_flow_student_teacher"
 )
 order=(mmd_flow_student_teacher drmmd_student_teacher drmmd_lambda_ablation readout_ablation
        three_rings adaptive_lambda three_rings_lambda mmd_flow_gaussians)
@@ -68,7 +70,7 @@ if [[ $figures_only == 0 ]]; then
             "$python" -m studentteacher.sweep submit "$file" ${SUBMIT_OPTIONS:-}
         done
         echo "submitted; when 'python -m studentteacher.sweep status FILE' shows every task done, run:"
-        echo "  FIGURE_RUNS=$runs $0 ${dash:+--small }--figures-only"
+        echo "  FIGURE_RUNS=$runs $0 ${suffix:+--small }--figures-only"
         exit 0
     fi
     status=0

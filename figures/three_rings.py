@@ -29,7 +29,7 @@ def label(row) -> str:
         return f"{name} (lambda = {row['lmbda']:g})"
     if row["flow"] == "drmmd_adaptive":
         return f"{name} (lambda_0 = {row['lmbda']:g})"
-    return name
+    return f"{name} (step {row['step_size']:g})"
 
 
 def main(argv=None) -> None:

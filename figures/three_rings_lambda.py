@@ -1,7 +1,7 @@
 """Figure 5a (Chen et al. 2024): W1 at the end of the DrMMD flow on three rings over lambda
 (mean +- 1 sd over seeds), and the W1 curves per lambda.
 
-    python figures/three_rings_lambda.py --runs runs/figures/three_rings_lambda --out figures/png
+    python figures/three_rings_lambda.py --runs reproduction/runs/three_rings_lambda --out figures/png/full
 
 Runs: experiments/sweeps/figures/three_rings_lambda[_small].yaml (step 0.1, so the flow's rate is
 gamma = lambda * 0.1: a smaller lambda also moves more slowly).
@@ -20,7 +20,8 @@ NAME = "three_rings_lambda"
 def main(argv=None) -> None:
     args = common.parser(__doc__.split("\n\n")[0]).parse_args(argv)
     df = common.load(args.runs, "particle_flow")
-    df = df[(df["target"] == "three_rings") & (df["flow"] == "drmmd")]
+    df = common.keep(df, (df["target"] == "three_rings") & (df["flow"] == "drmmd"),
+                           "DrMMD flows on three rings")
     lambdas = sorted(set(df["lmbda"]))
     common.theme()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
@@ -36,14 +37,13 @@ def main(argv=None) -> None:
     axes[1].set_xlabel("flow step")
     axes[1].set_ylabel("W1 (exact OT) to the target")
     axes[1].legend(title="lambda", fontsize=8)
-    steps = sorted(set(df["step_size"]))
-    fig.suptitle(f"Three rings, DrMMD flow over lambda (rate = lambda * {'/'.join(map(str, steps))}): "
-                 + common.flow_setting(df) + f"\n{common.seeds_text(df)}", fontsize=10)
-    common.footnote(fig, common.not_completed_note(df, "lmbda"))
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    common.save(fig, args.out, NAME)
-    common.summary_print(table, f"{NAME}: final w1")
-
+    common.finish(
+        fig, args.out, NAME,
+        f"Three rings, DrMMD flow over lambda (rate = lambda * {common.values_text(df, 'step_size')}): "
+        f"{common.flow_setting(df)}\n{common.seeds_text(df)}",
+        notes=[common.not_completed_note(df, "lmbda")],
+        tables=[(table, f"{NAME}: final w1")],
+    )  # fmt: skip
 
 if __name__ == "__main__":
     main()
