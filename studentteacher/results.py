@@ -461,3 +461,11 @@ def status_counts(df: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
     if not by:
         return table["status"].fillna("unknown").value_counts().to_frame().T
     return table.assign(status=table["status"].fillna("unknown")).groupby(by + ["status"], dropna=False).size().unstack(fill_value=0)
+
+
+if __name__ == "__main__":  # python -m studentteacher.results table|plot|overlay ... (see results_cli)
+    import sys
+
+    from studentteacher.results_cli import main
+
+    sys.exit(main())
