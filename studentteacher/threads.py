@@ -1,0 +1,53 @@
+"""How many CPU threads a run uses: the ``threads`` config key ("auto" or a count).
+
+``"auto"`` is ``SLURM_CPUS_PER_TASK`` where SLURM sets it (the allocation), else ``OMP_NUM_THREADS``
+where the user sets it, else the cores this process may run on that are not already busy:
+``max(1, usable cores - round(1-minute load average))``, at most :data:`AUTO_MAX`. torch's own
+default (every core) waits on each core in turn when other processes share them: on a 2-core
+machine with two busy processes an epoch took 3-20x longer with 2 threads than with 1
+(``benchmarks/bench_threads.py``), while on an idle machine 2 threads run the dense paper configs
+~1.7x faster. The choice is made once, at the start of a run, and recorded in ``info.json``.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+AUTO = "auto"
+AUTO_MAX = 8
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask, e.g. a cgroup or taskset limit)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def idle_cores() -> int:
+    """Usable cores minus the 1-minute load average (rounded), at least 1."""
+    try:
+        busy = round(os.getloadavg()[0])
+    except OSError:
+        busy = 0
+    return max(1, usable_cores() - busy)
+
+
+def choose_threads(requested: int | str = AUTO) -> int:
+    """The thread count for ``requested`` (a positive count, or "auto": see the module docstring)."""
+    if requested != AUTO:
+        return int(requested)
+    for variable in ("SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS"):
+        value = os.environ.get(variable, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return min(idle_cores(), AUTO_MAX)
+
+
+def apply_threads(requested: int | str = AUTO) -> int:
+    """``torch.set_num_threads(choose_threads(requested))``; returns the count set."""
+    threads = choose_threads(requested)
+    torch.set_num_threads(threads)
+    return threads
