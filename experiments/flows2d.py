@@ -24,22 +24,22 @@ import sys
 import tempfile
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from sacred import Experiment
+from sacred.observers import FileStorageObserver
+from sacred.utils import apply_backspaces_and_linefeeds
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
-from sacred import Experiment  # noqa: E402
-from sacred.observers import FileStorageObserver  # noqa: E402
-from sacred.utils import apply_backspaces_and_linefeeds  # noqa: E402
-
-from studentteacher import flows, toys  # noqa: E402
-from studentteacher.replica_runs import (  # noqa: E402
+from studentteacher import flows, toys
+from studentteacher.replica_runs import (
     STOP_SIGNALS, ReplicaGroup, RunInterrupted, active_group, replica_run_options,
 )
-from studentteacher.replicas import check_compatible  # noqa: E402
-from studentteacher.training import set_threads_from_allocation  # noqa: E402
+from studentteacher.replicas import check_compatible
+from studentteacher.training import set_threads_from_allocation
+
+FIGURES = Path(__file__).resolve().parent.parent / "figures"
+if str(FIGURES) not in sys.path:  # the pictures are drawn by figures/flow_pictures.py, from any cwd
+    sys.path.append(str(FIGURES))
+import flow_pictures  # noqa: E402
 
 ex = Experiment("particle_flow")
 ex.captured_out_filter = apply_backspaces_and_linefeeds
@@ -124,48 +124,12 @@ def _save_npz(path: Path, trajectory: flows.FlowTrajectory, toy: toys.Toy) -> No
     np.savez_compressed(path, **arrays)
 
 
-def _draw(ax, target: np.ndarray, particles: np.ndarray, title: str) -> None:
-    if target.shape[1] == 1:
-        bins = np.histogram_bin_edges(np.concatenate([target[:, 0], particles[:, 0]]), bins=50)
-        ax.hist(target[:, 0], bins=bins, density=True, color="0.6", alpha=0.6)
-        ax.hist(particles[:, 0], bins=bins, density=True, color="tab:red", alpha=0.6)
-    else:
-        ax.scatter(target[:, 0], target[:, 1], s=4, c="0.6")
-        ax.scatter(particles[:, 0], particles[:, 1], s=4, c="tab:red")
-        ax.set_aspect("equal", adjustable="datalim")
-    ax.set_title(title, fontsize=9)
-
-
 def _save_pictures(directory: Path, trajectory: flows.FlowTrajectory, toy: toys.Toy) -> list[Path]:
     if not trajectory.snapshots:
         return []
     target = toy.target.detach().cpu().numpy()  # (M, d)
     snapshots = trajectory.snapshot_tensor().numpy()  # (S, N, d)
-    steps = trajectory.snapshot_steps
-    chosen = np.unique(np.linspace(0, len(steps) - 1, min(8, len(steps))).round().astype(int))
-    columns = min(4, len(chosen))
-    rows = -(-len(chosen) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False)
-    for ax in axes.flat[len(chosen):]:
-        ax.set_axis_off()
-    for ax, index in zip(axes.flat, chosen):
-        _draw(ax, target, snapshots[index], f"step {steps[index]}")
-    figure.tight_layout()
-    grid = directory / "snapshots.png"
-    figure.savefig(grid, dpi=100)
-    plt.close(figure)
-
-    figure, ax = plt.subplots(figsize=(4, 4))
-
-    def frame(index):
-        ax.clear()
-        _draw(ax, target, snapshots[index], f"step {steps[index]}")
-
-    animation = FuncAnimation(figure, frame, frames=len(steps))
-    gif = directory / "flow.gif"
-    animation.save(gif, writer=PillowWriter(fps=5))
-    plt.close(figure)
-    return [grid, gif]
+    return flow_pictures.save_pictures(directory, target, snapshots, trajectory.snapshot_steps)
 
 
 def _save_artifacts(_run, trajectory, toy) -> None:
