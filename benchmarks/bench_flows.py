@@ -100,7 +100,7 @@ def bench_device(device: torch.device, sizes, flow_names, steps: int, repeats: i
             row["steps_per_second"][name] = 1.0 / _time_steps(flow, toy.source, steps, repeats, device)
             print(f"  {device} N=M={size:5d} {name:15s} {row['steps_per_second'][name]:10.3g} steps/s", flush=True)
         if "drmmd_adaptive" in flow_names:
-            solve_flow = flows.DrMMDFlow(toy.target, kernel, 0.1, 0.1, adaptive=True, solver="solve")
+            solve_flow = flows.AdaptiveDrMMDFlow(toy.target, kernel, 0.1, 0.1, solver="solve")
             solve_rate = 1.0 / _time_steps(solve_flow, toy.source, steps, repeats, device)
             row["steps_per_second"]["drmmd_adaptive_solve"] = solve_rate
             row["adaptive_step_ratio"] = row["steps_per_second"]["drmmd_adaptive"] / solve_rate

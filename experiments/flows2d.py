@@ -24,24 +24,22 @@ import sys
 import tempfile
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from sacred import Experiment
+from sacred.observers import FileStorageObserver
+from sacred.utils import apply_backspaces_and_linefeeds
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
-from sacred import Experiment  # noqa: E402
-from sacred.observers import FileStorageObserver  # noqa: E402
-from sacred.utils import apply_backspaces_and_linefeeds  # noqa: E402
-
-from studentteacher import flows, toys  # noqa: E402
-from studentteacher.kernels import get_kernel  # noqa: E402
-from studentteacher.replica_runs import (  # noqa: E402
+from studentteacher import flows, toys
+from studentteacher.replica_runs import (
     STOP_SIGNALS, ReplicaGroup, RunInterrupted, active_group, replica_run_options,
 )
-from studentteacher.replicas import check_compatible  # noqa: E402
-from studentteacher.training import set_threads_from_allocation  # noqa: E402
+from studentteacher.replicas import check_compatible
+from studentteacher.training import set_threads_from_allocation
+
+FIGURES = Path(__file__).resolve().parent.parent / "figures"
+if str(FIGURES) not in sys.path:  # the pictures are drawn by figures/flow_pictures.py, from any cwd
+    sys.path.append(str(FIGURES))
+import flow_pictures  # noqa: E402
 
 ex = Experiment("particle_flow")
 ex.captured_out_filter = apply_backspaces_and_linefeeds
@@ -50,13 +48,13 @@ ex.captured_out_filter = apply_backspaces_and_linefeeds
 @ex.config
 def config():
     target = "three_rings"  # three_rings | mog | gaussian | gaussian_1d
-    flow = "mmd"  # mmd | mmd_noise | drmmd | drmmd_adaptive | kale
+    flow = "mmd"  # a key of studentteacher.flows.FLOWS: mmd | mmd_noise | drmmd | drmmd_adaptive | kale
     kernel = "gaussian"  # gaussian | laplace | imq | energy (bandwidth convention: studentteacher.kernels)
     bandwidth = 0.15
     n_particles = 300
     n_target = 300
     steps = 1000
-    step_size = 0.1  # mmd/mmd_noise/kale: gamma itself; drmmd: gamma = lmbda * step_size (flows.py)
+    step_size = 0.1  # mmd/mmd_noise/kale: gamma itself; drmmd: gamma = lmbda * step_size (studentteacher/flows/drmmd.py)
     lmbda = 1e-3
     noise_level = 0.0  # mmd_noise: beta_n = noise_level while step < noise_until, then 0
     noise_until = 0
@@ -126,48 +124,12 @@ def _save_npz(path: Path, trajectory: flows.FlowTrajectory, toy: toys.Toy) -> No
     np.savez_compressed(path, **arrays)
 
 
-def _draw(ax, target: np.ndarray, particles: np.ndarray, title: str) -> None:
-    if target.shape[1] == 1:
-        bins = np.histogram_bin_edges(np.concatenate([target[:, 0], particles[:, 0]]), bins=50)
-        ax.hist(target[:, 0], bins=bins, density=True, color="0.6", alpha=0.6)
-        ax.hist(particles[:, 0], bins=bins, density=True, color="tab:red", alpha=0.6)
-    else:
-        ax.scatter(target[:, 0], target[:, 1], s=4, c="0.6")
-        ax.scatter(particles[:, 0], particles[:, 1], s=4, c="tab:red")
-        ax.set_aspect("equal", adjustable="datalim")
-    ax.set_title(title, fontsize=9)
-
-
 def _save_pictures(directory: Path, trajectory: flows.FlowTrajectory, toy: toys.Toy) -> list[Path]:
     if not trajectory.snapshots:
         return []
     target = toy.target.detach().cpu().numpy()  # (M, d)
     snapshots = trajectory.snapshot_tensor().numpy()  # (S, N, d)
-    steps = trajectory.snapshot_steps
-    chosen = np.unique(np.linspace(0, len(steps) - 1, min(8, len(steps))).round().astype(int))
-    columns = min(4, len(chosen))
-    rows = -(-len(chosen) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False)
-    for ax in axes.flat[len(chosen):]:
-        ax.set_axis_off()
-    for ax, index in zip(axes.flat, chosen):
-        _draw(ax, target, snapshots[index], f"step {steps[index]}")
-    figure.tight_layout()
-    grid = directory / "snapshots.png"
-    figure.savefig(grid, dpi=100)
-    plt.close(figure)
-
-    figure, ax = plt.subplots(figsize=(4, 4))
-
-    def frame(index):
-        ax.clear()
-        _draw(ax, target, snapshots[index], f"step {steps[index]}")
-
-    animation = FuncAnimation(figure, frame, frames=len(steps))
-    gif = directory / "flow.gif"
-    animation.save(gif, writer=PillowWriter(fps=5))
-    plt.close(figure)
-    return [grid, gif]
+    return flow_pictures.save_pictures(directory, target, snapshots, trajectory.snapshot_steps)
 
 
 def _save_artifacts(_run, trajectory, toy) -> None:
@@ -191,20 +153,6 @@ def _result(trajectory: flows.FlowTrajectory) -> dict[str, float]:
     return {"w1": final.w1, "w2": final.w2, "mmd2": final.mmd2, "divergence": final.divergence}
 
 
-def _flow_of(configs: list[dict]):
-    """The toys of ``configs`` and one flow over them (batched when there are several); all on the
-    device and dtype of the first config (the replicas share both)."""
-    first = configs[0]
-    device, dtype = flows.resolve_device(first["device"]), flows.DTYPES[first["dtype"]]
-    toy_list = [toys.make_toy(c["target"], c["n_particles"], c["n_target"], c["seed"], dtype, device) for c in configs]
-    kernel = get_kernel(first["kernel"], first["bandwidth"])
-    if len(configs) == 1:
-        hyper = [first[key] for key in ("step_size", "lmbda", "noise_level", "noise_until")]
-        return toy_list, flows.make_flow(first["flow"], toy_list[0].target, kernel, *hyper)
-    hyper = [[c[key] for c in configs] for key in ("step_size", "lmbda", "noise_level", "noise_until")]
-    return toy_list, flows.make_flow(first["flow"], torch.stack([toy.target for toy in toy_list]), kernel, *hyper)
-
-
 def _log_into(runs: list):
     def log(record: flows.FlowRecord) -> None:
         for name in flows.METRICS:
@@ -218,29 +166,23 @@ def main(_config, _run):
     group = active_group(ex)
     if group is not None:  # a replica of a batched group: the group's thread runs it
         return group.join(dict(_config), _run)
-    config = dict(_config)
-    flows.validate_flow_config(config)
     _run.info["threads"] = set_threads_from_allocation()
-    (toy,), flow = _flow_of([config])
-    noise_stream = toys.generators(config["seed"], 3)[2]  # on the CPU: the same noise on every device
+    setup = flows.setup_flow([dict(_config)])
     stop_requested = []
     previous = {sig: signal.signal(sig, lambda signum, frame: stop_requested.append(signum)) for sig in STOP_SIGNALS}
     try:
-        trajectory = flows.run_flow(
-            flow, toy.source, config["steps"], reference_bandwidth=toy.reference_bandwidth,
-            log_every=config["log_every"], snapshot_every=config["snapshot_every"], generator=noise_stream,
-            on_log=_log_into([_run]), should_stop=lambda: bool(stop_requested), progress=sys.stderr.isatty(),
-        )  # fmt: skip
+        (trajectory,) = setup.run(on_log=_log_into([_run]), should_stop=lambda: bool(stop_requested),
+                                  progress=sys.stderr.isatty())  # fmt: skip
     except flows.FlowDivergedError as error:
-        _save_artifacts(_run, error.trajectory, toy)
+        _save_artifacts(_run, error.trajectory, setup.toys[0])
         raise
     except flows.FlowInterrupted as stop:
-        _save_artifacts(_run, stop.trajectories[0], toy)
+        _save_artifacts(_run, stop.trajectories[0], setup.toys[0])
         raise RunInterrupted(str(stop)) from stop
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    _save_artifacts(_run, trajectory, toy)
+    _save_artifacts(_run, trajectory, setup.toys[0])
     return _result(trajectory)
 
 
@@ -249,40 +191,31 @@ def _run_replica_group(members: list[tuple[dict, object]], finish, stop_requeste
     flow; each run gets its metrics, its artifacts and its own outcome (a diverging one fails alone;
     on SIGTERM/SIGUSR2 every other one ends INTERRUPTED at the next log step, artifacts saved)."""
     configs = [dict(config) for config, _ in members]
-    for config in configs:
-        flows.validate_flow_config(config)
     check_compatible(configs, flows.REPLICA_KEYS)
     runs = [run for _, run in members]
     threads = set_threads_from_allocation()
     for run in runs:
         run.info["threads"] = threads
-    toy_list, flow = _flow_of(configs)
-    streams = [toys.generators(config["seed"], 3)[2] for config in configs]  # each replica's noise stream
-
+    setup = flows.setup_flow(configs)
     failed = set()
 
     def on_failure(error: flows.FlowDivergedError) -> None:
         failed.add(error.replica)
-        _save_artifacts(runs[error.replica], error.trajectory, toy_list[error.replica])
+        _save_artifacts(runs[error.replica], error.trajectory, setup.toys[error.replica])
         finish(error.replica, error)
 
-    first = configs[0]
     try:
-        trajectories = flows.run_flow(
-            flow, torch.stack([toy.source for toy in toy_list]), first["steps"],
-            reference_bandwidth=toy_list[0].reference_bandwidth, log_every=first["log_every"],
-            snapshot_every=first["snapshot_every"], generator=streams, on_log=_log_into(runs), on_failure=on_failure,
-            should_stop=lambda: bool(stop_requested), progress=sys.stderr.isatty(),
-        )  # fmt: skip
+        trajectories = setup.run(on_log=_log_into(runs), on_failure=on_failure,
+                                 should_stop=lambda: bool(stop_requested), progress=sys.stderr.isatty())  # fmt: skip
     except flows.FlowInterrupted as stop:
         for replica, trajectory in enumerate(stop.trajectories):
             if replica not in failed:
-                _save_artifacts(runs[replica], trajectory, toy_list[replica])
+                _save_artifacts(runs[replica], trajectory, setup.toys[replica])
                 finish(replica, RunInterrupted(str(stop)))
         return
     for replica, trajectory in enumerate(trajectories):
-        if trajectory.records and trajectory.records[-1].step == first["steps"]:
-            _save_artifacts(runs[replica], trajectory, toy_list[replica])
+        if trajectory.records and trajectory.records[-1].step == setup.config["steps"]:
+            _save_artifacts(runs[replica], trajectory, setup.toys[replica])
             finish(replica, _result(trajectory))
 
 

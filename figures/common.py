@@ -17,7 +17,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -206,10 +205,3 @@ def summary_print(table: pd.DataFrame, title: str) -> None:
     print(f"# {title}")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-
-
-def pick_snapshots(steps: np.ndarray, count: int) -> list[int]:
-    """Indices of ``count`` snapshots spread over the run (first and last included)."""
-    if len(steps) <= count:
-        return list(range(len(steps)))
-    return sorted(set(np.linspace(0, len(steps) - 1, count).round().astype(int).tolist()))

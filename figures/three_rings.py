@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import common
+import flow_pictures
 from common import results
 
 NAME = "three_rings"
@@ -68,20 +69,9 @@ def main(argv=None) -> None:
             row_axes[0].text(0.5, 0.5, f"no trajectory.npz in\n{run['run_id']}", ha="center", transform=row_axes[0].transAxes)
             continue
         data = np.load(path)
-        steps, snaps, target = data["snapshot_steps"], data["snapshots"], data["target"]
-        picks = common.pick_snapshots(steps, SNAPSHOTS)
-        for ax, index in zip(row_axes, picks):
-            ax.scatter(target[:, 0], target[:, 1], s=5, c="0.6", linewidths=0)
-            ax.scatter(snaps[index][:, 0], snaps[index][:, 1], s=5, c="tab:red", linewidths=0)
-            ax.set_xlim(low[0], high[0])
-            ax.set_ylim(low[1], high[1])
-            ax.set_aspect("equal")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(f"step {steps[index]}", fontsize=8)
+        flow_pictures.draw_snapshots(row_axes, data["target"], data["snapshots"], data["snapshot_steps"],
+                                     window=(low, high), size=5, fontsize=8)  # fmt: skip
         row_axes[0].set_ylabel(f"{run['config']}\nseed {run['seed']}", fontsize=8)
-        for ax in row_axes[len(picks):]:
-            ax.set_axis_off()
     fig.suptitle("Three rings: particles (red) and target (grey) at a few flow steps; " + common.flow_setting(df),
                  fontsize=10)
     fig.tight_layout()

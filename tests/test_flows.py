@@ -69,7 +69,8 @@ def test_mmd_first_variation_gradient_equals_finite_difference():
 def test_drmmd_first_variation_gradient_equals_finite_difference(adaptive):
     particles, target = _problem()
     lmbda = 0.05
-    first, grad = _velocity(flows.DrMMDFlow(target, KERNEL, 1.0, lmbda, adaptive=adaptive), particles)
+    flow_class = flows.AdaptiveDrMMDFlow if adaptive else flows.DrMMDFlow
+    first, grad = _velocity(flow_class(target, KERNEL, 1.0, lmbda), particles)
     torch.testing.assert_close(first.value, divergences.drmmd(particles, target, KERNEL, lmbda))
     expected = _finite_difference(lambda y: divergences.drmmd(y, target, KERNEL, lmbda), particles, 4)
     # phi = 2 h and d DrMMD / d y_i = (2/N) grad h(y_i) = (1/N) grad phi(y_i).
@@ -119,7 +120,7 @@ def test_adaptive_drmmd_eigh_path_equals_solve_path_and_follows_the_rule():
     kernel = functools.partial(kernels.gaussian, bandwidth=0.15)
     paths = {}
     for solver in ("factor", "solve"):
-        flow = flows.DrMMDFlow(toy.target, kernel, 0.1, 0.1, adaptive=True, solver=solver)
+        flow = flows.AdaptiveDrMMDFlow(toy.target, kernel, 0.1, 0.1, solver=solver)
         paths[solver] = _run(flow, toy.source, 30, log_every=1)
     torch.testing.assert_close(paths["factor"].particles, paths["solve"].particles, rtol=0, atol=1e-9)
     lmbdas = paths["factor"].metrics()["lmbda"]
@@ -127,7 +128,7 @@ def test_adaptive_drmmd_eigh_path_equals_solve_path_and_follows_the_rule():
     assert float(lmbdas[0]) == 0.1 and float(lmbdas[-1]) < 0.1, "lambda must follow the falling DrMMD"
     torch.testing.assert_close(steps, (lmbdas * 0.1).clamp_min(flows.MIN_ADAPTIVE_STEP))
     # lambda_1 = lambda_0 sqrt(DrMMD_{lambda_0}(y_1) / DrMMD_{lambda_0}(y_0)).
-    after_one = _run(flows.DrMMDFlow(toy.target, kernel, 0.1, 0.1, adaptive=True), toy.source, 1).particles
+    after_one = _run(flows.AdaptiveDrMMDFlow(toy.target, kernel, 0.1, 0.1), toy.source, 1).particles
     ratio = float(divergences.drmmd(after_one, toy.target, kernel, 0.1))
     ratio /= float(divergences.drmmd(toy.source, toy.target, kernel, 0.1))
     assert float(lmbdas[1]) == pytest.approx(0.1 * math.sqrt(ratio), rel=1e-10)

@@ -1,0 +1,82 @@
+"""Pictures of 2-D (and 1-D) particle flows: the target (grey) and the particles (red) at a few
+snapshot steps. Shared by ``experiments/flows2d.py`` (its ``snapshots.png`` and ``flow.gif``
+artifacts) and ``figures/three_rings.py`` (its snapshot grid); plain matplotlib and numpy, so
+the experiment needs no figure helper beyond this file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
+
+
+def pick_snapshots(steps, count: int) -> list[int]:
+    """Indices of ``count`` snapshots spread over the run (first and last included)."""
+    if len(steps) <= count:
+        return list(range(len(steps)))
+    return sorted(set(np.linspace(0, len(steps) - 1, count).round().astype(int).tolist()))
+
+
+def draw_particles(ax, target: np.ndarray, particles: np.ndarray, title: str, window=None, size: float = 10,
+                   fontsize: float = 9) -> None:  # fmt: skip
+    """One panel: ``target: [M, d]`` grey, ``particles: [N, d]`` red; scatter plots in 2-D (in the
+    fixed ``window`` ((x_low, y_low), (x_high, y_high)) without ticks when given), histograms in 1-D."""
+    if target.shape[1] == 1:
+        bins = np.histogram_bin_edges(np.concatenate([target[:, 0], particles[:, 0]]), bins=50)
+        ax.hist(target[:, 0], bins=bins, density=True, color="0.6", alpha=0.6)
+        ax.hist(particles[:, 0], bins=bins, density=True, color="tab:red", alpha=0.6)
+    else:
+        ax.scatter(target[:, 0], target[:, 1], s=size, c="0.6", linewidths=0)
+        ax.scatter(particles[:, 0], particles[:, 1], s=size, c="tab:red", linewidths=0)
+        if window is None:
+            ax.set_aspect("equal", adjustable="datalim")
+        else:
+            (x_low, y_low), (x_high, y_high) = window
+            ax.set_xlim(x_low, x_high)
+            ax.set_ylim(y_low, y_high)
+            ax.set_aspect("equal")
+            ax.set_xticks([])
+            ax.set_yticks([])
+    ax.set_title(title, fontsize=fontsize)
+
+
+def draw_snapshots(axes, target: np.ndarray, snapshots: np.ndarray, steps, **style) -> None:
+    """One panel per axis of ``axes`` at snapshots spread over the run (``snapshots: [S, N, d]``
+    taken at ``steps: [S]``); axes left over are switched off. ``style``: see :func:`draw_particles`."""
+    axes = list(axes)
+    picks = pick_snapshots(steps, len(axes))
+    for ax, index in zip(axes, picks):
+        draw_particles(ax, target, snapshots[index], f"step {steps[index]}", **style)
+    for ax in axes[len(picks):]:
+        ax.set_axis_off()
+
+
+def save_pictures(directory: Path, target: np.ndarray, snapshots: np.ndarray, steps) -> list[Path]:
+    """``snapshots.png`` (up to 8 snapshots, 4 a row) and ``flow.gif`` (every snapshot, 5 per second)
+    in ``directory``; their paths."""
+    count = min(8, len(steps))
+    columns = min(4, count)
+    rows = -(-count // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False)
+    draw_snapshots(axes.flat, target, snapshots, steps)
+    figure.tight_layout()
+    grid = directory / "snapshots.png"
+    figure.savefig(grid, dpi=100)
+    plt.close(figure)
+
+    figure, ax = plt.subplots(figsize=(4, 4))
+
+    def frame(index):
+        ax.clear()
+        draw_particles(ax, target, snapshots[index], f"step {steps[index]}")
+
+    animation = FuncAnimation(figure, frame, frames=len(steps))
+    gif = directory / "flow.gif"
+    animation.save(gif, writer=PillowWriter(fps=5))
+    plt.close(figure)
+    return [grid, gif]

@@ -1,0 +1,68 @@
+"""Particle flows of kernel divergences towards a fixed target sample (DESIGN §3): a registry from
+the ``flow`` config name to the flow class (one module per family).
+
+Source particles ``Y: [N, d]`` (nu) flow towards the target ``X: [M, d]`` (pi) by explicit Euler
+steps y_i <- y_i - gamma_n grad phi_n(y_i + beta_n u_i) on a first variation phi of the divergence
+(:mod:`~studentteacher.flows.base`):
+
+=================== ============================================== ============================ =========
+flow                phi (first variation)                          gamma_n (logged step_size)   value
+=================== ============================================== ============================ =========
+``mmd``             f = mean_j k(., y_j) - mean_m k(., x_m)        ``step``                     MMD^2
+``mmd_noise``       f, evaluated at y_i + beta_n u_i               ``step``                     MMD^2
+``drmmd``           2 h_lambda (DrMMD witness, divergences.py)     lambda * ``step``            DrMMD_lambda
+``drmmd_adaptive``  2 h_{lambda_n}                                 max(lambda_n * ``step``,     DrMMD_{lambda_n}
+                                                                   1e-4)
+``kale``            (1+lambda) h* (KALE witness, divergences.py)   ``step``                     KALE_lambda
+=================== ============================================== ============================ =========
+
+Moves are mean-field scaled (the per-particle move does not shrink with N); the modules
+:mod:`~.mmd`, :mod:`~.drmmd` and :mod:`~.kale` state each one in terms of the value's particle
+gradient. Logged metrics: :mod:`~.metrics`; the runner and the config: :mod:`~.run`.
+
+A new flow is one module with a :class:`KernelFlow` subclass and one line in :data:`FLOWS`.
+"""
+from __future__ import annotations
+
+from .base import FirstVariation, KernelFlow, euler_step, flow_velocity
+from .drmmd import MIN_ADAPTIVE_STEP, AdaptiveDrMMDFlow, DrMMDFlow
+from .kale import KALEFlow
+from .metrics import METRICS, sample_distances, wasserstein
+from .mmd import MMDFlow, MMDNoiseFlow
+
+FLOWS: dict[str, type[KernelFlow]] = {
+    flow.name: flow for flow in (MMDFlow, MMDNoiseFlow, DrMMDFlow, AdaptiveDrMMDFlow, KALEFlow)
+}
+
+
+def flow_class(name: str) -> type[KernelFlow]:
+    """The class registered as ``name`` in :data:`FLOWS`; ValueError listing the valid names."""
+    if name not in FLOWS:
+        raise ValueError(f"flow must be one of {list(FLOWS)}, got {name!r}")
+    return FLOWS[name]
+
+
+def build_flow(name: str, target, kernel, step_size, budget_bytes: int | None = None, **options) -> KernelFlow:
+    """``FLOWS[name](target, kernel, step_size, budget_bytes=..., **options)``; ValueError naming an
+    option the flow does not declare (its ``options``) and listing those it does."""
+    cls = flow_class(name)
+    unknown = sorted(set(options) - set(cls.options))
+    if unknown:
+        raise ValueError(f"flow {name!r} takes no option {', '.join(map(repr, unknown))}; its options: {list(cls.options)}")
+    return cls(target, kernel, step_size, budget_bytes=budget_bytes, **options)
+
+
+# run.py builds flows from the registry above, so it is imported after it
+from .run import (  # noqa: E402
+    CONFIG_KEYS, DTYPES, REPLICA_KEYS, FlowDivergedError, FlowInterrupted, FlowRecord, FlowSetup, FlowTrajectory,
+    make_flow, noise_stream, run_flow, setup_flow, validate_flow_config,
+)  # fmt: skip
+
+__all__ = [
+    "FLOWS", "flow_class", "build_flow", "KernelFlow", "FirstVariation", "flow_velocity", "euler_step",
+    "MMDFlow", "MMDNoiseFlow", "DrMMDFlow", "AdaptiveDrMMDFlow", "KALEFlow", "MIN_ADAPTIVE_STEP",
+    "METRICS", "wasserstein", "sample_distances",
+    "run_flow", "FlowRecord", "FlowTrajectory", "FlowDivergedError", "FlowInterrupted",
+    "CONFIG_KEYS", "DTYPES", "REPLICA_KEYS", "validate_flow_config", "make_flow", "noise_stream", "FlowSetup",
+    "setup_flow",
+]  # fmt: skip
