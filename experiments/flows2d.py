@@ -124,19 +124,31 @@ def _save_npz(path: Path, trajectory: flows.FlowTrajectory, toy: toys.Toy) -> No
     np.savez_compressed(path, **arrays)
 
 
-def _save_pictures(directory: Path, trajectory: flows.FlowTrajectory, toy: toys.Toy) -> list[Path]:
+def picture_title(config: dict) -> str:
+    """The run's settings, e.g. 'drmmd flow on three_rings: N = 300, M = 300, gaussian sigma 0.15, step 0.1,
+    lambda 0.001, seed 1'."""
+    lmbda = f", lambda {config['lmbda']:g}" if config["flow"] in ("drmmd", "drmmd_adaptive", "kale") else ""
+    noise = (f", noise {config['noise_level']:g} until step {config['noise_until']}"
+             if config["flow"] == "mmd_noise" else "")
+    return (f"{config['flow']} flow on {config['target']}: N = {config['n_particles']}, M = {config['n_target']}, "
+            f"{config['kernel']} sigma {config['bandwidth']:g}, step {config['step_size']:g}{lmbda}{noise}, "
+            f"seed {config['seed']}")
+
+
+def _save_pictures(directory: Path, trajectory: flows.FlowTrajectory, toy: toys.Toy, title: str) -> list[Path]:
     if not trajectory.snapshots:
         return []
     target = toy.target.detach().cpu().numpy()  # (M, d)
     snapshots = trajectory.snapshot_tensor().numpy()  # (S, N, d)
-    return flow_pictures.save_pictures(directory, target, snapshots, trajectory.snapshot_steps)
+    return flow_pictures.save_pictures(directory, target, snapshots, trajectory.snapshot_steps, title)
 
 
 def _save_artifacts(_run, trajectory, toy) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         directory = Path(scratch)
         _save_npz(directory / "trajectory.npz", trajectory, toy)
-        for path in [directory / "trajectory.npz", *_save_pictures(directory, trajectory, toy)]:
+        pictures = _save_pictures(directory, trajectory, toy, picture_title(dict(_run.config)))
+        for path in [directory / "trajectory.npz", *pictures]:
             _run.add_artifact(str(path), name=path.name)
 
 

@@ -36,7 +36,7 @@ def label(row) -> str:
 def main(argv=None) -> None:
     args = common.parser(__doc__.split("\n\n")[0]).parse_args(argv)
     df = common.load(args.runs, "particle_flow")
-    df = df[(df["target"] == "three_rings") & df["flow"].isin(FLOWS)]
+    df = common.keep(df, (df["target"] == "three_rings") & df["flow"].isin(FLOWS), f"flows {', '.join(FLOWS)} on three rings")
     runs = results.runs(df)
     labels = runs.set_index("run_dir").apply(label, axis=1)
     df = df.assign(config=df["run_dir"].map(labels))
@@ -50,10 +50,8 @@ def main(argv=None) -> None:
         ax.set_xlabel("flow step")
         ax.set_ylabel(ylabel)
         ax.legend(title=None, fontsize=8)
-    fig.suptitle("Three rings: " + common.flow_setting(df) + f"\n{common.seeds_text(df)}", fontsize=10)
-    common.footnote(fig, common.not_completed_note(df, "config"))
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    common.save(fig, args.out, NAME)
+    common.finish(fig, args.out, NAME, f"Three rings: {common.flow_setting(df)}\n{common.seeds_text(df)}",
+                  notes=[common.not_completed_note(df, "config")])
 
     # snapshot grid: one row per flow (its first completed seed), columns = times
     done = runs[runs["status"] == "COMPLETED"].assign(config=lambda t: t["run_dir"].map(labels))
@@ -72,13 +70,10 @@ def main(argv=None) -> None:
         flow_pictures.draw_snapshots(row_axes, data["target"], data["snapshots"], data["snapshot_steps"],
                                      window=(low, high), size=5, fontsize=8)  # fmt: skip
         row_axes[0].set_ylabel(f"{run['config']}\nseed {run['seed']}", fontsize=8)
-    fig.suptitle("Three rings: particles (red) and target (grey) at a few flow steps; " + common.flow_setting(df),
-                 fontsize=10)
-    fig.tight_layout()
-    common.save(fig, args.out, NAME + "_snapshots")
-
-    for metric in ["w1", "mmd2"]:
-        common.summary_print(results.final_table(df, ["config"], metric, how="last"), f"{NAME}: final {metric}")
+    common.finish(fig, args.out, NAME + "_snapshots",
+                  f"Three rings: particles (red) and target (grey) at a few flow steps; {common.flow_setting(df)}",
+                  tables=[(results.final_table(df, ["config"], metric, how="last"), f"{NAME}: final {metric}")
+                          for metric in ["w1", "mmd2"]])
 
 
 if __name__ == "__main__":
