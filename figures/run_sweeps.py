@@ -41,7 +41,7 @@ def run_file(path: str) -> tuple[int, int, int]:
         state, run_dir = sweeps.run_task(sweep, index, validate_all=False)
         failed += state == "FAILED"
         interrupted += state == "INTERRUPTED"
-        print(f"  task {index:>3} {sweeps._short(sweep.varied(index))}: {state} "
+        print(f"  task {index:>3} {sweep.describe(index)}: {state} "
               f"in {time.perf_counter() - start:.1f} s ({run_dir.name if run_dir else '-'})", flush=True)
         if state == "INTERRUPTED":  # a stop signal (SIGTERM, SIGUSR2, Ctrl-C): stop here, not just this task
             print("  stopped: the task was interrupted; run again to resume", flush=True)

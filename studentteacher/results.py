@@ -61,6 +61,7 @@ import json
 import math
 import os
 import re
+import time
 import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -68,7 +69,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-RUN_ID = re.compile(r"^(\d+|\d{5,}-\d+)$")  # Sacred ids and sweep ids (studentteacher.sweep.RUN_ID)
+RUN_ID = re.compile(r"^(\d+|\d{5,}-\d+)$")  # Sacred ids and sweep ids
+SWEEP_RUN_ID = re.compile(r"^(\d{5,})-(\d+)$")  # <index:05d>-<attempt>
 SKIP_DIRS = {"_sources", "slurm", "checkpoints"}
 RUN_COLUMNS = (
     "run_dir", "source", "run_id", "experiment", "status", "fail_reason", "start_time", "stop_time",
@@ -111,7 +113,35 @@ def _flatten(config: dict, prefix: str = "") -> dict:
     return flat
 
 
-def _fail_reason(run: dict) -> str | None:
+def read_run_json(run_dir: str | os.PathLike, tries: int = 5) -> dict:
+    """The ``run.json`` of a run directory; {} when it is missing, or still unreadable after
+    ``tries`` reads 0.1 s apart (Sacred's own observer rewrites it in place)."""
+    for _ in range(tries):
+        try:
+            return _read_json(Path(run_dir) / "run.json")
+        except UnreadableRun as err:
+            if isinstance(err.__cause__, FileNotFoundError):
+                return {}
+            time.sleep(0.1)
+    return {}
+
+
+def sweep_attempts(observer: str | os.PathLike) -> list[tuple[int, int, Path]]:
+    """(index, attempt, directory) of every sweep run directory ``<index:05d>-<attempt>`` in
+    ``observer`` (unordered; [] when the directory does not exist)."""
+    observer = Path(observer)
+    if not observer.is_dir():
+        return []
+    found = []
+    for entry in observer.iterdir():
+        match = SWEEP_RUN_ID.match(entry.name)
+        if match and entry.is_dir():
+            found.append((int(match.group(1)), int(match.group(2)), entry))
+    return found
+
+
+def fail_reason(run: dict) -> str | None:
+    """The last non-empty line of a run.json's ``fail_trace``; None without one."""
     lines = [line.strip() for chunk in run.get("fail_trace") or [] for line in str(chunk).splitlines()]
     lines = [line for line in lines if line]
     return lines[-1] if lines else None
@@ -182,7 +212,7 @@ def read_run(run_dir: str | os.PathLike) -> tuple[dict, dict] | None:
         "run_id": run_dir.name,
         "experiment": (run.get("experiment") or {}).get("name"),
         "status": status,
-        "fail_reason": _fail_reason(run) if status == "FAILED" else None,
+        "fail_reason": fail_reason(run) if status == "FAILED" else None,
         "start_time": start,
         "stop_time": stop,
         "wall_seconds": (stop - start).total_seconds() if start is not None and stop is not None else math.nan,

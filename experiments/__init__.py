@@ -1,0 +1,5 @@
+"""The Sacred experiments (train.py, flows2d.py), their named configs and sweep files.
+
+Run the scripts directly (``python experiments/train.py``); installed, this folder is the package
+``studentteacher_experiments``, which is how :mod:`studentteacher.sweep` finds it outside a checkout.
+"""

@@ -1,0 +1,149 @@
+"""The state of every task of a sweep (:func:`status`) and the final tables of its runs (:func:`collect`).
+
+Run directories are read only through :mod:`studentteacher.results`; what a backend still holds
+(a SLURM array, a local submit) comes from :func:`studentteacher.sweep.backends.queued`.
+
+States: ``completed``, ``failed`` (with the last line of the fail trace), ``interrupted``,
+``running`` (heartbeat younger than ``stale_after`` seconds), ``dead`` (RUNNING but the
+heartbeat is stale: killed without a chance to say so), ``queued`` (waiting or starting in a
+backend) and ``missing``. Each index's latest attempt decides.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import results
+from .backends import queued
+from .spec import EXPERIMENTS, Sweep
+
+STATES = ("completed", "failed", "interrupted", "running", "dead", "queued", "missing")
+RESUBMIT_STATES = ("failed", "interrupted", "dead", "missing")
+RUN_ID = results.SWEEP_RUN_ID
+
+
+@dataclass
+class TaskStatus:
+    """The state of one index, from its latest attempt (and the backends' queues)."""
+
+    index: int
+    state: str  # one of STATES
+    attempts: int  # run directories of this index
+    run_id: str | None  # the latest attempt's directory name
+    detail: str = ""  # fail reason, heartbeat age, SLURM job
+    result: Any = None
+
+    def as_dict(self) -> dict:
+        """The fields as a JSON-ready dict."""
+        return {"index": self.index, "state": self.state, "attempts": self.attempts,
+                "run_id": self.run_id, "detail": self.detail, "result": self.result}
+
+
+def latest_attempts(sweep: Sweep) -> dict[int, tuple[int, Path]]:
+    """index -> (number of attempts, latest attempt's run directory), for indices with a run."""
+    counts: dict[int, int] = {}
+    latest: dict[int, tuple[int, Path]] = {}
+    for index, attempt, path in results.sweep_attempts(sweep.observer):
+        counts[index] = counts.get(index, 0) + 1
+        if index not in latest or attempt > latest[index][0]:
+            latest[index] = (attempt, path)
+    return {index: (counts[index], path) for index, (_, path) in latest.items()}
+
+
+def _parse_time(text: str | None) -> dt.datetime | None:
+    """An ISO time from run.json, or None."""
+    try:
+        return dt.datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def _state_of(run: dict, stale_after: float, now: dt.datetime) -> tuple[str, str]:
+    """(state, detail) of a run from its run.json."""
+    status = run.get("status")
+    if status == "COMPLETED":
+        resumed = ((run.get("meta") or {}).get("sweep") or {}).get("resumed_from")
+        return "completed", f"resumed from {resumed}" if resumed else ""
+    if status == "FAILED":
+        return "failed", results.fail_reason(run) or "no fail_trace recorded"
+    if status == "INTERRUPTED":
+        return "interrupted", ""
+    if status in ("RUNNING", "QUEUED", None):
+        beat = _parse_time(run.get("heartbeat")) or _parse_time(run.get("start_time"))
+        if beat is None:
+            return "running", "no heartbeat yet"
+        age = (now - beat).total_seconds()
+        if age > stale_after:
+            return "dead", f"RUNNING but last heartbeat {age:.0f} s ago"
+        return "running", f"heartbeat {age:.0f} s ago"
+    return "failed", f"unexpected status {status!r}"  # e.g. a custom interrupt status
+
+
+def status(sweep: Sweep, stale_after: float = 120.0) -> list[TaskStatus]:
+    """The state of every index of the sweep (see the module docstring), in index order."""
+    latest = latest_attempts(sweep)
+    waiting = queued(sweep)
+    now = dt.datetime.utcnow()
+    statuses = []
+    for index in range(len(sweep)):
+        attempts, path = latest.get(index, (0, None))
+        state, detail, run_id, result = "missing", "", None, None
+        if path is not None:
+            run = results.read_run_json(path)
+            state, detail = _state_of(run, stale_after, now)
+            run_id, result = path.name, run.get("result")
+        if index in waiting and state != "running":
+            state, detail = "queued", waiting[index]
+        statuses.append(TaskStatus(index, state, attempts, run_id, detail, result))
+    return statuses
+
+
+def format_status(sweep: Sweep, statuses: list[TaskStatus]) -> str:
+    """A plain-text table of :func:`status`, one line per index, and a count per state."""
+    lines = [f"{'index':>5}  {'state':<11}  {'attempts':>8}  {'run':<9}  config / detail"]
+    for s in statuses:
+        detail = sweep.describe(s.index) + (f"  | {s.detail}" if s.detail else "")
+        lines.append(f"{s.index:>5}  {s.state:<11}  {s.attempts:>8}  {s.run_id or '-':<9}  {detail}")
+    counts = {state: sum(s.state == state for s in statuses) for state in STATES}
+    lines.append(f"{len(statuses)} tasks: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n))
+    return "\n".join(lines)
+
+
+def _plain(value):
+    """A value usable as a group key: plain scalars as they are, anything else as its repr."""
+    return value if isinstance(value, (str, int, float, bool)) or value is None else repr(value)
+
+
+def collect(sweep: Sweep, metrics: list[str] | None = None, how: str = "last"):
+    """(per-run table, summary table) of the latest attempt of every index that has a run.
+
+    ``metrics`` default to the experiment's (student_teacher: valid_mmd2, train_mmd2;
+    particle_flow: divergence, mmd2, w1, w2), those no run logged left out; ``how`` is
+    ``"last"`` or ``"best"`` (:func:`studentteacher.results.per_run`). The per-run table has the
+    index, the varied keys, ``run_id``, ``status`` and the final value of each metric. The
+    summary is :func:`studentteacher.results.final_table` of each metric over the seeds (mean,
+    sd, count, n_runs, seeds, excluded: only COMPLETED runs enter the statistics), one row per
+    config (the varied keys but the seed), columns ``(metric, statistic)``. Both are pandas
+    DataFrames, empty without runs.
+    """
+    import pandas as pd
+
+    index_of = {str(path.resolve()): index for index, (_, path) in latest_attempts(sweep).items()}
+    if not index_of:
+        return pd.DataFrame(), pd.DataFrame()
+    df = results.load_runs(list(index_of))
+    index = df["run_dir"].map(index_of)
+    df = df.assign(**{key: index.map(lambda i, key=key: _plain(sweep.varied(i)[key])) for key in sweep.varied_keys})
+    logged = set(df["metric"].dropna())
+    metrics = [m for m in (metrics or EXPERIMENTS[sweep.experiment].metrics) if m in logged]
+    runs = results.runs(df).assign(index=lambda table: table["run_dir"].map(index_of))
+    by = [key for key in sweep.varied_keys if key != "seed"]
+    tables = {}
+    for metric in metrics:
+        runs[metric] = runs["run_dir"].map(results.per_run(df, metric, how).set_index("run_dir")["final"])
+        table = results.final_table(df, by, metric, how)
+        tables[metric] = table.set_index(by) if by else table
+    runs = runs.sort_values("index", kind="stable")[["index", *sweep.varied_keys, "run_id", "status", *metrics]]
+    return runs.reset_index(drop=True), pd.concat(tables, axis=1) if tables else pd.DataFrame()

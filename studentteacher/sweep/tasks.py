@@ -1,0 +1,229 @@
+"""Validating and running sweep tasks in this process: :func:`run_task`, :func:`run_batch`.
+
+Sacred is reached only through the experiments' helper ``sweep_runs.py`` (:func:`helper`),
+imported on first use: ``experiments/`` next to this package in a checkout, else the installed
+package ``studentteacher_experiments``.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Callable
+
+from .. import results
+from .spec import EXPERIMENTS, Sweep, SweepError
+
+EXIT_COMPLETED, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 3
+HELPER = "sweep_runs.py"
+
+
+def experiments_dir() -> Path:
+    """The folder of the experiment scripts and ``sweep_runs.py``: the checkout's ``experiments/``
+    when this package runs from one, else the installed package ``studentteacher_experiments``."""
+    checkout = Path(__file__).resolve().parents[2] / "experiments"
+    if (checkout / HELPER).is_file():
+        return checkout
+    installed = importlib.util.find_spec("studentteacher_experiments")
+    if installed is None or not installed.submodule_search_locations:
+        raise SweepError(f"cannot find the experiments: no {checkout / HELPER} and no installed package "
+                         f"studentteacher_experiments (reinstall studentteacher)")
+    return Path(next(iter(installed.submodule_search_locations)))
+
+
+@functools.cache
+def helper():
+    """The experiments' ``sweep_runs`` module (imported on the first call; it imports Sacred)."""
+    spec = importlib.util.spec_from_file_location("studentteacher_sweep_runs", experiments_dir() / HELPER)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _attribute(reference: str):
+    """The object named by ``"module:name"``."""
+    module, name = reference.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def validator(name: str) -> Callable[[dict], dict]:
+    """The config validator of experiment ``name``: config -> config (or None) or ValueError."""
+    return _attribute(EXPERIMENTS[name].validator)
+
+
+def replica_keys(name: str) -> tuple[str, ...]:
+    """The config keys in which the batched replicas of experiment ``name`` may differ."""
+    return _attribute(EXPERIMENTS[name].replica_keys)
+
+
+def _task_error(sweep: Sweep, index: int, err: Exception) -> SweepError:
+    """A SweepError naming the sweep, the index and its varied values, then ``err``."""
+    return SweepError(f"sweep {sweep.path}: index {index} ({sweep.describe(index)}): {err}")
+
+
+def resolved_config(sweep: Sweep, index: int) -> dict:
+    """The config Sacred would run for ``index``: defaults, named configs, then the updates.
+
+    Raises :class:`SweepError` naming the index for unknown keys, a named config that does not
+    exist or a config the experiment's config hook rejects.
+    """
+    try:
+        return helper().resolve_config(sweep.experiment, sweep.config_updates(index), list(sweep.named_configs))
+    except ValueError as err:
+        raise _task_error(sweep, index, err) from err
+
+
+def checked_config(sweep: Sweep, index: int) -> dict:
+    """The resolved config of ``index`` as the experiment's validator returns it; SweepError if invalid."""
+    config = resolved_config(sweep, index)
+    try:
+        checked = validator(sweep.experiment)(config)  # some validators return the completed config, others None
+    except ValueError as err:
+        raise _task_error(sweep, index, err) from err
+    return config if checked is None else checked
+
+
+def validate(sweep: Sweep) -> list[dict]:
+    """Validate every config of the sweep; return the complete configs in index order.
+
+    All invalid indices are reported together in one :class:`SweepError`, each with its index,
+    its varied values and the validator's message (which names the key).
+    """
+    configs, problems = [], []
+    for index in range(len(sweep)):
+        try:
+            configs.append(checked_config(sweep, index))
+        except SweepError as err:
+            problems.append(str(err))
+    if problems:
+        shown = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+        raise SweepError(f"sweep {sweep.path}: {len(problems)} of {len(sweep)} configs are invalid:\n  {shown}")
+    return configs
+
+
+def resumable_checkpoint(sweep: Sweep, index: int) -> Path | None:
+    """The checkpoint to resume task ``index`` from, or None.
+
+    A task resumes when its latest attempt ended INTERRUPTED (the training experiment writes
+    ``checkpoint.pt`` into its run directory on SIGTERM/SIGUSR2, e.g. near the SLURM time limit)
+    or was killed while RUNNING (``dead``; a periodic checkpoint of ``checkpoint_every`` may be
+    there) and left ``checkpoint.pt``, the experiment has a ``resume_from`` key and the sweep
+    does not set it. A FAILED attempt is never resumed.
+    """
+    if "resume_from" in sweep.config_updates(index):
+        return None
+    attempts = [(a, path) for i, a, path in results.sweep_attempts(sweep.observer) if i == index]
+    if not attempts:
+        return None
+    latest = max(attempts)[1]
+    checkpoint = latest / "checkpoint.pt"
+    if results.read_run_json(latest).get("status") not in ("INTERRUPTED", "RUNNING") or not checkpoint.is_file():
+        return None
+    if "resume_from" not in resolved_config(sweep, index):
+        return None
+    return checkpoint
+
+
+def _task(sweep: Sweep, index: int, checkpoint: Path | None) -> dict:
+    """What the helper runs for ``index``: its config updates and the run's ``meta``, resuming
+    from ``checkpoint`` when one is given."""
+    updates = sweep.config_updates(index)
+    meta = {"sweep": {"name": sweep.name, "file": str(sweep.path), "index": index, "config_updates": dict(updates)}}
+    if checkpoint is not None:
+        updates["resume_from"] = str(checkpoint)
+        meta["sweep"]["resumed_from"] = checkpoint.parent.name
+        print(f"sweep task {index}: resuming from {checkpoint}", file=sys.stderr)
+    return {"index": index, "config_updates": updates, "meta": meta}
+
+
+def _run(sweep: Sweep, tasks: list[dict]) -> list[tuple[str, Path | None]]:
+    """Run ``tasks`` through the helper; (status, run directory) each, the status as stored."""
+    sweep.observer.mkdir(parents=True, exist_ok=True)
+    outcomes = helper().run_tasks(sweep.experiment, list(sweep.named_configs), sweep.observer, tasks)
+    # The experiment may end a run on its own terms (e.g. a SacredInterrupt subclass): the stored
+    # status is the truth.
+    return [(results.read_run_json(run_dir).get("status", state) if run_dir else state, run_dir)
+            for state, run_dir in outcomes]
+
+
+def _checked_configs(sweep: Sweep, indices: list[int], validate_all: bool) -> list[dict]:
+    """The validated configs of ``indices`` (after validating every config when ``validate_all``)."""
+    for index in indices:
+        sweep.config_updates(index)  # names an index out of range before the (slower) validation
+    if validate_all:
+        configs = validate(sweep)
+        return [configs[index] for index in indices]
+    return [checked_config(sweep, index) for index in indices]
+
+
+def run_task(sweep: Sweep, index: int, validate_all: bool = True) -> tuple[str, Path | None]:
+    """Run task ``index`` here; return (Sacred status, run directory).
+
+    Validates the sweep first (every config when ``validate_all``, else this task's), then runs
+    the experiment with the task's config updates and named configs, stored in
+    ``<observer>/<index:05d>-<attempt>``. The status is ``"COMPLETED"``, ``"FAILED"`` or
+    ``"INTERRUPTED"`` (SIGTERM, SIGUSR2); the traceback of a failure is printed to stderr. A
+    task whose previous attempt was interrupted with a checkpoint resumes from it.
+    """
+    _checked_configs(sweep, [index], validate_all)
+    return _run(sweep, [_task(sweep, index, resumable_checkpoint(sweep, index))])[0]
+
+
+def run_batch(sweep: Sweep, indices: list[int], validate_all: bool = True) -> list[tuple[int, str, Path | None]]:
+    """Run the tasks ``indices`` as one batched computation; (index, status, run directory) each.
+
+    The tasks must share every config key but the experiment's replica keys (student_teacher:
+    seed, lr, lmbda, noise schedule and initial scales; particle_flow: seed, step_size, lmbda,
+    noise_level, noise_until). Each task is still its own run in its own ``<index>-<attempt>``
+    directory, with the metrics of its plain run. When a task would resume from a checkpoint,
+    the tasks run one by one instead.
+    """
+    from ..replicas import check_compatible
+
+    if not indices or len(set(indices)) != len(indices):
+        raise SweepError(f"a batch needs one or more distinct task indices, got {indices}")
+    configs = _checked_configs(sweep, indices, validate_all)
+    if len(indices) == 1 or any(resumable_checkpoint(sweep, index) is not None for index in indices):
+        return [(index, *run_task(sweep, index, validate_all=False)) for index in indices]
+    try:
+        check_compatible(configs, replica_keys(sweep.experiment))
+    except ValueError as err:
+        raise SweepError(f"sweep {sweep.path}: tasks {indices[0]}..{indices[-1]} cannot be batched: {err}") from err
+    outcomes = _run(sweep, [_task(sweep, index, None) for index in indices])
+    return [(index, *outcome) for index, outcome in zip(indices, outcomes)]
+
+
+def batch_groups(sweep: Sweep, indices: list[int], size: int) -> list[list[int]]:
+    """``indices`` (in order) cut into groups of at most ``size`` tasks that can run as one batch:
+    a task joins the open group when the group has room and the task's config differs from the
+    group's first only in the experiment's replica keys; otherwise it opens a new group."""
+    from ..replicas import check_compatible
+
+    if size < 1:
+        raise SweepError(f"--batch must be >= 1, got {size}")
+    keys = replica_keys(sweep.experiment)
+    groups: list[list[int]] = []
+    first_config: dict = {}
+    for index in sorted(set(indices)):
+        config = resolved_config(sweep, index)
+        if groups and len(groups[-1]) < size:
+            try:
+                check_compatible([first_config, config], keys)
+                groups[-1].append(index)
+                continue
+            except ValueError:
+                pass
+        groups.append([index])
+        first_config = config
+    return groups
+
+
+def exit_status(codes: list[int]) -> int:
+    """One exit status for several tasks' exit statuses: failed (or invalid) if any failed, else
+    interrupted if any was, else completed."""
+    if any(code not in (EXIT_COMPLETED, EXIT_INTERRUPTED) for code in codes):
+        return EXIT_FAILED
+    return EXIT_INTERRUPTED if EXIT_INTERRUPTED in codes else EXIT_COMPLETED
