@@ -36,9 +36,9 @@ from studentteacher.replica_runs import (
 from studentteacher.replicas import check_compatible
 from studentteacher.training import set_threads_from_allocation
 
-FIGURES = Path(__file__).resolve().parent.parent / "figures"
-if str(FIGURES) not in sys.path:  # the pictures are drawn by figures/flow_pictures.py, from any cwd
-    sys.path.append(str(FIGURES))
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # flow_pictures.py lies beside this script (also when a sweep imports it)
+    sys.path.append(str(HERE))
 import flow_pictures  # noqa: E402
 
 ex = Experiment("particle_flow")

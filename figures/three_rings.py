@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import common
-import flow_pictures
+from experiments import flow_pictures
 from common import results
 
 NAME = "three_rings"

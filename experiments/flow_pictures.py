@@ -1,7 +1,7 @@
 """Pictures of 2-D (and 1-D) particle flows: the target (grey) and the particles (red) at a few
 snapshot steps. Shared by ``experiments/flows2d.py`` (its ``snapshots.png`` and ``flow.gif``
-artifacts) and ``figures/three_rings.py`` (its snapshot grid); plain matplotlib and numpy, so
-the experiment needs no figure helper beyond this file.
+artifacts) and ``figures/three_rings.py`` (its snapshot grid); plain matplotlib and numpy. It lies
+in ``experiments/`` so that it ships with the experiments (the package ``studentteacher_experiments``).
 """
 from __future__ import annotations
 
