@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from .divergences import st_drmmd, st_mmd2
+from .divergences import st_mmd2
 from .networks import output
 from .training import (
     MIN_ADAPTIVE_LR,
@@ -82,7 +82,9 @@ class BatchedTrainer:
         self._step = torch.func.vmap(self.rule.step)
         self._step_noiseless = torch.func.vmap(self.rule.step, in_dims=(0, 0, 0, 0, None))
         self._mmd2 = torch.func.vmap(lambda p, x, y: st_mmd2(output(self.arch, p, x), y))
-        self._drmmd = torch.func.vmap(lambda p, x, y, lmbda: st_drmmd(output(self.arch, p, x), y, lmbda))
+        self._objective = torch.func.vmap(
+            lambda p, x, y, lmbda: self.rule.objective(output(self.arch, p, x), y, lmbda)
+        )
         self._bad_epoch = torch.full((len(self.members),), -1, device=self.device)
 
     def _per_replica(self, values) -> torch.Tensor:
@@ -137,7 +139,7 @@ class BatchedTrainer:
             finite = finite & torch.isfinite(value.reshape(self.replicas, -1)).all(1)
         self._bad_epoch = torch.where((self._bad_epoch < 0) & ~finite, self.epoch + 1, self._bad_epoch)
         if self.adaptive():
-            drmmd_now = self._drmmd(self.params, self.train_x, self.train_y, self.lmbda)
+            drmmd_now = self._objective(self.params, self.train_x, self.train_y, self.lmbda)
             self.lmbda = self.lmbda0 * torch.sqrt(torch.clamp(drmmd_now / self.drmmd_start, min=0.0))
         self.epoch += 1
         return mean_loss
@@ -146,9 +148,9 @@ class BatchedTrainer:
     def _log(self, loss: torch.Tensor | None, seconds: float, on_metrics, on_failure) -> None:
         train = self._mmd2(self.params, self.train_x, self.train_y).tolist()
         valid = self._mmd2(self.params, self.valid_x, self.valid_y).tolist()
-        if loss is None:
-            loss = self._drmmd(self.params, self.train_x, self.train_y, self.lmbda) if self.config["method"] == "drmmd" else None
-        losses = train if loss is None else loss.tolist()
+        if loss is None:  # epoch 0: the rule's objective before any step
+            loss = self._objective(self.params, self.train_x, self.train_y, self.lmbda)
+        losses = loss.tolist()
         lmbdas = self.lmbda.tolist() if self.adaptive() else [m.config["lmbda"] for m in self.members]
         bad = self._bad_epoch.tolist()
         for r, member in enumerate(self.members):
@@ -189,7 +191,7 @@ class BatchedTrainer:
         """Train every replica to ``epochs``; per-replica results (None for a failed replica)."""
         cfg = self.config
         if self.adaptive() and self.drmmd_start is None:
-            self.drmmd_start = self._drmmd(self.params, self.train_x, self.train_y, self.lmbda)
+            self.drmmd_start = self._objective(self.params, self.train_x, self.train_y, self.lmbda)
         if self.epoch == 0:
             self._log(None, 0.0, on_metrics, on_failure)
         clock = EpochClock(self.device)

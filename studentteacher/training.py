@@ -29,9 +29,9 @@ import torch
 
 from . import config as config_module
 from .data import Dataset, labelled_dataset, make_generators
-from .divergences import st_drmmd, st_mmd2
+from .divergences import st_mmd2
 from .networks import Architecture, Params, init_params, output
-from .updates import StepHyper, draw_noise, make_rule
+from .updates import StepHyper, draw_noise, rule_from_config
 
 MIN_ADAPTIVE_LR = 1e-4
 # keys that may differ between a checkpoint's run and the run resuming from it
@@ -148,7 +148,7 @@ class Trainer:
         self.params: Params = init_params(
             self.arch, cfg["n_particles"], cfg["student_mean"], cfg["student_std"], self.generators["student"], **create
         )
-        self.rule = make_rule(cfg["method"], self.arch, ksd_reg=cfg["ksd_reg"], drmmd_noise=cfg["drmmd_noise"])
+        self.rule = rule_from_config(cfg, self.arch)
         self._step = self.rule.step if cfg["compile"] == "off" else compile_step(self.rule, cfg["compile"], self.device)
         self.epoch = 0
         # lambda_n: a device tensor when adaptive (updated without a host sync), else the float lmbda
@@ -163,7 +163,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ schedules and metrics
     def adaptive(self) -> bool:
-        return self.config["method"] == "drmmd" and self.config["adaptive_lmbda"]
+        return self.rule.adapts_lambda and self.config["adaptive_lmbda"]
 
     def lr(self):
         """The step size in force: lr, or max(lr * lambda_n / lmbda_0, 1e-4) when lambda is adaptive."""
@@ -172,8 +172,9 @@ class Trainer:
         return torch.clamp(self.config["lr"] * self.lmbda / self.config["lmbda"], min=MIN_ADAPTIVE_LR)
 
     @torch.no_grad()
-    def _train_drmmd(self, lmbda) -> torch.Tensor:
-        return st_drmmd(output(self.arch, self.params, self.train_set.x), self.train_set.y, lmbda)
+    def _train_objective(self, lmbda) -> torch.Tensor:
+        """The rule's objective (DrMMD or MMD^2) on the whole training set, clean particles."""
+        return self.rule.objective(output(self.arch, self.params, self.train_set.x), self.train_set.y, lmbda)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -221,7 +222,7 @@ class Trainer:
             (self._bad_particle_epoch < 0) & ~particles_finite, epoch, self._bad_particle_epoch
         )
         if self.adaptive():
-            drmmd_now = self._train_drmmd(self.lmbda)
+            drmmd_now = self._train_objective(self.lmbda)
             self.lmbda = self.config["lmbda"] * torch.sqrt(torch.clamp(drmmd_now / self.drmmd_start, min=0.0))
         self.epoch += 1
         return mean_loss
@@ -240,7 +241,7 @@ class Trainer:
         """
         cfg = self.config
         if self.adaptive() and self.drmmd_start is None:
-            self.drmmd_start = self._train_drmmd(self.lmbda)
+            self.drmmd_start = self._train_objective(self.lmbda)
         if self.epoch == 0:
             on_metrics(self._log(loss=None, seconds=0.0))
         clock = EpochClock(self.device)
@@ -265,11 +266,7 @@ class Trainer:
     def _log(self, loss, seconds: float) -> EpochMetrics:
         values = self.evaluate()
         if loss is None:  # epoch 0: the objective of the rule before any step, on the whole training set
-            with torch.no_grad():
-                if self.config["method"] == "drmmd":
-                    loss = self._train_drmmd(self.lmbda)
-                else:
-                    loss = values["train_mmd2"]
+            loss = self._train_objective(self.lmbda)
         values |= {
             "loss": float(loss),
             "noise_level": noise_at(self.config, self.epoch),
