@@ -246,6 +246,12 @@ class Single:
     def pick(self, value, replica: int):
         return value
 
+    def stack_params(self, params: list[Params]) -> Params:
+        return params[0]
+
+    def pick_params(self, params: Params, replica: int) -> Params:
+        return params
+
     def values(self, floats: list[float]):
         """Per-replica schedule values: the float itself."""
         return floats[0]
@@ -275,6 +281,12 @@ class Stacked(Single):
 
     def pick(self, value, replica: int):
         return value[replica]
+
+    def stack_params(self, params: list[Params]) -> Params:
+        return {key: torch.stack([p[key] for p in params]) for key in params[0]}
+
+    def pick_params(self, params: Params, replica: int) -> Params:
+        return {key: value[replica] for key, value in params.items()}
 
     def values(self, floats: list[float]) -> torch.Tensor:
         return torch.tensor(floats, dtype=self.dtype, device=self.device)  # (R,)
@@ -351,7 +363,7 @@ class TrainingLoop:
             raise ValueError(f"replicas must start at the same epoch, got {sorted(epochs)}")
         self.epoch = epochs.pop()
         stack = self.layout.stack
-        self.params = {key: stack([p.params[key] for p in progress]) for key in progress[0].params}  # ([R], N, ...)
+        self.params = self.layout.stack_params([p.params for p in progress])  # ([R], N, ...) each
         self.train_x = stack([r.train_set.x for r in self.replicas])  # ([R], n_train, d)
         self.train_y = stack([r.train_set.y for r in self.replicas])  # ([R], n_train, O)
         self.valid_x = stack([r.valid_set.x for r in self.replicas])
@@ -366,7 +378,7 @@ class TrainingLoop:
 
     def params_of(self, replica: int) -> Params:
         """Replica ``replica``'s particles as a plain run holds them (views)."""
-        return {key: self.layout.pick(value, replica) for key, value in self.params.items()}
+        return self.layout.pick_params(self.params, replica)
 
     @property
     def members(self) -> list[Member]:
@@ -388,7 +400,7 @@ class TrainingLoop:
     def _noise(self) -> Params:
         """u ~ N(0, I) like the particles, each replica from its own generator in its plain run's order."""
         drawn = [draw_noise(self.params_of(r), replica.generators["noise"]) for r, replica in enumerate(self.replicas)]
-        return {key: self.layout.stack([noise[key] for noise in drawn]) for key in self.params}
+        return self.layout.stack_params(drawn)
 
     # ------------------------------------------------------------------ the loop
     def run_epoch(self) -> torch.Tensor:
