@@ -5,7 +5,7 @@
     python benchmarks/bench_replicas.py --problem flow [--flows mmd drmmd kale] [--n-particles 300]
 
 Student-teacher: for each rule, one run measures the seconds per epoch of a plain
-:class:`~studentteacher.training.Trainer` and of a :class:`~studentteacher.replicas.BatchedTrainer`
+:class:`~studentteacher.training.Trainer` and of a :class:`~studentteacher.training.BatchedTrainer`
 of R seeds, timed alternately (medians of ``--repeats`` after a warm-up), so that a busy shared
 machine slows both alike. Flows (three rings, N = M, float64,
 the named configs' step and lambda): seconds per flow step (first variation, velocity, move; no
@@ -27,8 +27,7 @@ from bench_flows import SETTINGS as FLOW_SETTINGS
 from bench_training import peak_memory_mb, synchronize
 from studentteacher import flows, toys
 from studentteacher.kernels import get_kernel
-from studentteacher.replicas import BatchedTrainer
-from studentteacher.training import Trainer
+from studentteacher.training import BatchedTrainer, Trainer
 
 
 

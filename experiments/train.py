@@ -28,8 +28,7 @@ from studentteacher.config import DEFAULTS, resolve_device, validate
 from studentteacher.replica_runs import (
     STOP_SIGNALS, ReplicaGroup, RunInterrupted, active_group, replica_run_options,
 )
-from studentteacher.replicas import BatchedTrainer
-from studentteacher.training import Trainer, TrainingInterrupted, set_threads_from_allocation
+from studentteacher.training import BatchedTrainer, Trainer, TrainingInterrupted, set_threads_from_allocation
 
 SETTINGS.CAPTURE_MODE = "sys"  # keep sys.stderr a terminal for the progress bar
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -149,7 +148,7 @@ def _train_replicas(members: list[tuple[dict, object]], finish, stop_requested: 
         )
     except TrainingInterrupted as stop:
         for replica, run in enumerate(runs):
-            path = checkpoint_path_for(run)
+            path = stop.checkpoint_paths[replica]
             run.info["checkpoint"] = path
             save_arrays(run, batched.members[replica])
             finish(replica, RunInterrupted(f"{stop}; checkpoint: {path}"))

@@ -7,6 +7,7 @@ experiment, the sweeps and the training loop before anything is built.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,7 @@ import torch
 
 from .data import INPUT_DISTS
 from .networks import READOUTS
-from .updates import METHODS
+from .updates import RULES
 
 DTYPES = ("float32", "float64")
 COMPILE_MODES = ("off", "default", "reduce-overhead")
@@ -26,11 +27,11 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Key:
-    """One config key: its default, its type and the allowed values or range."""
+    """One config key: its default, its type and the allowed values (read at each check) or range."""
 
     default: Any
     kind: type | tuple
-    choices: tuple | None = None
+    choices: Collection | None = None
     minimum: float | None = None
     exclusive_minimum: bool = False
     maximum: float | None = None
@@ -52,7 +53,7 @@ SPEC: dict[str, Key] = {
     "batch_size": Key(100, int, minimum=1, help="batch size B (<= n_train)"),
     "epochs": Key(1000, int, minimum=1, help="passes over the training set"),
     "lr": Key(0.1, float, minimum=0.0, exclusive_minimum=True, help="step size gamma"),
-    "method": Key("sgd", str, choices=METHODS, help="update rule"),
+    "method": Key("sgd", str, choices=RULES, help="update rule (a name registered in studentteacher.updates.RULES)"),
     "noise_level": Key(1.0, float, minimum=0.0, help="beta_0 of the noise schedule"),
     "noise_decay": Key(0.5, float, minimum=0.0, exclusive_minimum=True, maximum=1.0, help="factor of each decay"),
     "noise_decay_every": Key(1000, int, minimum=1, help="epochs between noise decays"),

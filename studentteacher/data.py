@@ -1,4 +1,4 @@
-"""Inputs, teacher-labelled datasets held on the device, shuffled batches, and random streams.
+"""Inputs, teacher-labelled datasets held on the device, shuffled orders, and random streams.
 
 Every source of randomness of a run has its own ``torch.Generator``, seeded from the run's
 seed and the stream's name (:func:`make_generators`), so that e.g. changing ``n_particles``
@@ -7,7 +7,6 @@ seed and the stream's name (:func:`make_generators`), so that e.g. changing ``n_
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -56,13 +55,10 @@ class Dataset:
     def __len__(self) -> int:
         return self.x.shape[0]
 
-    def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One shuffled pass in batches of ``batch_size`` (the last one may be smaller), by an index
-        permutation drawn with ``generator`` (on its device) and applied on the data's device."""
-        order = torch.randperm(len(self), generator=generator, device=generator.device).to(self.x.device, non_blocking=True)
-        for start in range(0, len(self), batch_size):
-            index = order[start : start + batch_size]
-            yield self.x[index], self.y[index]
+    def order(self, generator: torch.Generator) -> torch.Tensor:
+        """The row order of one shuffled pass: a permutation of range(n) drawn with ``generator``, on
+        its device (the training loop moves it to the data's device and takes batches of it). ``[n]``."""
+        return torch.randperm(len(self), generator=generator, device=generator.device)
 
 
 def labelled_dataset(

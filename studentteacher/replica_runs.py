@@ -1,7 +1,7 @@
 """Sacred runs of batched replicas: R runs of one experiment, trained as one computation.
 
 Experiment plumbing, shared by ``experiments/train.py`` and ``experiments/flows2d.py`` (the math
-of the batches lives in :mod:`studentteacher.replicas` and :mod:`studentteacher.flows`).
+of the batches lives in :mod:`studentteacher.training` and :mod:`studentteacher.flows`).
 
 Each replica is a real Sacred run of the experiment (its own config, seed, observer and run
 directory), started by :meth:`ReplicaGroup.run` in a thread of its own; the experiment's main

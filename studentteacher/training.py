@@ -1,37 +1,55 @@
 """The epoch loop of the student-teacher problem, independent of Sacred.
 
-:class:`Trainer` builds the teacher, the datasets and the student from a validated config
-(:mod:`studentteacher.config`), one random stream each, and runs epochs of the configured
-update rule. Schedules (DESIGN §2):
+One loop, :class:`TrainingLoop`, trains R >= 1 replicas: runs whose configs differ at most in
+:data:`~studentteacher.replicas.REPLICA_KEYS` (seed, lr, lambda, noise schedule, initial scales).
+Each replica (:class:`Replica`) has its own teacher, datasets, student and random streams, one
+stream each from its seed, and draws its batch orders and noise with its own generators in the
+order its run alone draws them. :class:`Trainer` is the plain run (R = 1) and
+:class:`BatchedTrainer` trains R runs at once; both are this loop. How the particles are held
+is the one difference (the layout):
+
+* R = 1 (:class:`Single`): as a plain run holds them (``[N, ...]``), the rule's own step
+  (compiled when the config asks), Python-float schedule values;
+* R > 1 (:class:`Stacked`): a leading replica dimension (``[R, N, ...]``), the step mapped over it
+  with ``torch.func.vmap``, per-replica schedule values ``[R]``. Replicas never mix (every product
+  is per replica), so replica r follows the plain run of its config (float64: to rounding).
+
+Schedules (DESIGN §2):
 
 * noise: beta_t = noise_level * noise_decay ** floor(epoch / noise_decay_every);
-* lambda: fixed, or with ``adaptive_lmbda`` lambda_{n+1} = lmbda_0 sqrt(D_{n+1} / D_0) after
-  every epoch, D_n the DrMMD of the whole training set at lambda_n with the clean particles;
+* lambda: fixed, or, when the rule ``adapts_lambda`` and ``adaptive_lmbda`` is set,
+  lambda_{n+1} = lmbda_0 sqrt(D_{n+1} / D_0) after every epoch, D_n = ``rule.objective`` (DrMMD)
+  of the whole training set at lambda_n with the clean particles;
 * the step size follows lambda in the adaptive case, as in the 2-D reference code:
   lr_n = max(lr * lambda_n / lmbda_0, 1e-4) (so lr_0 = lr). The DrMMD witness carries a factor
   (1 + lambda)/lambda, so the particles' speed lr_n (1 + lambda_n)/lambda_n stays bounded.
 
 Metrics every ``log_every`` epochs (and at epoch 0 and the last epoch): ``train_mmd2`` and
 ``valid_mmd2`` (unhalved MMD2_hat over the whole sets, clean particles), ``loss`` (the mean batch
-loss the rule optimised during the last epoch), ``noise_level``, ``lmbda``, ``epoch_seconds``.
-The step never reads a value back to the host; non-finite values are tracked on the device and
-raise :class:`TrainingDiverged` (naming the epoch and the quantity) when read at logging time.
+loss the rule optimised during the last epoch; at epoch 0 its objective on the training set),
+``noise_level``, ``lmbda``, ``epoch_seconds``. The step never reads a value back to the host.
+Failure rule: a non-finite loss or particle (tracked on the device, read at logging, checkpoint
+and stop time) or metric fails that replica with :class:`TrainingDiverged` naming the epoch and
+the quantity, passed to ``on_failure`` (a plain run raises it); the other replicas go on.
+Checkpoints are per replica and have one format: a replica's checkpoint is a plain run's.
 """
 from __future__ import annotations
 
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable
 
 import torch
 
 from . import config as config_module
 from .data import Dataset, labelled_dataset, make_generators
-from .divergences import st_drmmd, st_mmd2
+from .divergences import st_mmd2
 from .networks import Architecture, Params, init_params, output
-from .updates import StepHyper, draw_noise, make_rule
+from .replicas import check_compatible
+from .updates import StepHyper, draw_noise, rule_from_config
 
 MIN_ADAPTIVE_LR = 1e-4
 # keys that may differ between a checkpoint's run and the run resuming from it
@@ -39,15 +57,20 @@ RESUMABLE_CHANGES = ("epochs", "log_every", "checkpoint_every", "resume_from", "
 
 
 class TrainingDiverged(RuntimeError):
-    """A non-finite loss or particle; the message says at which epoch and which quantity."""
+    """A non-finite loss, particle or metric; the message says at which epoch and which quantity."""
 
 
 class TrainingInterrupted(Exception):
-    """The loop stopped on request (a signal); a checkpoint was written to ``checkpoint_path``."""
+    """The loop stopped on request (a signal); ``checkpoint_paths[r]``: replica r's checkpoint, if written."""
 
-    def __init__(self, message: str, checkpoint_path: str | None):
+    def __init__(self, message: str, checkpoint_paths: list[str | None]):
         super().__init__(message)
-        self.checkpoint_path = checkpoint_path
+        self.checkpoint_paths = checkpoint_paths
+
+    @property
+    def checkpoint_path(self) -> str | None:
+        """The checkpoint of a plain run (replica 0)."""
+        return self.checkpoint_paths[0]
 
 
 @dataclass
@@ -120,111 +143,428 @@ def compile_step(rule, mode: str, device: torch.device):
     return step
 
 
-class Trainer:
-    """State of one student-teacher run: particles, schedules, random streams, history."""
+# ---------------------------------------------------------------------- one replica's own state
+@dataclass
+class Replica:
+    """What one run owns beside its particles: config, random streams, teacher, datasets, log."""
 
-    def __init__(self, config: dict):
-        self.config = config_module.validate(config)
-        cfg = self.config
-        if cfg["seed"] is None:
-            raise config_module.ConfigError("config key 'seed': got None; allowed: an integer")
+    config: dict
+    generators: dict[str, torch.Generator]
+    teacher: Params
+    train_set: Dataset
+    valid_set: Dataset
+    best_valid: float = math.inf
+    history: dict[str, list[float]] = field(default_factory=dict)
+    failed: bool = False
+
+    def record(self, epoch: int, values: dict[str, float]) -> EpochMetrics:
+        """Append ``values`` (and the epoch) to the history."""
+        for name, value in values.items():
+            self.history.setdefault(name, []).append(value)
+        self.history.setdefault("epoch", []).append(float(epoch))
+        return EpochMetrics(epoch, values)
+
+
+@dataclass
+class Progress:
+    """What a checkpoint restores besides the random streams: epoch, particles, lambda_n, D_0."""
+
+    epoch: int
+    params: Params
+    lmbda: torch.Tensor  # lambda_n (0-dim); the config's lmbda unless lambda adapts
+    drmmd_start: torch.Tensor | None = None  # D_0 of the adaptive schedule
+
+
+def start_replica(config: dict, arch: Architecture, device: torch.device, dtype: torch.dtype):
+    """(Replica, Progress) of a validated ``config``: drawn from its seed, or resumed from ``resume_from``."""
+    if config["seed"] is None:
+        raise config_module.ConfigError("config key 'seed': got None; allowed: an integer")
+    generators = make_generators(config["seed"], device)
+    create = dict(dtype=dtype, device=device)
+    teacher = init_params(
+        arch, config["n_teacher"], config["teacher_mean"], config["teacher_std"], generators["teacher"], **create
+    )
+    datasets = [
+        labelled_dataset(config[f"n_{name}"], config["d_in"], config["input_dist"], partial(output, arch, teacher),
+                         generators[name], **create)
+        for name in ("train", "valid")
+    ]  # fmt: skip
+    replica = Replica(config, generators, teacher, *datasets)
+    params = init_params(
+        arch, config["n_particles"], config["student_mean"], config["student_std"], generators["student"], **create
+    )
+    progress = Progress(0, params, torch.tensor(config["lmbda"], **create))
+    if config["resume_from"]:
+        progress = load_checkpoint(config["resume_from"], replica, **create)
+    return replica, progress
+
+
+def load_checkpoint(path: str, replica: Replica, dtype: torch.dtype, device: torch.device) -> Progress:
+    """Restore ``replica``'s random streams and best value from ``path``; its Progress (ConfigError if
+    the checkpoint's config differs outside RESUMABLE_CHANGES or its streams are of another device)."""
+    if not os.path.isfile(path):
+        raise config_module.ConfigError(f"config key 'resume_from': got {path!r}; allowed: an existing checkpoint file")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    config = replica.config
+    differing = [key for key in config if key not in RESUMABLE_CHANGES and state["config"].get(key) != config[key]]
+    if differing:
+        key = differing[0]
+        raise config_module.ConfigError(
+            f"config key {key!r}: got {config[key]!r} but the checkpoint {path!r} was written with "
+            f"{state['config'].get(key)!r}; only {', '.join(RESUMABLE_CHANGES)} may change on resume"
+        )
+    for name, generator in replica.generators.items():
+        try:
+            generator.set_state(state["generators"][name])
+        except RuntimeError as error:
+            raise config_module.ConfigError(
+                f"config key 'device': the checkpoint {path!r} holds random states of another device type "
+                f"({error}); resume on the device it was written on"
+            ) from error
+    replica.best_valid = state["best_valid"]
+    return Progress(
+        epoch=state["epoch"],
+        params={key: value.to(device=device, dtype=dtype) for key, value in state["params"].items()},
+        lmbda=torch.as_tensor(state["lmbda"]).to(device=device, dtype=dtype),
+        drmmd_start=None if state["drmmd_start"] is None else state["drmmd_start"].to(device),
+    )
+
+
+# ---------------------------------------------------------------------- how R replicas are held
+class Single:
+    """One replica held as a plain run holds it: no replica dimension, Python-float schedule values,
+    functions of one run applied as they are."""
+
+    size = 1
+
+    def __init__(self, dtype: torch.dtype, device: torch.device):
+        self.dtype, self.device = dtype, device
+
+    def stack(self, tensors: list):
+        return tensors[0]
+
+    def pick(self, value, replica: int):
+        return value
+
+    def stack_params(self, params: list[Params]) -> Params:
+        return params[0]
+
+    def pick_params(self, params: Params, replica: int) -> Params:
+        return params
+
+    def values(self, floats: list[float]):
+        """Per-replica schedule values: the float itself."""
+        return floats[0]
+
+    def map(self, function, in_dims=0):
+        return function
+
+    def take(self, data: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Rows ``index: [B]`` of ``data: [n, ...]``."""
+        return data[index]
+
+    def zeros(self) -> torch.Tensor:
+        return torch.zeros((), dtype=self.dtype, device=self.device)
+
+
+class Stacked(Single):
+    """R > 1 replicas on a leading dimension ``[R, ...]`` (the interface of :class:`Single`):
+    per-replica schedule values ``[R]``, functions of one run mapped with ``torch.func.vmap``."""
+
+    def __init__(self, size: int, dtype: torch.dtype, device: torch.device):
+        super().__init__(dtype, device)
+        self.size = size
+        self.rows = torch.arange(size, device=device)[:, None]  # (R, 1)
+
+    def stack(self, tensors: list):
+        return torch.stack(tensors)
+
+    def pick(self, value, replica: int):
+        return value[replica]
+
+    def stack_params(self, params: list[Params]) -> Params:
+        return {key: torch.stack([p[key] for p in params]) for key in params[0]}
+
+    def pick_params(self, params: Params, replica: int) -> Params:
+        return {key: value[replica] for key, value in params.items()}
+
+    def values(self, floats: list[float]) -> torch.Tensor:
+        return torch.tensor(floats, dtype=self.dtype, device=self.device)  # (R,)
+
+    def map(self, function, in_dims=0):
+        return torch.func.vmap(function, in_dims=in_dims)
+
+    def take(self, data: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Rows ``index: [R, B]`` of ``data: [R, n, ...]``, per replica."""
+        return data[self.rows, index]  # (R, B, ...)
+
+    def zeros(self) -> torch.Tensor:
+        return torch.zeros(self.size, dtype=self.dtype, device=self.device)
+
+
+def _raise(replica: int, error: Exception) -> None:
+    raise error
+
+
+def _to_host(value: torch.Tensor) -> list[float]:
+    """A 0-dim or ``[R]`` tensor as R Python floats (one read)."""
+    return torch.atleast_1d(value).tolist()
+
+
+@dataclass
+class Member:
+    """Replica r as a plain run shows it: its config, particles ``[N, ...]`` (now) and history."""
+
+    config: dict
+    params: Params
+    history: dict[str, list[float]]
+
+
+# ---------------------------------------------------------------------- the loop
+class TrainingLoop:
+    """R >= 1 compatible replicas trained together (module docstring); built by :class:`Trainer`
+    (R = 1) or :class:`BatchedTrainer`."""
+
+    def __init__(self, configs: list[dict]):
+        if not configs:
+            raise ValueError("a training loop needs at least one config")
+        configs = [config_module.validate(config) for config in configs]
+        check_compatible(configs)
+        self.config = cfg = configs[0]
+        if len(configs) > 1 and cfg["compile"] != "off":
+            raise ValueError(f"config key 'compile': got {cfg['compile']!r}; allowed: 'off' for batched "
+                             "replicas (their step is vmapped, not compiled)")  # fmt: skip
         self.device = config_module.resolve_device(cfg["device"])
         self.dtype = getattr(torch, cfg["dtype"])
         if self.device.type == "cuda":  # TF32 only when the config asks for it (PyTorch's default may differ)
             torch.backends.cuda.matmul.allow_tf32 = cfg["allow_tf32"]
         self.arch = Architecture(cfg["readout"], cfg["d_in"], cfg["hidden"], cfg["d_out"], cfg["bias"])
-        self.generators = make_generators(cfg["seed"], self.device)
-        create = dict(dtype=self.dtype, device=self.device)
-        self.teacher = init_params(
-            self.arch, cfg["n_teacher"], cfg["teacher_mean"], cfg["teacher_std"], self.generators["teacher"], **create
+        self.rule = rule_from_config(cfg, self.arch)
+        self.adaptive = self.rule.adapts_lambda and cfg["adaptive_lmbda"]
+        size = len(configs)
+        self.layout = Stacked(size, self.dtype, self.device) if size > 1 else Single(self.dtype, self.device)
+        started = [start_replica(config, self.arch, self.device, self.dtype) for config in configs]
+        self.replicas = [replica for replica, _ in started]
+        self._hold([progress for _, progress in started])
+        step = self.rule.step if cfg["compile"] == "off" else compile_step(self.rule, cfg["compile"], self.device)
+        self._step = self.layout.map(step)
+        self._step_noiseless = self.layout.map(step, in_dims=(0, 0, 0, 0, None))
+        self._mmd2 = self.layout.map(lambda params, x, y: st_mmd2(output(self.arch, params, x), y))
+        self._objective = self.layout.map(
+            lambda params, x, y, lmbda: self.rule.objective(output(self.arch, params, x), y, lmbda)
         )
-        teacher_fn = lambda x: output(self.arch, self.teacher, x)  # noqa: E731
-        self.train_set: Dataset = labelled_dataset(
-            cfg["n_train"], cfg["d_in"], cfg["input_dist"], teacher_fn, self.generators["train"], **create
-        )
-        self.valid_set: Dataset = labelled_dataset(
-            cfg["n_valid"], cfg["d_in"], cfg["input_dist"], teacher_fn, self.generators["valid"], **create
-        )
-        self.params: Params = init_params(
-            self.arch, cfg["n_particles"], cfg["student_mean"], cfg["student_std"], self.generators["student"], **create
-        )
-        self.rule = make_rule(cfg["method"], self.arch, ksd_reg=cfg["ksd_reg"], drmmd_noise=cfg["drmmd_noise"])
-        self._step = self.rule.step if cfg["compile"] == "off" else compile_step(self.rule, cfg["compile"], self.device)
-        self.epoch = 0
-        # lambda_n: a device tensor when adaptive (updated without a host sync), else the float lmbda
-        self.lmbda = torch.tensor(cfg["lmbda"], dtype=self.dtype, device=self.device) if self.adaptive() else cfg["lmbda"]
-        self.drmmd_start: torch.Tensor | None = None  # D_0 of the adaptive schedule
-        self.best_valid = math.inf
-        self.history: dict[str, list[float]] = {}
-        self._bad_loss_epoch = torch.tensor(-1, device=self.device)
-        self._bad_particle_epoch = torch.tensor(-1, device=self.device)
-        if cfg["resume_from"]:
-            self._load_checkpoint(cfg["resume_from"])
+        self._bad_loss = torch.full((size,), -1, device=self.device)  # first non-finite epoch, or -1
+        self._bad_particles = torch.full((size,), -1, device=self.device)
 
-    # ------------------------------------------------------------------ schedules and metrics
-    def adaptive(self) -> bool:
-        return self.config["method"] == "drmmd" and self.config["adaptive_lmbda"]
+    def _hold(self, progress: list[Progress]) -> None:
+        """Stack the replicas' particles, data and lambda_n as the layout holds them."""
+        epochs = {p.epoch for p in progress}
+        if len(epochs) != 1:
+            raise ValueError(f"replicas must start at the same epoch, got {sorted(epochs)}")
+        self.epoch = epochs.pop()
+        stack = self.layout.stack
+        self.params = self.layout.stack_params([p.params for p in progress])  # ([R], N, ...) each
+        self.train_x = stack([r.train_set.x for r in self.replicas])  # ([R], n_train, d)
+        self.train_y = stack([r.train_set.y for r in self.replicas])  # ([R], n_train, O)
+        self.valid_x = stack([r.valid_set.x for r in self.replicas])
+        self.valid_y = stack([r.valid_set.y for r in self.replicas])
+        # lambda_n: a device tensor when adaptive (updated without a host sync), else the config's lmbda
+        self.lmbda = stack([p.lmbda for p in progress]) if self.adaptive else self._config_values("lmbda")
+        starts = [p.drmmd_start for p in progress]
+        self.drmmd_start = None if any(s is None for s in starts) else stack(starts)  # D_0
 
+    def _config_values(self, key: str):
+        return self.layout.values([replica.config[key] for replica in self.replicas])
+
+    def params_of(self, replica: int) -> Params:
+        """Replica ``replica``'s particles as a plain run holds them (views)."""
+        return self.layout.pick_params(self.params, replica)
+
+    @property
+    def members(self) -> list[Member]:
+        return [Member(r.config, self.params_of(i), r.history) for i, r in enumerate(self.replicas)]
+
+    # ------------------------------------------------------------------ schedules
     def lr(self):
-        """The step size in force: lr, or max(lr * lambda_n / lmbda_0, 1e-4) when lambda is adaptive."""
-        if not self.adaptive():
-            return self.config["lr"]
-        return torch.clamp(self.config["lr"] * self.lmbda / self.config["lmbda"], min=MIN_ADAPTIVE_LR)
+        """The step sizes in force: lr, or max(lr * lambda_n / lmbda_0, 1e-4) when lambda adapts."""
+        lr = self._config_values("lr")
+        if not self.adaptive:
+            return lr
+        return torch.clamp(lr * self.lmbda / self._config_values("lmbda"), min=MIN_ADAPTIVE_LR)
 
     @torch.no_grad()
-    def _train_drmmd(self, lmbda) -> torch.Tensor:
-        return st_drmmd(output(self.arch, self.params, self.train_set.x), self.train_set.y, lmbda)
+    def objective(self) -> torch.Tensor:
+        """The rule's objective on the whole training set at lambda_n, clean particles: ``[R]`` or 0-dim."""
+        return self._objective(self.params, self.train_x, self.train_y, self.lmbda)
 
-    @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
-        """MMD2_hat over the whole training and validation sets with the clean particles."""
-        train = st_mmd2(output(self.arch, self.params, self.train_set.x), self.train_set.y)
-        valid = st_mmd2(output(self.arch, self.params, self.valid_set.x), self.valid_set.y)
-        return {"train_mmd2": float(train), "valid_mmd2": float(valid)}
-
-    def _check_finite(self) -> None:
-        bad_loss, bad_particle = int(self._bad_loss_epoch), int(self._bad_particle_epoch)
-        if bad_loss >= 0 or bad_particle >= 0:
-            quantity, epoch = ("loss", bad_loss) if bad_loss >= 0 else ("particles", bad_particle)
-            if bad_loss >= 0 and bad_particle >= 0:
-                quantity, epoch = ("loss", bad_loss) if bad_loss <= bad_particle else ("particles", bad_particle)
-            raise TrainingDiverged(
-                f"non-finite {quantity} at epoch {epoch} (method={self.config['method']}, lr={self.config['lr']}); "
-                "the run diverged"
-            )
-
-    def _record(self, values: dict[str, float]) -> EpochMetrics:
-        for name, value in values.items():
-            self.history.setdefault(name, []).append(value)
-        self.history.setdefault("epoch", []).append(float(self.epoch))
-        return EpochMetrics(self.epoch, values)
+    def _noise(self) -> Params:
+        """u ~ N(0, I) like the particles, each replica from its own generator in its plain run's order."""
+        drawn = [draw_noise(self.params_of(r), replica.generators["noise"]) for r, replica in enumerate(self.replicas)]
+        return self.layout.stack_params(drawn)
 
     # ------------------------------------------------------------------ the loop
     def run_epoch(self) -> torch.Tensor:
-        """One shuffled pass of the update rule; returns the mean batch loss (a device tensor)."""
-        cfg = self.config
-        hyper = StepHyper(lr=self.lr(), noise_level=noise_at(cfg, self.epoch), lmbda=self.lmbda)
-        noisy = self.rule.uses_noise and hyper.noise_level > 0
-        total = torch.zeros((), dtype=self.dtype, device=self.device)
-        n_batches = 0
-        for x, y in self.train_set.batches(cfg["batch_size"], self.generators["batches"]):
-            noise = draw_noise(self.params, self.generators["noise"]) if noisy else None
-            self.params, loss = self._step(self.params, x, y, hyper, noise)
+        """One shuffled pass of the rule for every replica; the mean batch losses (0-dim or ``[R]``, on the device)."""
+        levels = [noise_at(replica.config, self.epoch) for replica in self.replicas]
+        hyper = StepHyper(lr=self.lr(), noise_level=self.layout.values(levels), lmbda=self.lmbda)
+        noisy = self.rule.uses_noise and max(levels) > 0
+        orders = self.layout.stack([r.train_set.order(r.generators["batches"]) for r in self.replicas])
+        orders = orders.to(self.device, non_blocking=True)  # ([R], n)
+        total, n_batches, batch = self.layout.zeros(), 0, self.config["batch_size"]
+        for start in range(0, orders.shape[-1], batch):
+            index = orders[..., start : start + batch]  # ([R], B)
+            x, y = self.layout.take(self.train_x, index), self.layout.take(self.train_y, index)
+            if noisy:
+                self.params, loss = self._step(self.params, x, y, hyper, self._noise())
+            else:
+                self.params, loss = self._step_noiseless(self.params, x, y, hyper, None)
             total = total + loss
             n_batches += 1
         mean_loss = total / n_batches
-        finite = torch.isfinite(mean_loss)
-        particles_finite = torch.stack([torch.isfinite(p).all() for p in self.params.values()]).all()
-        epoch = torch.tensor(self.epoch + 1, device=self.device)  # the epoch being completed, 1-based
-        self._bad_loss_epoch = torch.where((self._bad_loss_epoch < 0) & ~finite, epoch, self._bad_loss_epoch)
-        self._bad_particle_epoch = torch.where(
-            (self._bad_particle_epoch < 0) & ~particles_finite, epoch, self._bad_particle_epoch
-        )
-        if self.adaptive():
-            drmmd_now = self._train_drmmd(self.lmbda)
-            self.lmbda = self.config["lmbda"] * torch.sqrt(torch.clamp(drmmd_now / self.drmmd_start, min=0.0))
+        self._track_finite(mean_loss)
+        if self.adaptive:
+            ratio = torch.clamp(self.objective() / self.drmmd_start, min=0.0)
+            self.lmbda = self._config_values("lmbda") * torch.sqrt(ratio)
         self.epoch += 1
         return mean_loss
+
+    def _track_finite(self, mean_loss: torch.Tensor) -> None:
+        """Note (on the device) the first epoch at which each replica's loss or particles became non-finite."""
+        size, epoch = self.layout.size, self.epoch + 1  # the epoch being completed, 1-based
+        finite_loss = torch.isfinite(mean_loss).reshape(size)
+        finite_particles = torch.stack([torch.isfinite(p).reshape(size, -1).all(1) for p in self.params.values()])
+        finite_particles = finite_particles.all(0)  # (R,)
+        self._bad_loss = torch.where((self._bad_loss < 0) & ~finite_loss, epoch, self._bad_loss)
+        self._bad_particles = torch.where((self._bad_particles < 0) & ~finite_particles, epoch, self._bad_particles)
+
+    def train(
+        self,
+        on_metrics: Callable[[int, EpochMetrics], None] = lambda replica, metrics: None,
+        on_failure: Callable[[int, Exception], None] = _raise,
+        on_epoch: Callable[[int], None] = lambda epoch: None,
+        should_stop: Callable[[], bool] = lambda: False,
+        checkpoint_paths: list[str | None] | None = None,
+    ) -> list[dict[str, float] | None]:
+        """Train every replica to ``epochs``; its result {valid_mmd2, best_valid_mmd2}, None if it failed.
+
+        ``on_metrics(r, metrics)`` gets replica r's logged values, ``on_failure(r, error)`` its
+        :class:`TrainingDiverged` (the default raises it). ``should_stop()`` is polled after every
+        epoch (host side): when true, each live replica's checkpoint is written to
+        ``checkpoint_paths[r]`` and :class:`TrainingInterrupted` is raised.
+        """
+        cfg = self.config
+        if self.adaptive and self.drmmd_start is None:
+            self.drmmd_start = self.objective()
+        if self.epoch == 0:
+            self._log(None, 0.0, on_metrics, on_failure)
+        clock = EpochClock(self.device)
+        while self.epoch < cfg["epochs"] and not all(replica.failed for replica in self.replicas):
+            loss = self.run_epoch()
+            clock.tick()
+            on_epoch(self.epoch)
+            if log_due(cfg, self.epoch):
+                seconds = clock.read()
+                self._check_finite(on_failure)
+                self._log(loss, seconds, on_metrics, on_failure)
+            stop = should_stop()
+            if stop or (cfg["checkpoint_every"] and self.epoch % cfg["checkpoint_every"] == 0):
+                self._check_finite(on_failure)
+                written = self._save_checkpoints(checkpoint_paths)
+            if stop:
+                raise TrainingInterrupted(f"stopped on request after epoch {self.epoch}", written)
+        return [
+            None if r.failed else {"valid_mmd2": r.history["valid_mmd2"][-1], "best_valid_mmd2": r.best_valid}
+            for r in self.replicas
+        ]
+
+    # ------------------------------------------------------------------ failures and metrics
+    def _fail(self, r: int, quantity: str, epoch: int, on_failure) -> None:
+        replica = self.replicas[r]
+        replica.failed = True
+        where = f", replica {r}" if self.layout.size > 1 else ""
+        on_failure(r, TrainingDiverged(
+            f"non-finite {quantity} at epoch {epoch} (method={replica.config['method']}, lr={replica.config['lr']}"
+            f"{where}); the run diverged"
+        ))  # fmt: skip
+
+    def _check_finite(self, on_failure) -> None:
+        """Fail each live replica whose loss or particles became non-finite (the earlier of the two)."""
+        bad = zip(self._bad_loss.tolist(), self._bad_particles.tolist())
+        for r, (loss_epoch, particles_epoch) in enumerate(bad):
+            found = [(e, name) for e, name in ((loss_epoch, "loss"), (particles_epoch, "particles")) if e >= 0]
+            if found and not self.replicas[r].failed:
+                epoch, quantity = min(found)  # the earlier; the loss on a tie
+                self._fail(r, quantity, epoch, on_failure)
+
+    @torch.no_grad()
+    def _log(self, loss: torch.Tensor | None, seconds: float, on_metrics, on_failure) -> None:
+        """Evaluate and log every live replica; ``loss`` None (epoch 0): the rule's objective before any step."""
+        train = _to_host(self._mmd2(self.params, self.train_x, self.train_y))
+        valid = _to_host(self._mmd2(self.params, self.valid_x, self.valid_y))
+        losses = _to_host(self.objective() if loss is None else loss)
+        lmbdas = _to_host(self.lmbda) if self.adaptive else [replica.config["lmbda"] for replica in self.replicas]
+        for r, replica in enumerate(self.replicas):
+            if replica.failed:
+                continue
+            values = {
+                "train_mmd2": train[r], "valid_mmd2": valid[r], "loss": losses[r],
+                "noise_level": noise_at(replica.config, self.epoch), "lmbda": lmbdas[r], "epoch_seconds": seconds,
+            }
+            failed = [name for name, value in values.items() if not math.isfinite(value)]
+            if failed:
+                self._fail(r, failed[0], self.epoch, on_failure)
+                continue
+            replica.best_valid = min(replica.best_valid, values["valid_mmd2"])
+            on_metrics(r, replica.record(self.epoch, values))
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_checkpoints(self, paths: list[str | None] | None) -> list[str | None]:
+        """Each live replica's checkpoint at ``paths[r]`` (where given); the paths written."""
+        written = []
+        for r, replica in enumerate(self.replicas):
+            path = paths[r] if paths and not replica.failed else None
+            if path:
+                self.save_checkpoint(path, r)
+            written.append(path)
+        return written
+
+    def save_checkpoint(self, path: str, replica: int = 0) -> None:
+        """Replica ``replica`` as a plain run's checkpoint: particles, schedule state, every RNG
+        state and the epoch, written atomically (resumable alone or in the same batch)."""
+        run = self.replicas[replica]
+        lmbda = self.layout.pick(self.lmbda, replica) if self.adaptive else run.config["lmbda"]
+        start = None if self.drmmd_start is None else self.layout.pick(self.drmmd_start, replica).cpu()
+        save_atomically(
+            {
+                "epoch": self.epoch,
+                "config": run.config,
+                "params": {k: v.detach().cpu() for k, v in self.params_of(replica).items()},
+                "lmbda": torch.as_tensor(lmbda).cpu(),
+                "drmmd_start": start,
+                "best_valid": run.best_valid,
+                "generators": {name: g.get_state() for name, g in run.generators.items()},
+            },
+            path,
+        )
+
+
+class Trainer(TrainingLoop):
+    """One student-teacher run: the loop with R = 1 and the plain-run interface."""
+
+    def __init__(self, config: dict):
+        super().__init__([config])
+
+    @property
+    def history(self) -> dict[str, list[float]]:
+        return self.replicas[0].history
+
+    @property
+    def train_set(self) -> Dataset:
+        return self.replicas[0].train_set
+
+    @property
+    def valid_set(self) -> Dataset:
+        return self.replicas[0].valid_set
 
     def run(
         self,
@@ -235,95 +575,15 @@ class Trainer:
     ) -> dict[str, float]:
         """Train until ``epochs``; log through ``on_metrics``; return {valid_mmd2, best_valid_mmd2}.
 
-        ``should_stop()`` is polled after every epoch (host side): when true, a checkpoint is
-        written to ``checkpoint_path`` and :class:`TrainingInterrupted` is raised.
+        Raises :class:`TrainingDiverged` on a failure and, once ``should_stop()`` is true,
+        :class:`TrainingInterrupted` after writing a checkpoint to ``checkpoint_path``.
         """
-        cfg = self.config
-        if self.adaptive() and self.drmmd_start is None:
-            self.drmmd_start = self._train_drmmd(self.lmbda)
-        if self.epoch == 0:
-            on_metrics(self._log(loss=None, seconds=0.0))
-        clock = EpochClock(self.device)
-        while self.epoch < cfg["epochs"]:
-            loss = self.run_epoch()
-            clock.tick()
-            on_epoch(self.epoch)
-            if log_due(cfg, self.epoch):
-                seconds = clock.read()
-                self._check_finite()
-                on_metrics(self._log(loss=loss, seconds=seconds))
-            if cfg["checkpoint_every"] and self.epoch % cfg["checkpoint_every"] == 0 and checkpoint_path:
-                self._check_finite()
-                self.save_checkpoint(checkpoint_path)
-            if should_stop():
-                self._check_finite()
-                if checkpoint_path:
-                    self.save_checkpoint(checkpoint_path)
-                raise TrainingInterrupted(f"stopped on request after epoch {self.epoch}", checkpoint_path)
-        return {"valid_mmd2": self.history["valid_mmd2"][-1], "best_valid_mmd2": self.best_valid}
+        (result,) = self.train(on_metrics=lambda replica, metrics: on_metrics(metrics), on_epoch=on_epoch,
+                               should_stop=should_stop, checkpoint_paths=[checkpoint_path])  # fmt: skip
+        return result
 
-    def _log(self, loss, seconds: float) -> EpochMetrics:
-        values = self.evaluate()
-        if loss is None:  # epoch 0: the objective of the rule before any step, on the whole training set
-            with torch.no_grad():
-                if self.config["method"] == "drmmd":
-                    loss = self._train_drmmd(self.lmbda)
-                else:
-                    loss = values["train_mmd2"]
-        values |= {
-            "loss": float(loss),
-            "noise_level": noise_at(self.config, self.epoch),
-            "lmbda": float(self.lmbda),
-            "epoch_seconds": seconds,
-        }
-        for name, value in values.items():
-            if not math.isfinite(value):
-                raise TrainingDiverged(f"non-finite {name} at epoch {self.epoch}; the run diverged")
-        self.best_valid = min(self.best_valid, values["valid_mmd2"])
-        return self._record(values)
 
-    # ------------------------------------------------------------------ checkpoints
-    def save_checkpoint(self, path: str) -> None:
-        """Particles, schedule state, every RNG state and the epoch, written atomically."""
-        save_atomically(
-            {
-                "epoch": self.epoch,
-                "config": self.config,
-                "params": {k: v.detach().cpu() for k, v in self.params.items()},
-                "lmbda": torch.as_tensor(self.lmbda).cpu(),
-                "drmmd_start": None if self.drmmd_start is None else self.drmmd_start.cpu(),
-                "best_valid": self.best_valid,
-                "generators": {name: g.get_state() for name, g in self.generators.items()},
-            },
-            path,
-        )
+class BatchedTrainer(TrainingLoop):
+    """R replicas advanced together (R > 1 as one vmapped computation); ``members[r]``: replica r."""
 
-    def _load_checkpoint(self, path: str) -> None:
-        if not os.path.isfile(path):
-            raise config_module.ConfigError(f"config key 'resume_from': got {path!r}; allowed: an existing checkpoint file")
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        differing = [
-            key
-            for key in self.config
-            if key not in RESUMABLE_CHANGES and state["config"].get(key) != self.config[key]
-        ]
-        if differing:
-            key = differing[0]
-            raise config_module.ConfigError(
-                f"config key {key!r}: got {self.config[key]!r} but the checkpoint {path!r} was written with "
-                f"{state['config'].get(key)!r}; only {', '.join(RESUMABLE_CHANGES)} may change on resume"
-            )
-        self.epoch = state["epoch"]
-        self.params = {k: v.to(device=self.device, dtype=self.dtype) for k, v in state["params"].items()}
-        if self.adaptive():
-            self.lmbda = state["lmbda"].to(device=self.device, dtype=self.dtype)
-        self.drmmd_start = None if state["drmmd_start"] is None else state["drmmd_start"].to(self.device)
-        self.best_valid = state["best_valid"]
-        for name, generator in self.generators.items():
-            try:
-                generator.set_state(state["generators"][name])
-            except RuntimeError as error:
-                raise config_module.ConfigError(
-                    f"config key 'device': the checkpoint {path!r} holds random states of another device type "
-                    f"({error}); resume on the device it was written on"
-                ) from error
+    run = TrainingLoop.train

@@ -1,11 +1,11 @@
-"""Batched replicas follow the plain runs of their configs; a diverging replica fails alone."""
+"""Batched replicas follow the plain runs of their configs; a diverging replica fails alone; a replica's
+checkpoint is a plain run's."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from studentteacher.replicas import BatchedTrainer
-from studentteacher.training import Trainer
+from studentteacher.training import BatchedTrainer, Trainer, TrainingInterrupted
 
 SMALL = dict(n_particles=12, n_train=120, n_valid=60, batch_size=40, epochs=4, log_every=2, dtype="float64", d_in=6)
 
@@ -59,3 +59,34 @@ def test_diverging_replica_fails_alone():
 def test_incompatible_replicas_are_rejected_naming_the_key():
     with pytest.raises(ValueError, match=r"replica 1 has n_particles=13, replica 0 has n_particles=12"):
         BatchedTrainer([dict(SMALL, seed=1), dict(SMALL, seed=2, n_particles=13)])
+
+
+def test_one_replica_is_the_plain_run_bit_for_bit():
+    config = dict(SMALL, seed=4, method="drmmd", adaptive_lmbda=True, dtype="float32")
+    batched = BatchedTrainer([config])
+    batched.run()
+    plain = plain_history(config)
+    (member,) = batched.members
+    assert {k: v for k, v in member.history.items() if k != "epoch_seconds"} == {
+        k: v for k, v in plain.history.items() if k != "epoch_seconds"
+    }
+    for key, value in plain.params.items():
+        assert torch.equal(member.params[key], value), key
+
+
+def test_a_replica_checkpoint_resumes_alone_or_in_its_batch(tmp_path):
+    configs = [dict(SMALL, seed=seed, epochs=6, method="noise_injection", noise_decay_every=2) for seed in (1, 2)]
+    paths = [str(tmp_path / f"replica{r}.pt") for r in range(2)]
+    stopped = BatchedTrainer(configs)
+    with pytest.raises(TrainingInterrupted) as interrupt:
+        stopped.run(should_stop=lambda: stopped.epoch == 3, checkpoint_paths=paths)
+    assert interrupt.value.checkpoint_paths == paths
+    straight = plain_history(configs[1])
+    alone = Trainer(dict(configs[1], resume_from=paths[1]))
+    again = BatchedTrainer([dict(config, resume_from=path) for config, path in zip(configs, paths)])
+    assert alone.epoch == again.epoch == 3
+    alone.run(), again.run()
+    for name in ("train_mmd2", "valid_mmd2", "loss", "noise_level"):
+        expected = straight.history[name][-2:]  # epochs 4 and 6
+        assert alone.history[name] == pytest.approx(expected, rel=1e-10), name
+        assert again.members[1].history[name] == pytest.approx(expected, rel=1e-10), name

@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from conftest import tiny_network
+from studentteacher.config import SPEC, validate
 from studentteacher.divergences import st_drmmd, st_mmd2
 from studentteacher.networks import forward, init_params, per_sample_gram, surrogate_grad
-from studentteacher.updates import METHODS, StepHyper, draw_noise, make_rule
+from studentteacher.updates import RULES, StepHyper, draw_noise, make_rule, rule_from_config
 from studentteacher.updates.ksd import ksd_alpha
 
 LR = 0.1
@@ -121,7 +122,7 @@ def test_ksd_alpha_and_step_against_explicit_jacobian(readout, d_out):
     np.testing.assert_allclose(move, -LR * jac.T @ alpha_slow / batch, rtol=1e-7, atol=1e-12)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", list(RULES))
 @pytest.mark.parametrize("readout", ["particle", "dense"])
 def test_student_made_of_teacher_copies_takes_zero_step(method, readout):
     arch, _, x, _ = problem(readout)
@@ -163,3 +164,26 @@ def test_unknown_method_and_bad_options_name_the_argument():
         make_rule("adam", arch)
     with pytest.raises(ValueError, match="ksd_reg must be > 0"):
         make_rule("ksd", arch, ksd_reg=0.0)
+    with pytest.raises(ValueError, match=r"update rule 'drmmd' takes no option 'ksd_reg'; its options: drmmd_noise"):
+        make_rule("drmmd", arch, ksd_reg=1e-3)
+    with pytest.raises(ValueError, match=r"update rule 'sgd' takes no option 'lmbda'; its options: none"):
+        make_rule("sgd", arch, lmbda=0.1)
+
+
+def test_rules_take_their_declared_options_from_the_config():
+    arch, *_ = problem()
+    cfg = validate(dict(method="ksd", ksd_reg=1e-3, drmmd_noise=True))
+    assert rule_from_config(cfg, arch).ksd_reg == 1e-3
+    assert rule_from_config(dict(cfg, method="drmmd"), arch).drmmd_noise is True
+    for name, rule in RULES.items():
+        assert set(rule.options) <= set(SPEC), f"{name}: every option is a config key"
+        assert isinstance(rule_from_config(dict(cfg, method=name), arch), rule)
+
+
+@pytest.mark.parametrize("method", list(RULES))
+def test_objective_is_the_loss_the_step_reports(method):
+    arch, params, x, y = problem("dense")
+    rule = make_rule(method, arch)
+    _, loss = take_step(method, arch, params, x, y, lmbda=0.3)
+    assert rule.objective(forward(arch, params, x).mean(), y, 0.3).item() == pytest.approx(loss.item(), rel=1e-12)
+    assert rule.adapts_lambda == (method == "drmmd")

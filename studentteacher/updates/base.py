@@ -8,6 +8,11 @@ options; :meth:`UpdateRule.step` is a pure function of tensors (particles, batch
 values, standard normal draws) that returns the new particles and the batch loss as a 0-dim
 tensor, without synchronising with the host. Because it draws nothing itself, the same step can
 be mapped over a leading replica dimension with ``torch.func.vmap``.
+
+A rule declares the config keys it takes (``options``; :func:`~studentteacher.updates.make_rule`
+passes exactly those), what it descends (:meth:`UpdateRule.objective`, the loss the training loop
+logs at epoch 0 and the D_n of the adaptive lambda schedule) and whether lambda enters its step
+(``adapts_lambda``: only then may the loop adapt lambda).
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from typing import NamedTuple
 
 import torch
 
+from ..divergences import st_mmd2
 from ..networks import Architecture, Params
 
 
@@ -38,13 +44,24 @@ class UpdateRule:
     """
 
     name: str = ""
+    #: config keys the rule takes as keyword arguments of its constructor
+    options: tuple[str, ...] = ()
     uses_noise: bool = False
+    #: lambda enters the step (and the objective), so the loop may adapt it (``adaptive_lmbda``)
+    adapts_lambda: bool = False
 
     def __init__(self, arch: Architecture):
         self.arch = arch
 
     def step(self, params: Params, x: torch.Tensor, y: torch.Tensor, hyper: StepHyper, noise: Params | None):
         raise NotImplementedError
+
+    def objective(self, outputs: torch.Tensor, y: torch.Tensor, lmbda) -> torch.Tensor:
+        """What the rule descends, on a batch or a whole set: MMD2_hat = (1/B) sum_b |f_S(x_b) - f_T(x_b)|^2.
+
+        ``outputs = f_S(x): [B, d_out]``, ``y = f_T(x): [B, d_out]`` -> 0-dim; ``lmbda`` lambda_n.
+        """
+        return st_mmd2(outputs, y)
 
 
 def draw_noise(params: Params, generator: torch.Generator) -> Params:

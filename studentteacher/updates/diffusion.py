@@ -6,7 +6,6 @@ reference code's diffusion arm.
 """
 from __future__ import annotations
 
-from ..divergences import st_mmd2
 from ..networks import forward, surrogate_grad
 from .base import UpdateRule, descend, perturb
 
@@ -20,4 +19,4 @@ class Diffusion(UpdateRule):
         fwd = forward(self.arch, noised, x)
         residual = fwd.mean() - y  # (B, O)
         grads = surrogate_grad(self.arch, noised, x, fwd, residual)
-        return descend(noised, grads, hyper.lr), st_mmd2(fwd.mean(), y)
+        return descend(noised, grads, hyper.lr), self.objective(fwd.mean(), y, hyper.lmbda)

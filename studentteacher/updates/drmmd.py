@@ -8,7 +8,7 @@ and particle i moves by -gamma grad h(Z_i), h(z) = (1/B) sum_b phi_z(x_b)^T rho_
 at noise-injected particles when ``drmmd_noise`` is set (rho from the clean particles). In
 parameter terms the step is -gamma (N/2) grad DrMMD_hat; as lambda -> infinity it is twice
 the :class:`~.sgd.Sgd` step. lambda comes from the schedule (fixed or adaptive, see
-:mod:`studentteacher.training`); the loss is the DrMMD value at that lambda.
+:mod:`studentteacher.training`); the objective (and the loss) is the DrMMD value at that lambda.
 """
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from .base import UpdateRule, descend, perturb
 
 class Drmmd(UpdateRule):
     name = "drmmd"
+    options = ("drmmd_noise",)
+    adapts_lambda = True
 
     def __init__(self, arch, drmmd_noise: bool = False):
         super().__init__(arch)
@@ -33,4 +35,8 @@ class Drmmd(UpdateRule):
             grad_params = perturb(params, hyper.noise_level, noise)
             grad_fwd = forward(self.arch, grad_params, x)
         grads = surrogate_grad(self.arch, grad_params, x, grad_fwd, rho)
-        return descend(params, grads, hyper.lr), st_drmmd(clean.mean(), y, hyper.lmbda)
+        return descend(params, grads, hyper.lr), self.objective(clean.mean(), y, hyper.lmbda)
+
+    def objective(self, outputs, y, lmbda):
+        """DrMMD_hat = ((1+lambda)/lambda) [MMD2_hat - (c_T - a_T)^2 / (a_T + lambda)]; ``[B, d_out]`` each -> 0-dim."""
+        return st_drmmd(outputs, y, lmbda)

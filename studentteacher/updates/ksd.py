@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import torch
 
-from ..divergences import st_mmd2
 from ..networks import forward, per_sample_gram, surrogate_grad
 from .base import UpdateRule, descend
 
@@ -26,6 +25,7 @@ def ksd_alpha(gram: torch.Tensor, residual: torch.Tensor, n_particles: int, ksd_
 
 class Ksd(UpdateRule):
     name = "ksd"
+    options = ("ksd_reg",)
 
     def __init__(self, arch, ksd_reg: float = 1e-6):
         super().__init__(arch)
@@ -39,4 +39,4 @@ class Ksd(UpdateRule):
         gram = per_sample_gram(self.arch, params, x, fwd)  # (B*O, B*O)
         alpha = ksd_alpha(gram, residual, params["W"].shape[0], self.ksd_reg)
         grads = surrogate_grad(self.arch, params, x, fwd, alpha)
-        return descend(params, grads, hyper.lr), st_mmd2(fwd.mean(), y)
+        return descend(params, grads, hyper.lr), self.objective(fwd.mean(), y, hyper.lmbda)

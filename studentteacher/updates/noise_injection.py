@@ -6,7 +6,6 @@ perturbed particles (rho = r / 2). With beta_t = 0 this is exactly :class:`~.sgd
 """
 from __future__ import annotations
 
-from ..divergences import st_mmd2
 from ..networks import forward, surrogate_grad
 from .base import UpdateRule, descend, perturb
 
@@ -21,4 +20,4 @@ class NoiseInjection(UpdateRule):
         noisy_params = perturb(params, hyper.noise_level, noise)
         noisy = clean if noisy_params is params else forward(self.arch, noisy_params, x)
         grads = surrogate_grad(self.arch, noisy_params, x, noisy, residual / 2)
-        return descend(params, grads, hyper.lr), st_mmd2(clean.mean(), y)
+        return descend(params, grads, hyper.lr), self.objective(clean.mean(), y, hyper.lmbda)

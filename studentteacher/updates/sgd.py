@@ -6,7 +6,6 @@ residual r = f_S - f_T; i.e. rho = r / 2. In parameter terms the step is
 """
 from __future__ import annotations
 
-from ..divergences import st_mmd2
 from ..networks import forward, surrogate_grad
 from .base import UpdateRule, descend
 
@@ -18,4 +17,4 @@ class Sgd(UpdateRule):
         fwd = forward(self.arch, params, x)
         residual = fwd.mean() - y  # (B, O)
         grads = surrogate_grad(self.arch, params, x, fwd, residual / 2)
-        return descend(params, grads, hyper.lr), st_mmd2(fwd.mean(), y)
+        return descend(params, grads, hyper.lr), self.objective(fwd.mean(), y, hyper.lmbda)
