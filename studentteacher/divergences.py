@@ -238,7 +238,6 @@ def kale_dual(
     alpha = torch.full_like(a, 1.0 / size) if alpha is None else alpha.clone()
     identity = torch.eye(size, dtype=a.dtype, device=a.device)  # (M, M)
     k_scaled = k_xx / lmbda  # (M, M)
-    tiny = torch.finfo(a.dtype).tiny
     for iteration in range(max_iter + 1):
         grad = torch.log(size * alpha) + (k_xx @ alpha - a) / lmbda  # (M,)
         gap = (alpha * (torch.expm1(-grad) + grad)).sum()
@@ -249,21 +248,29 @@ def kale_dual(
         root = torch.sqrt(alpha)  # (M,)
         cholesky = torch.linalg.cholesky(identity + root[:, None] * k_scaled * root[None, :])  # (M, M)
         direction = -root * torch.cholesky_solve((root * grad)[:, None], cholesky)[:, 0]  # (M,)
-        slope = grad @ direction
-        shrinking = direction < 0
-        step = 1.0
-        if bool(shrinking.any()):
-            step = min(1.0, 0.99 * float((alpha[shrinking] / -direction[shrinking]).min()))
-        current = kale_dual_objective(alpha, k_xx, a, 0.0, lmbda)
-        while step > 1e-12:
-            candidate = (alpha + step * direction).clamp_min(tiny)
-            if kale_dual_objective(candidate, k_xx, a, 0.0, lmbda) <= current + 0.25 * step * slope:
-                break
-            step *= 0.5
-        else:
+        candidate = _line_search(alpha, direction, grad @ direction, k_xx, a, lmbda)
+        if candidate is None:
             break
         alpha = candidate
     return KaleDual(alpha, gap, iteration, False)
+
+
+def _line_search(alpha, direction, slope, k_xx, a, lmbda) -> torch.Tensor | None:
+    """alpha + step * direction for the first step (from the fraction-to-the-boundary step, 0.99 of the
+    way to alpha = 0, halved) that satisfies Armijo's condition F(new) <= F(alpha) + step * slope / 4;
+    None when no step above 1e-12 does (rounding)."""
+    tiny = torch.finfo(alpha.dtype).tiny
+    shrinking = direction < 0
+    step = 1.0
+    if bool(shrinking.any()):
+        step = min(1.0, 0.99 * float((alpha[shrinking] / -direction[shrinking]).min()))
+    current = kale_dual_objective(alpha, k_xx, a, 0.0, lmbda)
+    while step > 1e-12:
+        candidate = (alpha + step * direction).clamp_min(tiny)
+        if kale_dual_objective(candidate, k_xx, a, 0.0, lmbda) <= current + 0.25 * step * slope:
+            return candidate
+        step *= 0.5
+    return None
 
 
 def kale_from_dual(dual: KaleDual, k_xx: torch.Tensor, a: torch.Tensor, k_yy_mean, lmbda: float) -> torch.Tensor:
