@@ -28,13 +28,16 @@ def main(argv=None) -> None:
     drawn = df["method"].isin(METHODS) & ~df["drmmd_noise"].astype(bool) & ~df["adaptive_lmbda"].astype(bool)
     df = common.keep(df, drawn, f"methods {', '.join(METHODS)} (drmmd without noise, fixed lambda)")
     df = df.assign(rule=df["method"].map(common.METHOD_LABELS))
-    order = [common.METHOD_LABELS[m] for m in METHODS if m in set(df["method"])]
+    completed = results.runs(df)
+    completed = completed[completed["status"] == "COMPLETED"]
+    order = [common.METHOD_LABELS[m] for m in METHODS if m in set(completed["method"])]
+    readouts = [r for r in ["dense", "particle"] if r in set(completed["readout"])]
     horizon = int(results.runs(df)["epochs"].min())
     common.theme()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    fig, axes = plt.subplots(1, 1 + len(readouts), figsize=(max(12, 5 * (1 + len(readouts))), 4.6), squeeze=False)
+    axes = axes[0]
     table = results.final_table(common.until(df, horizon), ["readout", "rule"], "valid_mmd2", how="last")
     table[["mean", "sd"]] = table[["mean", "sd"]] / 2
-    readouts = [r for r in ["dense", "particle"] if r in set(table["readout"])]
     width = 0.8 / max(1, len(readouts))
     for k, readout in enumerate(readouts):
         rows = table[table["readout"] == readout].set_index("rule").reindex(order)
