@@ -76,6 +76,8 @@ ENV = "STUDENTTEACHER_MLFLOW"
 RUN_DIR_TAG = "studentteacher.run_dir"
 STATUS_TAG = "sacred.status"
 MLFLOW_STATUS = {"COMPLETED": "FINISHED", "FAILED": "FAILED", "INTERRUPTED": "KILLED", "RUNNING": "RUNNING"}
+#: MLflow 3's UI opens an experiment of this kind on its runs (training runs), not on GenAI traces.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 PRIORITY = 10  # below FileStorage (20) and Mongo (30): their run id and directory exist when this one starts
 MAX_PARAMS, MAX_METRICS = 100, 1000  # MLflow's log_batch limits
 MAX_PARAM_LENGTH, MAX_TAG_LENGTH = 6000, 8000
@@ -275,7 +277,8 @@ class MlflowStore:
         experiment = self.client.get_experiment_by_name(name)
         if experiment is None:
             try:
-                return self.client.create_experiment(name, artifact_location=artifact_location(self.uri, name))
+                return self.client.create_experiment(name, artifact_location=artifact_location(self.uri, name),
+                                                     tags=EXPERIMENT_TAGS)
             except Exception:  # another process created it first
                 experiment = self.client.get_experiment_by_name(name)
                 if experiment is None:
