@@ -178,7 +178,8 @@ def wants_default_observer(argv: list[str]) -> bool:
     """True unless an observer flag (or -u) is given or a command other than ``main`` is run."""
     if any(arg.split("=")[0] in OBSERVER_FLAGS for arg in argv):
         return False
-    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    values = {i + 1 for i, arg in enumerate(argv) if arg in ("-M", "--mlflow")}  # `--mlflow URI with`: URI no command
+    command = next((arg for i, arg in enumerate(argv) if not arg.startswith("-") and i not in values), None)
     return command in (None, "with", "main")
 
 

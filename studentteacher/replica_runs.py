@@ -143,7 +143,8 @@ def replica_run_options(experiment: Experiment, argv: list[str], default_runs_di
     """``ex.run`` keyword arguments of each replica when ``with ... replicas=R`` (R > 1) is on the
     command line, else None. Replica r gets the seed ``seed + r`` (``seed`` drawn when absent)
     and otherwise the same updates, named configs and observer (-F DIR or -m URL; default
-    FileStorage in ``default_runs_dir``; ``--mlflow URI`` adds to either). Exits with a message for flags it cannot pass on."""
+    FileStorage in ``default_runs_dir``; ``--mlflow URI`` adds to either). Exits with a message for flags it
+    cannot pass on."""
     if "with" not in argv:
         return None
     updates, options, position = [], {}, 0

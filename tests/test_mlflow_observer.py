@@ -245,3 +245,17 @@ def test_a_store_that_cannot_be_reached_fails_the_run_at_start(tmp_path):
     run = load(run_dir / "run.json")
     assert run["status"] == "FAILED" and "a_file" in "".join(run["fail_trace"]), output
     assert not (run_dir / "metrics.json").exists() or load(run_dir / "metrics.json") == {}, "it failed before training"
+
+
+@pytest.mark.slow
+def test_bench_observer_runs_end_to_end(tmp_path):
+    """benchmarks/bench_observer.py at a tiny size writes its JSON (times are printed, never asserted)."""
+    path = tmp_path / "observer.json"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_observer.py"), "--epochs", "2", "--repeats",
+                           "1", "--set", "device=cpu", *TINY[:4], "d_in=5", "--json", str(path)], cwd=REPO, env=ENV,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(path.read_text())
+    assert [row["mlflow"] for row in report["rows"]] == [False, True]
+    assert report["summary"]["epoch_ms_with_mlflow"] > 0 and report["rows"][1]["write_seconds"] >= 0
+    assert "overhead per epoch" in done.stdout

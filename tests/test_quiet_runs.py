@@ -18,9 +18,14 @@ REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 for name in ("STUDENTTEACHER_MLFLOW", "PYTHONWARNINGS"):
     ENV.pop(name, None)
-FLOW = "experiment: particle_flow\nbase: {steps: 6, n_particles: 9, n_target: 9, log_every: 1, snapshot_every: 3, device: cpu}\nseeds: [1]\n"
-TRAIN = ("experiment: student_teacher\nbase: {epochs: 3, n_particles: 4, n_train: 40, n_valid: 40, batch_size: 20, d_in: 5,"
-         " log_every: 1, device: cpu}\nseeds: [1]\n")
+FLOW = """experiment: particle_flow
+base: {steps: 6, n_particles: 9, n_target: 9, log_every: 1, snapshot_every: 3, device: cpu}
+seeds: [1]
+"""
+TRAIN = """experiment: student_teacher
+base: {epochs: 3, n_particles: 4, n_train: 40, n_valid: 40, batch_size: 20, d_in: 5, log_every: 1, device: cpu}
+seeds: [1]
+"""
 NOISE = re.compile(r"warn|Animation\.save", re.IGNORECASE)
 
 
