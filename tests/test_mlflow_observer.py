@@ -9,6 +9,7 @@ a second store, twice.
 """
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -72,15 +73,14 @@ def store(tmp_path_factory):
     flow = start([str(REPO / "experiments" / "flows2d.py"), "with", *FLOW_TINY, "seed=5", "-F", str(root / "flow")], env)
     sweep = start(["-m", "studentteacher.sweep", "run", str(root / "tiny.yaml"), "--index", "1",
                    "--observer", str(root / "sweep")], env)  # fmt: skip
-    # the interrupted run: SIGTERM once its MLflow run exists (main() and its signal handlers follow at once)
+    # the interrupted run: SIGTERM once it trains (its first heartbeat wrote metrics.json: main() and its
+    # signal handlers are in place, and the observer has written a first batch)
     interrupted = train(root / "interrupted", uri, "method=sgd", "epochs=10000000", "log_every=25", "seed=3")
-    client = mlflow.MlflowClient(uri)
-    deadline = time.time() + 240
-    while not [run for run in client.search_runs([e.experiment_id for e in client.search_experiments()])
-               if run.data.tags.get("studentteacher.run_dir", "").startswith(str((root / "interrupted").resolve()))]:
-        assert time.time() < deadline and interrupted.poll() is None, "the interrupted run never started"
+    deadline, metrics = time.time() + 240, root / "interrupted" / "1" / "metrics.json"
+    while not (metrics.exists() and "train_mmd2" in metrics.read_text()):
+        assert time.time() < deadline and interrupted.poll() is None, "the interrupted run never started training"
         time.sleep(0.2)
-    time.sleep(2.0)
+    time.sleep(1.0)
     interrupted.send_signal(signal.SIGTERM)
     finish(completed)
     finish(failed, expect_ok=False)
@@ -259,3 +259,39 @@ def test_bench_observer_runs_end_to_end(tmp_path):
     assert [row["mlflow"] for row in report["rows"]] == [False, True]
     assert report["summary"]["epoch_ms_with_mlflow"] > 0 and report["rows"][1]["write_seconds"] >= 0
     assert "overhead per epoch" in done.stdout
+
+
+def test_metrics_wait_in_the_buffer_while_the_store_fails(store, monkeypatch):
+    """The observer's own events, in process: a write that fails keeps its points (one warning) for the
+    next heartbeat; the end writes the rest, the outputs and the status."""
+    uri, _ = store
+    observer = observer_module.MlflowObserver(uri)
+    start = datetime.datetime(2026, 1, 2, 3, 4, 5)
+    observer.started_event({"name": "unit_buffer", "mainfile": "x.py"}, "main", {"hostname": "h"}, start,
+                           {"seed": 1, "lr": 0.1, "nested": {"a": [1, 2]}}, {}, "1")  # fmt: skip
+    times = [start + datetime.timedelta(seconds=s) for s in range(4)]
+    observer.log_metrics({"loss": {"steps": [0, 1, 2], "values": [3.0, 2.0, float("nan")], "timestamps": times[:3]}}, {})
+    working = observer.store.log_batch
+
+    def locked(*args, **kwargs):
+        raise OSError("database is locked")
+
+    monkeypatch.setattr(observer.store, "log_batch", locked)
+    with pytest.warns(RuntimeWarning, match="kept and tried again at the next heartbeat"):
+        observer.heartbeat_event({}, "", times[2], None)
+    assert len(observer.pending) == 3
+    monkeypatch.setattr(observer.store, "log_batch", working)
+    observer.log_metrics({"loss": {"steps": [3], "values": [0.5], "timestamps": times[3:]}}, {})
+    observer.heartbeat_event({"threads": 1}, "captured output\n", times[3], None)
+    assert observer.pending == []
+    observer.completed_event(times[3], {"valid_mmd2": 0.5})
+    client = mlflow.MlflowClient(uri)
+    run = client.get_run(observer.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["sacred.status"] == "COMPLETED"
+    assert run.data.params == {"seed": "1", "lr": "0.1", "nested.a": "[1, 2]"}
+    history = sorted(client.get_metric_history(observer.run_id, "loss"), key=lambda m: m.step)
+    assert [m.step for m in history] == [0, 1, 2, 3] and [m.value for m in history][:2] == [3.0, 2.0]
+    assert math.isnan(history[2].value) and history[3].value == 0.5
+    assert [m.timestamp for m in history] == [observer_module.millis(t) for t in times]
+    assert run.data.tags["result.valid_mmd2"] == "0.5"
+    assert {a.path for a in client.list_artifacts(observer.run_id)} == {"cout.txt", "info.json", "result.json"}
