@@ -25,7 +25,15 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from sacred import Experiment
+
+# quiet start (experiments/quiet.py) and the MLflow observer (experiments/mlflow_observer.py), both beside this script
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.append(str(Path(__file__).resolve().parent))
+from quiet import quiet  # noqa: E402
+
+quiet()
+from mlflow_observer import use_mlflow  # noqa: E402
+from sacred import Experiment  # noqa: E402
 from sacred.observers import FileStorageObserver
 from sacred.utils import apply_backspaces_and_linefeeds
 
@@ -42,6 +50,7 @@ if str(HERE) not in sys.path:  # flow_pictures.py lies beside this script (also 
 import flow_pictures  # noqa: E402
 
 ex = Experiment("particle_flow")
+use_mlflow(ex)  # --mlflow URI / $STUDENTTEACHER_MLFLOW: an MLflow copy of each run, next to FileStorage
 ex.captured_out_filter = apply_backspaces_and_linefeeds
 
 

@@ -15,10 +15,14 @@ import os
 import signal
 import sys
 import traceback
-import warnings
 from pathlib import Path
 
-warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+# quiet start (experiments/quiet.py, beside this file); the MLflow observer comes with the scripts' `use_mlflow(ex)`
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.append(str(Path(__file__).resolve().parent))
+from quiet import quiet  # noqa: E402
+
+quiet()
 from sacred.initialize import create_run  # noqa: E402
 from sacred.observers import FileStorageObserver  # noqa: E402
 from sacred.serializer import flatten  # noqa: E402

@@ -1,6 +1,6 @@
 """The student-teacher Sacred experiment (``student_teacher``).
 
-    python experiments/train.py [with KEY=VALUE ... | NAMED_CONFIG ...] [-F DIR | -s SQL_URL | -m MONGO]
+    python experiments/train.py [with KEY=VALUE ... | NAMED_CONFIG ...] [-F DIR | -m MONGO] [--mlflow URI]
 
 With no observer flag the run is stored by a FileStorageObserver in ``./runs`` (or
 ``$STUDENTTEACHER_RUNS``). Config keys, metric names and the result are DESIGN §5; named configs
@@ -13,12 +13,17 @@ import os
 import signal
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+# quiet start (experiments/quiet.py) and the MLflow observer (experiments/mlflow_observer.py), both beside this script
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.append(str(Path(__file__).resolve().parent))
+from quiet import quiet  # noqa: E402
+
+quiet()
+from mlflow_observer import use_mlflow  # noqa: E402
 from sacred import SETTINGS, Experiment
 from sacred.observers import FileStorageObserver
 from sacred.utils import apply_backspaces_and_linefeeds
@@ -41,6 +46,7 @@ SQL_UNSUPPORTED = (
 OBSERVER_FLAGS = ("-F", "--file_storage", "-s", "--sql", "-m", "--mongo_db", "-t", "--tiny_db", "-S", "--s3", "-u", "--unobserved")
 
 ex = Experiment("student_teacher", save_git_info=False)
+use_mlflow(ex)  # --mlflow URI / $STUDENTTEACHER_MLFLOW: an MLflow copy of each run, next to FileStorage
 ex.captured_out_filter = apply_backspaces_and_linefeeds
 ex.add_config(DEFAULTS)
 for named in sorted(CONFIG_DIR.glob("*.yaml")):
@@ -171,7 +177,8 @@ def wants_default_observer(argv: list[str]) -> bool:
     """True unless an observer flag (or -u) is given or a command other than ``main`` is run."""
     if any(arg.split("=")[0] in OBSERVER_FLAGS for arg in argv):
         return False
-    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    values = {i + 1 for i, arg in enumerate(argv) if arg in ("-M", "--mlflow")}  # `--mlflow URI with`: URI no command
+    command = next((arg for i, arg in enumerate(argv) if not arg.startswith("-") and i not in values), None)
     return command in (None, "with", "main")
 
 

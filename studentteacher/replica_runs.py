@@ -135,26 +135,29 @@ class ReplicaGroup:
 
 
 OBSERVER_OPTIONS = {"-F": "--file_storage", "--file_storage": "--file_storage", "-m": "--mongo_db", "--mongo_db": "--mongo_db"}
+#: Passed on to each replica as well, next to the observer above (experiments/mlflow_observer.py).
+EXTRA_OBSERVER_OPTIONS = {"-M": "--mlflow", "--mlflow": "--mlflow"}
 
 
 def replica_run_options(experiment: Experiment, argv: list[str], default_runs_dir: str) -> list[dict] | None:
     """``ex.run`` keyword arguments of each replica when ``with ... replicas=R`` (R > 1) is on the
     command line, else None. Replica r gets the seed ``seed + r`` (``seed`` drawn when absent)
     and otherwise the same updates, named configs and observer (-F DIR or -m URL; default
-    FileStorage in ``default_runs_dir``). Exits with a message for flags it cannot pass on."""
+    FileStorage in ``default_runs_dir``; ``--mlflow URI`` adds to either). Exits with a message for flags it
+    cannot pass on."""
     if "with" not in argv:
         return None
     updates, options, position = [], {}, 0
     while position < len(argv):
         arg = argv[position]
         flag, _, value = arg.partition("=")
-        if flag in OBSERVER_OPTIONS:
+        if flag in OBSERVER_OPTIONS or flag in EXTRA_OBSERVER_OPTIONS:
             if not value:
                 position += 1
                 value = argv[position] if position < len(argv) else ""
-            options[OBSERVER_OPTIONS[flag]] = value
+            options[{**OBSERVER_OPTIONS, **EXTRA_OBSERVER_OPTIONS}[flag]] = value
         elif arg.startswith("-"):
-            sys.exit(f"error: {arg} is not supported with replicas > 1; allowed flags: -F DIR, -m URL")
+            sys.exit(f"error: {arg} is not supported with replicas > 1; allowed flags: -F DIR, -m URL, --mlflow URI")
         elif arg != "with":
             updates.append(arg)
         position += 1
@@ -164,7 +167,8 @@ def replica_run_options(experiment: Experiment, argv: list[str], default_runs_di
         return None
     if updates and updates[0] != "main" and "=" not in updates[0] and updates[0] not in experiment.named_configs:
         sys.exit(f"error: command {updates[0]!r} cannot be batched; run it without replicas")
-    options = options or {"--file_storage": default_runs_dir}
+    if not options.keys() & set(OBSERVER_OPTIONS.values()):
+        options["--file_storage"] = default_runs_dir
     options["--capture"] = "no"  # replicas run in threads: Sacred's global stdout capture would mix them
     seed = config_updates.get("seed", get_seed())
     return [
