@@ -34,6 +34,10 @@ The tidy table (:func:`load_runs`) has one row per (run, metric, step):
 ``source``         the observer directory's name (a sweep file's stem for sweeps)
 ``run_id``         the directory name (``"3"``, ``"00007-2"``)
 ``experiment``     ``student_teacher`` or ``particle_flow``
+``name``           the run's readable name (``meta.name`` in run.json: ``-n NAME``, or the
+                   experiment, its named configs and the config values that differ from
+                   them, e.g. ``student_teacher method=drmmd lr=0.05``); the experiment's
+                   name for runs stored before names existed
 ``status``         Sacred's status: COMPLETED, FAILED, INTERRUPTED, RUNNING, ...
 ``fail_reason``    last line of ``fail_trace`` (None unless FAILED)
 ``start_time``,    from run.json (pandas Timestamps, UTC as Sacred writes them);
@@ -73,13 +77,38 @@ RUN_ID = re.compile(r"^(\d+|\d{5,}-\d+)$")  # Sacred ids and sweep ids
 SWEEP_RUN_ID = re.compile(r"^(\d{5,})-(\d+)$")  # <index:05d>-<attempt>
 SKIP_DIRS = {"_sources", "slurm", "checkpoints"}
 RUN_COLUMNS = (
-    "run_dir", "source", "run_id", "experiment", "status", "fail_reason", "start_time", "stop_time",
+    "run_dir", "source", "run_id", "experiment", "name", "status", "fail_reason", "start_time", "stop_time",
     "wall_seconds", "host", "sweep", "sweep_index", "attempt",
 )  # fmt: skip
 TIDY_COLUMNS = ("metric", "step", "value")
 RESERVED = set(RUN_COLUMNS) | set(TIDY_COLUMNS)
 HOW = ("last", "best", "min", "at")
 MAX_DEPTH = 4
+
+
+#: The environment variable that moves the default runs folder (``./runs``) elsewhere.
+RUNS_ENV = "STUDENTTEACHER_RUNS"
+
+
+def default_runs_dir() -> Path:
+    """Where runs go when no observer is named: ``$STUDENTTEACHER_RUNS``, else ``./runs`` (relative to
+    the working directory). The one place that reads the variable (experiments and sweeps ask here)."""
+    return Path(os.environ.get(RUNS_ENV) or "runs")
+
+
+def runs_dir_problem(path: str | os.PathLike, writing: bool = True) -> str | None:
+    """Why ``path`` cannot be a runs folder (a file on the way; with ``writing``, no write permission), or None.
+
+    Looks at ``path`` or, when it does not exist yet, its nearest existing ancestor; creates nothing.
+    """
+    path = Path(path).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"lies under the file {existing}"
+        return f"{path} {where}, not a directory"
+    if writing and not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
 
 
 class UnreadableRun(Exception):
@@ -124,6 +153,19 @@ def read_run_json(run_dir: str | os.PathLike, tries: int = 5) -> dict:
                 return {}
             time.sleep(0.1)
     return {}
+
+
+def read_info_json(run_dir: str | os.PathLike) -> dict:
+    """The ``info.json`` of a run directory (written at Sacred's heartbeats); {} when missing or unreadable."""
+    try:
+        return _read_json(Path(run_dir) / "info.json")
+    except UnreadableRun:
+        return {}
+
+
+def run_name(run: dict) -> str | None:
+    """The readable name of a run from its run.json (``meta.name``), else its experiment's name."""
+    return (run.get("meta") or {}).get("name") or (run.get("experiment") or {}).get("name")
 
 
 def sweep_attempts(observer: str | os.PathLike) -> list[tuple[int, int, Path]]:
@@ -211,6 +253,7 @@ def read_run(run_dir: str | os.PathLike) -> tuple[dict, dict] | None:
         "source": run_dir.parent.name,
         "run_id": run_dir.name,
         "experiment": (run.get("experiment") or {}).get("name"),
+        "name": run_name(run),
         "status": status,
         "fail_reason": fail_reason(run) if status == "FAILED" else None,
         "start_time": start,
