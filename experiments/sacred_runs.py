@@ -22,8 +22,8 @@ configs and a function that trains a :class:`Batch` of R >= 1 runs together; the
 * **resume**: ``resume_from`` takes the seed and the config from the checkpoint (only the resumable
   keys may be given other values); a replica's checkpoint resumes alone, and ``replicas=R`` with
   replica 0's checkpoint resumes the whole batch (its run's ``info.json`` lists the others);
-* **storage**: metrics are flushed after every checkpoint (a heartbeat), and a write that fails (a
-  full disk) fails the run with the reason, in run.json and in the exit status;
+* **storage**: metrics are stored right before every checkpoint (a heartbeat), and a write that fails
+  (a full disk) fails the run with the reason, in run.json and in the exit status;
 * **sweeps**: :func:`resolve_config` and :func:`run_tasks` are what :mod:`studentteacher.sweep` calls.
 
 Why the sweeps' side (formerly ``sweep_runs.py``) is merged in: a sweep task and a command-line run
@@ -97,9 +97,9 @@ class RunStore(FileStorageObserver):
 
     * JSON files are written whole (temporary file + rename): ``status`` never reads half a file;
     * a write that fails (no space left, ...) is recorded in :attr:`errors` (``"<reason> while
-      writing <file>"``) and what it left half-written is removed; Sacred swallows observer errors,
-      so the run's end turns COMPLETED (or INTERRUPTED) into FAILED with that reason, and
-      :func:`final_status` says FAILED;
+      writing <file>"``) and what it left half-written is removed; later writes still go on (Sacred
+      would drop an observer that raised); the run's end turns COMPLETED (or INTERRUPTED) into FAILED
+      with that reason, and :func:`final_status` and :func:`flush` say so;
     * a small reserve file held during the run is released before the final status is written, so
       that status fits on a disk the run filled;
     * with ``index`` (a sweep task) the run directory is ``<index:05d>-<attempt>``, the next free
@@ -164,6 +164,20 @@ class RunStore(FileStorageObserver):
         except OSError as error:
             self._write_failed("cout.txt", error)
             raise
+
+    # Sacred stops calling an observer after one of these raises: a failed write is recorded instead
+    # (above), so that later heartbeats still store what they can, and the run's end reports it.
+    def heartbeat_event(self, *args, **kwargs):
+        with contextlib.suppress(OSError):
+            super().heartbeat_event(*args, **kwargs)
+
+    def log_metrics(self, *args, **kwargs):
+        with contextlib.suppress(OSError):
+            super().log_metrics(*args, **kwargs)
+
+    def artifact_event(self, *args, **kwargs):
+        with contextlib.suppress(OSError):
+            super().artifact_event(*args, **kwargs)
 
     def _release_reserve(self) -> None:
         with contextlib.suppress(OSError):
@@ -390,8 +404,9 @@ class Batch:
     def checkpoint_paths(self) -> list[str]:
         return [checkpoint_path(run, r) for r, run in enumerate(self.runs)]
 
-    def flush(self, *written) -> None:
-        """Store what the unfinished runs logged (:func:`flush`); the training loops call it after each checkpoint."""
+    def flush(self) -> None:
+        """Store what the unfinished runs logged now (:func:`flush`); the training loop calls it before
+        each checkpoint, so that the stored metrics reach at least the latest checkpoint."""
         for replica, run in enumerate(self.runs):
             if replica not in self.finished:
                 flush(run)

@@ -81,7 +81,7 @@ def train(batch: sacred_runs.Batch) -> None:
             on_epoch=lambda epoch: bar.update(1),
             should_stop=batch.should_stop,
             checkpoint_paths=batch.checkpoint_paths,
-            on_checkpoint=batch.flush,
+            before_checkpoint=batch.flush,
         )
     except TrainingInterrupted as stop:
         for replica, run in enumerate(runs):

@@ -228,7 +228,7 @@ def _check_same_run(path: str, state: dict, config: dict) -> None:
     if differing:
         key = differing[0]
         raise config_module.ConfigError(
-            f"config key {key!r}: got {config[key]!r} but the checkpoint {path!r} was written with "
+            f"config key {key!r}: got {config[key]!r}, but the checkpoint resume_from={path!r} was written with "
             f"{state['config'].get(key)!r}; only {', '.join(RESUMABLE_CHANGES)} may change on resume"
         )
 
@@ -249,13 +249,13 @@ def check_resume(config: dict) -> dict | None:
     expected = torch.Generator(device=device).get_state().numel()
     if any(torch.as_tensor(s).numel() != expected for s in state["generators"].values()):
         raise config_module.ConfigError(
-            f"config key 'device': got {config['device']!r} ({device.type}) but the checkpoint {path!r} holds random "
-            f"states of another device type; resume on the device type it was written on"
+            f"config key 'device': got {config['device']!r} ({device.type}), but the checkpoint resume_from={path!r} "
+            f"holds random states of another device type; resume on the device type it was written on"
         )
     if config["epochs"] <= state["epoch"]:
         raise config_module.ConfigError(
             f"config key 'epochs': got {config['epochs']}; allowed: an integer > {state['epoch']}, the epoch at which "
-            f"the checkpoint {path!r} (resume_from) was written"
+            f"the checkpoint resume_from={path!r} was written"
         )
     return state
 
@@ -496,16 +496,17 @@ class TrainingLoop:
         on_epoch: Callable[[int], None] = lambda epoch: None,
         should_stop: Callable[[], bool] = lambda: False,
         checkpoint_paths: list[str | None] | None = None,
-        on_checkpoint: Callable[[list[str | None]], None] = lambda written: None,
+        before_checkpoint: Callable[[], None] = lambda: None,
     ) -> list[dict[str, float] | None]:
         """Train every replica to ``epochs``; its result {valid_mmd2, best_valid_mmd2}, None if it failed.
 
         ``on_metrics(r, metrics)`` gets replica r's logged values, ``on_failure(r, error)`` its
         :class:`TrainingDiverged` (the default raises it). ``should_stop()`` is polled after every
         epoch (host side): when true, each live replica's checkpoint is written to
-        ``checkpoint_paths[r]`` and :class:`TrainingInterrupted` is raised. ``on_checkpoint(written)``
-        follows every checkpoint write (periodic or on a stop), with the paths written (None for a
-        failed replica): the place to flush what was logged, so a resumed run continues from it.
+        ``checkpoint_paths[r]`` and :class:`TrainingInterrupted` is raised. ``before_checkpoint()``
+        precedes every checkpoint write (periodic or on a stop): the place to store what was logged,
+        so that the stored metrics always reach the latest checkpoint's epoch (a run killed after it
+        resumes from there with no gap in its curve).
         """
         cfg = self.config
         if self.adaptive and self.drmmd_start is None:
@@ -524,8 +525,8 @@ class TrainingLoop:
             stop = should_stop()
             if stop or (cfg["checkpoint_every"] and self.epoch % cfg["checkpoint_every"] == 0):
                 self._check_finite(on_failure)
+                before_checkpoint()
                 written = self._save_checkpoints(checkpoint_paths)
-                on_checkpoint(written)
             if stop:
                 raise TrainingInterrupted(f"stopped on request after epoch {self.epoch}", written)
         return [

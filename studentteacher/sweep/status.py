@@ -11,8 +11,8 @@ States: ``completed``, ``failed`` (with the last line of the fail trace), ``inte
 is older than :data:`STALE_BEATS` of its own heartbeat intervals (``meta.beat_interval`` in
 run.json: 5 s for the experiments' runs, so a killed run reads dead 15-20 s after it died;
 Sacred's 10 s for runs that do not record it), or than ``stale_after`` seconds when that is given.
-The experiments also beat right after every checkpoint, so the metrics of a killed run reach
-``metrics.json`` at least as often as its checkpoints.
+The student-teacher runs also beat right before every checkpoint, so the metrics a killed run
+stored reach its latest checkpoint, from which its next attempt resumes.
 """
 from __future__ import annotations
 
