@@ -481,9 +481,10 @@ def final_table(df: pd.DataFrame, by: Sequence[str], metric: str, how: str = "la
     One row per group (in order of first appearance) with the ``by`` columns and
     ``mean``, ``sd`` (sample standard deviation, ddof = 1; NaN for a single run), ``count`` (runs
     in the statistics), ``n_runs`` (all runs of the group), ``seeds`` (tuple of the seeds in the
-    statistics) and ``excluded``: the runs left out of the statistics and why, e.g.
-    ``"FAILED: 1; INTERRUPTED: 1; non-finite: 1"`` ("" when none). A group whose runs were all
-    excluded still has its row (count 0, mean NaN).
+    statistics), ``excluded``: the runs left out of the statistics and why, e.g.
+    ``"FAILED: 1; INTERRUPTED: 1; non-finite: 1"`` ("" when none), and ``names``: the distinct run
+    names of the group, joined by "; ". A group whose runs were all excluded still has its row
+    (count 0, mean NaN).
     """
     by = [by] if isinstance(by, str) else list(by)
     missing = [key for key in by if key not in df.columns]
@@ -505,6 +506,7 @@ def final_table(df: pd.DataFrame, by: Sequence[str], metric: str, how: str = "la
         if non_finite:
             reasons.append(f"non-finite or not logged: {non_finite}")
         seeds = tuple(used["seed"].tolist()) if "seed" in used else ()
+        names = "; ".join(dict.fromkeys(members["name"].dropna())) if "name" in members else ""
         rows.append({
             **dict(zip(by, group)),
             "mean": float(values.mean()) if len(values) else math.nan,
@@ -513,8 +515,9 @@ def final_table(df: pd.DataFrame, by: Sequence[str], metric: str, how: str = "la
             "n_runs": len(members),
             "seeds": seeds,
             "excluded": "; ".join(reasons),
+            "names": names,
         })  # fmt: skip
-    return pd.DataFrame(rows, columns=[*by, "mean", "sd", "count", "n_runs", "seeds", "excluded"])
+    return pd.DataFrame(rows, columns=[*by, "mean", "sd", "count", "n_runs", "seeds", "excluded", "names"])
 
 
 def curves(df: pd.DataFrame, metric: str, statuses: Sequence[str] | None = ("COMPLETED",)) -> pd.DataFrame:
