@@ -22,8 +22,8 @@ it is skipped (nothing in it can be placed); without a readable ``metrics.json``
 its status and config, and no metric rows.
 
 **SQL observers are unsupported**: Sacred 0.8.7's ``SqlObserver`` stores no metrics at all (it has
-no metrics table; every ``log_scalar`` is lost) and keeps the result as one float, so
-``experiments/train.py`` refuses ``-s``. Use the FileStorageObserver (the default) for anything
+no metrics table; every ``log_scalar`` is lost) and keeps the result as one float, so both
+experiments refuse ``-s``. Use the FileStorageObserver (the default) for anything
 this module should read.
 
 The tidy table (:func:`load_runs`) has one row per (run, metric, step):
@@ -457,6 +457,16 @@ def _hashable(value):
     return value
 
 
+def _excluded(members: pd.DataFrame) -> str:
+    """Why runs of a group are left out of its statistics, e.g. "FAILED: 1; non-finite or not logged: 1"."""
+    reasons = [f"{status}: {n}" for status, n in members.loc[~members["_ok_status"], "status"]
+               .fillna("unknown").value_counts(sort=False).items()]
+    non_finite = int((members["_ok_status"] & ~members["_finite"]).sum())
+    if non_finite:
+        reasons.append(f"non-finite or not logged: {non_finite}")
+    return "; ".join(reasons)
+
+
 def final_table(df: pd.DataFrame, by: Sequence[str], metric: str, how: str = "last",
                 statuses: Sequence[str] = ("COMPLETED",), at: int | None = None,
                 window: tuple[int, int] | None = None) -> pd.DataFrame:
@@ -500,11 +510,6 @@ def final_table(df: pd.DataFrame, by: Sequence[str], metric: str, how: str = "la
     for group, members in table.groupby("_group", sort=False):
         used = members[members["_ok_status"] & members["_finite"]]
         values = used["final"].to_numpy(dtype=float)
-        reasons = [f"{status}: {n}" for status, n in members.loc[~members["_ok_status"], "status"]
-                   .fillna("unknown").value_counts(sort=False).items()]
-        non_finite = int((members["_ok_status"] & ~members["_finite"]).sum())
-        if non_finite:
-            reasons.append(f"non-finite or not logged: {non_finite}")
         seeds = tuple(used["seed"].tolist()) if "seed" in used else ()
         names = "; ".join(dict.fromkeys(members["name"].dropna())) if "name" in members else ""
         rows.append({
@@ -514,7 +519,7 @@ def final_table(df: pd.DataFrame, by: Sequence[str], metric: str, how: str = "la
             "count": len(values),
             "n_runs": len(members),
             "seeds": seeds,
-            "excluded": "; ".join(reasons),
+            "excluded": _excluded(members),
             "names": names,
         })  # fmt: skip
     return pd.DataFrame(rows, columns=[*by, "mean", "sd", "count", "n_runs", "seeds", "excluded", "names"])

@@ -138,3 +138,23 @@ def test_package_imports_neither_sacred_nor_matplotlib():
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) >= 30
     assert not (ROOT / "studentteacher" / "replica_runs.py").exists()
+
+
+def test_run_names_in_sweep_status_and_results_tables(tmp_path, capsys):
+    import yaml
+
+    from studentteacher import results_cli
+    from studentteacher import sweep as sw
+
+    path = tmp_path / "named.yaml"
+    base = dict(epochs=2, n_particles=10, n_train=40, n_valid=20, batch_size=20, log_every=1, d_in=5)
+    path.write_text(yaml.safe_dump({"experiment": "student_teacher", "base": base, "grid": {"lr": [0.05]},
+                                    "seeds": [1], "observer": str(tmp_path / "runs")}))  # fmt: skip
+    assert sw.main(["run", str(path), "--index", "0"]) == 0
+    (state,) = sw.status(sw.load(path))
+    assert state.name.startswith("student_teacher ") and "lr=0.05" in state.name
+    capsys.readouterr()
+    assert sw.main(["status", str(path)]) == 0
+    assert state.name in capsys.readouterr().out
+    assert results_cli.main(["table", str(tmp_path / "runs"), "--metric", "valid_mmd2", "--by", "lr"]) == 0
+    assert state.name in capsys.readouterr().out
