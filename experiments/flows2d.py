@@ -2,8 +2,9 @@
 
     python experiments/flows2d.py with three_rings_drmmd steps=2000 -F /tmp/flowruns
 
-With no observer flag (-F/--file_storage, -s/--sql, -m/--mongo_db) the run is stored by a
-FileStorageObserver in ``$STUDENTTEACHER_RUNS`` (default ``./runs``). Metrics (step = flow step):
+Observers, flags, checks before work, stop signals and replica groups are the helper's
+(``sacred_runs.py``): with no observer flag the run is stored in ``$STUDENTTEACHER_RUNS`` (default
+``./runs``). Metrics (step = flow step):
 ``divergence``, ``mmd2``, ``w1``, ``w2``, ``lmbda``, ``step_size``; artifacts: ``trajectory.npz``
 (metrics, snapshot steps, snapshots [S, N, d], target, final particles), ``snapshots.png``,
 ``flow.gif``. The result is ``{"w1", "w2", "mmd2", "divergence"}`` at the last step. A non-finite
@@ -18,40 +19,25 @@ Sacred run with the metrics and artifacts of its plain run; a replica that diver
 """
 from __future__ import annotations
 
-import os
-import signal
 import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-# quiet start (experiments/quiet.py) and the MLflow observer (experiments/mlflow_observer.py), both beside this script
-if str(Path(__file__).resolve().parent) not in sys.path:
-    sys.path.append(str(Path(__file__).resolve().parent))
-from quiet import quiet  # noqa: E402
-
-quiet()
-from mlflow_observer import use_mlflow  # noqa: E402
-from sacred import Experiment  # noqa: E402
-from sacred.observers import FileStorageObserver
-from sacred.utils import apply_backspaces_and_linefeeds
-
-from studentteacher import flows, toys
-from studentteacher.replica_runs import (
-    STOP_SIGNALS, ReplicaGroup, RunInterrupted, active_group, replica_run_options,
-)
-from studentteacher.replicas import check_compatible
-from studentteacher.training import set_threads_from_allocation
-
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:  # flow_pictures.py lies beside this script (also when a sweep imports it)
+if str(HERE) not in sys.path:  # sacred_runs.py and flow_pictures.py lie beside this script (also for a sweep)
     sys.path.append(str(HERE))
+import sacred_runs  # noqa: E402  (first: it quiets Sacred's import warning)
+from mlflow_observer import use_mlflow  # noqa: E402
+
 import flow_pictures  # noqa: E402
+import numpy as np  # noqa: E402
+from sacred import Experiment  # noqa: E402
+
+from studentteacher import flows, preflight, toys  # noqa: E402
+from studentteacher.replicas import check_compatible  # noqa: E402
 
 ex = Experiment("particle_flow")
 use_mlflow(ex)  # --mlflow URI / $STUDENTTEACHER_MLFLOW: an MLflow copy of each run, next to FileStorage
-ex.captured_out_filter = apply_backspaces_and_linefeeds
 
 
 @ex.config
@@ -69,9 +55,12 @@ def config():
     noise_until = 0
     dtype = "float64"
     device = "auto"  # "auto": cuda if available, else cpu
-    log_every = max(1, steps // 200)  # flow steps between metric logs (the last step is always logged)
-    snapshot_every = max(1, steps // 20)  # flow steps between snapshots (the last step is always kept)
+    # flow steps between metric logs and between snapshots (the last step is always both); a steps value
+    # that is not an integer is left to the validation, which names it
+    log_every = max(1, steps // 200) if isinstance(steps, int) else 1
+    snapshot_every = max(1, steps // 20) if isinstance(steps, int) else 1
     replicas = 1  # > 1 on the command line: seeds seed, seed+1, ... as one batched flow, one run each
+    threads = "auto"  # CPU threads: "auto" (studentteacher.threads) or a count
 
 
 @ex.named_config
@@ -161,12 +150,10 @@ def _save_artifacts(_run, trajectory, toy) -> None:
             _run.add_artifact(str(path), name=path.name)
 
 
-@ex.config_hook
-def validate(config, command_name, logger):
-    """Reject a bad config before the run starts (no run directory, no work)."""
-    if command_name == "main":
-        flows.validate_flow_config({"seed": 0, **config})  # Sacred adds the seed after the hooks
-    return {}
+def check_before_work(config: dict) -> None:
+    """What a valid config may still fail on here: the memory."""
+    flows.validate_flow_config(config)
+    preflight.check_flow(config)
 
 
 def _result(trajectory: flows.FlowTrajectory) -> dict[str, float]:
@@ -182,79 +169,35 @@ def _log_into(runs: list):
     return log
 
 
-@ex.main
-def main(_config, _run):
-    group = active_group(ex)
-    if group is not None:  # a replica of a batched group: the group's thread runs it
-        return group.join(dict(_config), _run)
-    _run.info["threads"] = set_threads_from_allocation()
-    setup = flows.setup_flow([dict(_config)])
-    stop_requested = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: stop_requested.append(signum)) for sig in STOP_SIGNALS}
-    try:
-        (trajectory,) = setup.run(on_log=_log_into([_run]), should_stop=lambda: bool(stop_requested),
-                                  progress=sys.stderr.isatty())  # fmt: skip
-    except flows.FlowDivergedError as error:
-        _save_artifacts(_run, error.trajectory, setup.toys[0])
-        raise
-    except flows.FlowInterrupted as stop:
-        _save_artifacts(_run, stop.trajectories[0], setup.toys[0])
-        raise RunInterrupted(str(stop)) from stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    _save_artifacts(_run, trajectory, setup.toys[0])
-    return _result(trajectory)
-
-
-def _run_replica_group(members: list[tuple[dict, object]], finish, stop_requested: list) -> None:
-    """Advance the replicas of a :class:`~studentteacher.replica_runs.ReplicaGroup` as one batched
-    flow; each run gets its metrics, its artifacts and its own outcome (a diverging one fails alone;
-    on SIGTERM/SIGUSR2 every other one ends INTERRUPTED at the next log step, artifacts saved)."""
-    configs = [dict(config) for config, _ in members]
-    check_compatible(configs, flows.REPLICA_KEYS)
-    runs = [run for _, run in members]
-    threads = set_threads_from_allocation()
-    for run in runs:
-        run.info["threads"] = threads
-    setup = flows.setup_flow(configs)
-    failed = set()
+def train(batch: sacred_runs.Batch) -> None:
+    """Advance the runs of ``batch`` as one flow (batched when R > 1); each run gets its metrics, its
+    artifacts and its own outcome: one that diverges fails alone, and on SIGTERM/SIGUSR2 every other
+    one ends INTERRUPTED at the next log step, artifacts saved."""
+    check_compatible(batch.configs, flows.REPLICA_KEYS)
+    setup = flows.setup_flow(batch.configs)
+    runs, failed = batch.runs, set()
 
     def on_failure(error: flows.FlowDivergedError) -> None:
-        failed.add(error.replica)
-        _save_artifacts(runs[error.replica], error.trajectory, setup.toys[error.replica])
-        finish(error.replica, error)
+        replica = error.replica or 0
+        failed.add(replica)
+        _save_artifacts(runs[replica], error.trajectory, setup.toys[replica])
+        batch.finish(replica, error)
 
     try:
-        trajectories = setup.run(on_log=_log_into(runs), on_failure=on_failure,
-                                 should_stop=lambda: bool(stop_requested), progress=sys.stderr.isatty())  # fmt: skip
+        trajectories = setup.run(on_log=_log_into(runs), on_failure=on_failure, should_stop=batch.should_stop,
+                                 progress=sys.stderr.isatty())  # fmt: skip
     except flows.FlowInterrupted as stop:
-        for replica, trajectory in enumerate(stop.trajectories):
-            if replica not in failed:
-                _save_artifacts(runs[replica], trajectory, setup.toys[replica])
-                finish(replica, RunInterrupted(str(stop)))
-        return
+        trajectories, outcome = stop.trajectories, sacred_runs.RunInterrupted(str(stop))
+    else:
+        outcome = None
     for replica, trajectory in enumerate(trajectories):
-        if trajectory.records and trajectory.records[-1].step == setup.config["steps"]:
+        if replica not in failed:
             _save_artifacts(runs[replica], trajectory, setup.toys[replica])
-            finish(replica, _result(trajectory))
+            batch.finish(replica, outcome or _result(trajectory))
 
 
-def run_replicas(run_options: list[dict]) -> list[str]:
-    """Run one Sacred run per entry of ``run_options`` (``ex.run`` keyword arguments, plus an optional
-    ``observers`` list for that run alone) as one batched flow; each run's final status."""
-    return ReplicaGroup(ex, len(run_options), _run_replica_group, catch_stop_signals=True).run(run_options)
-
-
-OBSERVER_FLAGS = ("-F", "--file_storage", "-s", "--sql", "-m", "--mongo_db")
+runs = sacred_runs.ExperimentRuns(ex, train, flows.validate_flow_config, check_before_work)
+run_replicas = runs.run_replicas
 
 if __name__ == "__main__":
-    runs_dir = os.environ.get("STUDENTTEACHER_RUNS", "runs")
-    group_options = replica_run_options(ex, sys.argv[1:], runs_dir)
-    if group_options is not None:
-        statuses = run_replicas(group_options)
-        print(f"replicas: {', '.join(statuses)}", file=sys.stderr)
-        sys.exit(0 if all(status == "COMPLETED" for status in statuses) else 1)
-    if not any(arg in OBSERVER_FLAGS or arg.startswith(tuple(f + "=" for f in OBSERVER_FLAGS)) for arg in sys.argv):
-        ex.observers.append(FileStorageObserver(runs_dir))
-    ex.run_commandline()
+    runs.run_as_script()

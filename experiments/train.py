@@ -1,85 +1,54 @@
 """The student-teacher Sacred experiment (``student_teacher``).
 
-    python experiments/train.py [with KEY=VALUE ... | NAMED_CONFIG ...] [-F DIR | -m MONGO] [--mlflow URI]
+    python experiments/train.py [with KEY=VALUE ... | NAMED_CONFIG ...] [-F DIR | -m MONGO | -n NAME | ...]
 
-With no observer flag the run is stored by a FileStorageObserver in ``./runs`` (or
-``$STUDENTTEACHER_RUNS``). Config keys, metric names and the result are DESIGN §5; named configs
-live in ``experiments/configs/*.yaml``. This is the only module of the experiment that imports
-Sacred: everything else is plain functions of :mod:`studentteacher`.
+Config keys, metric names and the result are DESIGN §5; named configs live in
+``experiments/configs/*.yaml``. :func:`train` trains R >= 1 runs (a plain run, or ``replicas``) with
+the package's loop; observers, flags, checks before work, stop signals, replica groups and resume
+are the helper's (``sacred_runs.py``).
 """
 from __future__ import annotations
 
-import os
-import signal
 import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-# quiet start (experiments/quiet.py) and the MLflow observer (experiments/mlflow_observer.py), both beside this script
-if str(Path(__file__).resolve().parent) not in sys.path:
-    sys.path.append(str(Path(__file__).resolve().parent))
-from quiet import quiet  # noqa: E402
-
-quiet()
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # the helper lies beside this script (also when a sweep imports it)
+    sys.path.append(str(HERE))
+import sacred_runs  # noqa: E402  (first: it quiets Sacred's import warning)
 from mlflow_observer import use_mlflow  # noqa: E402
-from sacred import SETTINGS, Experiment
-from sacred.observers import FileStorageObserver
-from sacred.utils import apply_backspaces_and_linefeeds
-from tqdm import tqdm
 
-from studentteacher.config import DEFAULTS, resolve_device, validate
-from studentteacher.replica_runs import (
-    STOP_SIGNALS, ReplicaGroup, RunInterrupted, active_group, replica_run_options,
-)
-from studentteacher.training import BatchedTrainer, Trainer, TrainingInterrupted, set_threads_from_allocation
+import numpy as np  # noqa: E402
+from sacred import Experiment  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
-SETTINGS.CAPTURE_MODE = "sys"  # keep sys.stderr a terminal for the progress bar
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-SQL_FLAGS = ("-s", "--sql")
-SQL_UNSUPPORTED = (
-    "Sacred 0.8.7's SqlObserver cannot store this experiment: its run table keeps the result as one "
-    "float (ours is the dict {valid_mmd2, best_valid_mmd2}) and it has no table for metrics, so every "
-    "log_scalar would be lost. Use -F DIR (FileStorageObserver, the default) or -m MONGO_URL instead."
-)
-OBSERVER_FLAGS = ("-F", "--file_storage", "-s", "--sql", "-m", "--mongo_db", "-t", "--tiny_db", "-S", "--s3", "-u", "--unobserved")
+from studentteacher import preflight  # noqa: E402
+from studentteacher.config import DEFAULTS, validate  # noqa: E402
+from studentteacher.training import BatchedTrainer, TrainingInterrupted, check_resume, read_checkpoint  # noqa: E402
 
-ex = Experiment("student_teacher", save_git_info=False)
+ex = Experiment("student_teacher")
 use_mlflow(ex)  # --mlflow URI / $STUDENTTEACHER_MLFLOW: an MLflow copy of each run, next to FileStorage
-ex.captured_out_filter = apply_backspaces_and_linefeeds
 ex.add_config(DEFAULTS)
-for named in sorted(CONFIG_DIR.glob("*.yaml")):
+for named in sorted((HERE / "configs").glob("*.yaml")):
     ex.add_named_config(named.stem, str(named))
 
 
-@ex.config_hook
-def validate_before_any_work(config, command_name, logger):
-    """Reject a bad config before the run starts (and before any observer writes anything)."""
-    validate(dict(config))
-    return {}
+def check_before_work(config: dict) -> None:
+    """What a valid config may still fail on here: the ``resume_from`` checkpoint, the memory."""
+    config = validate(config)
+    check_resume(config)
+    preflight.check_training(config)
 
 
-def default_runs_dir() -> str:
-    return os.environ.get("STUDENTTEACHER_RUNS", "runs")
-
-
-def checkpoint_path_for(run) -> str:
-    """``checkpoint.pt`` in the FileStorage run directory, else under the default runs dir."""
-    for observer in run.observers:
-        if isinstance(observer, FileStorageObserver) and observer.dir:
-            return os.path.join(observer.dir, "checkpoint.pt")
-    return os.path.join(default_runs_dir(), "checkpoints", f"{run.experiment_info['name']}-{os.getpid()}.pt")
-
-
-def save_arrays(run, trainer: Trainer) -> None:
+def save_arrays(run, member) -> None:
     """Final particles and the metric history as the ``result.npz`` artifact."""
-    arrays = {f"particles_{key}": value.detach().cpu().numpy() for key, value in trainer.params.items()}
-    arrays |= {f"history_{name}": np.asarray(values) for name, values in trainer.history.items()}
+    arrays = {f"particles_{key}": value.detach().cpu().numpy() for key, value in member.params.items()}
+    arrays |= {f"history_{name}": np.asarray(values) for name, values in member.history.items()}
     with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "result.npz")
+        path = Path(folder) / "result.npz"
         np.savez_compressed(path, **arrays)
-        run.add_artifact(path, name="result.npz")
+        run.add_artifact(str(path), name="result.npz")
 
 
 def progress_bar(total: int, initial: int) -> tqdm:
@@ -93,103 +62,46 @@ def log_metrics(run, metrics) -> None:
         run.log_scalar(name, float(value), metrics.epoch)
 
 
-@ex.main
-def main(_config, _run):
-    group = active_group(ex)
-    if group is not None:  # a replica of a batched group: the group's thread trains it
-        return group.join(dict(_config), _run)
-    stop_requested = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: stop_requested.append(signum)) for sig in STOP_SIGNALS}
-    config = validate(dict(_config))
-    _run.info["threads"] = set_threads_from_allocation()
-    trainer = Trainer(config)
-    _run.info["device"] = str(resolve_device(config["device"]))
-    bar = progress_bar(config["epochs"], trainer.epoch)
-
-    def on_metrics(metrics):
-        log_metrics(_run, metrics)
-        bar.set_postfix(train_mmd2=f"{metrics.values['train_mmd2']:.3e}", refresh=False)
-
-    try:
-        result = trainer.run(
-            on_metrics=on_metrics,
-            on_epoch=lambda epoch: bar.update(1),
-            should_stop=lambda: bool(stop_requested),
-            checkpoint_path=checkpoint_path_for(_run),
-        )
-    except TrainingInterrupted as stop:
-        _run.info["checkpoint"] = stop.checkpoint_path
-        raise RunInterrupted(f"{stop}; checkpoint: {stop.checkpoint_path}") from stop
-    finally:
-        bar.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        save_arrays(_run, trainer)
-    return result
-
-
-def _train_replicas(members: list[tuple[dict, object]], finish, stop_requested: list) -> None:
-    """Train the replicas of a :class:`~studentteacher.replica_runs.ReplicaGroup` as one
-    :class:`BatchedTrainer`: each run gets its metrics, its arrays and its own outcome (a result,
-    TrainingDiverged as soon as it diverges, or RunInterrupted after a checkpoint on a stop signal)."""
-    configs = [validate(config) for config, _ in members]
-    runs = [run for _, run in members]
-    threads = set_threads_from_allocation()
-    batched = BatchedTrainer(configs)
+def train(batch: sacred_runs.Batch) -> None:
+    """Train the runs of ``batch`` as one :class:`BatchedTrainer` (R = 1: a plain run); each run gets its
+    metrics, its ``result.npz`` and its own outcome: a result, TrainingDiverged as soon as it
+    diverges, or RunInterrupted after a checkpoint on a stop signal."""
+    trainer = BatchedTrainer([validate(config) for config in batch.configs])
+    runs = batch.runs
     for run in runs:
-        run.info["device"], run.info["threads"] = str(batched.device), threads
-    bar = progress_bar(configs[0]["epochs"], batched.epoch)
+        run.info["device"] = str(trainer.device)
+    bar = progress_bar(trainer.config["epochs"], trainer.epoch)
 
     def on_failure(replica, error):
-        save_arrays(runs[replica], batched.members[replica])
-        finish(replica, error)
+        save_arrays(runs[replica], trainer.members[replica])
+        batch.finish(replica, error)
 
     try:
-        results = batched.run(
+        results = trainer.run(
             on_metrics=lambda replica, metrics: log_metrics(runs[replica], metrics),
             on_failure=on_failure,
             on_epoch=lambda epoch: bar.update(1),
-            should_stop=lambda: bool(stop_requested),
-            checkpoint_paths=[checkpoint_path_for(run) for run in runs],
+            should_stop=batch.should_stop,
+            checkpoint_paths=batch.checkpoint_paths,
+            before_checkpoint=batch.flush,
         )
     except TrainingInterrupted as stop:
         for replica, run in enumerate(runs):
-            path = stop.checkpoint_paths[replica]
-            run.info["checkpoint"] = path
-            save_arrays(run, batched.members[replica])
-            finish(replica, RunInterrupted(f"{stop}; checkpoint: {path}"))
+            run.info["checkpoint"] = path = stop.checkpoint_paths[replica]
+            save_arrays(run, trainer.members[replica])
+            batch.finish(replica, sacred_runs.RunInterrupted(f"{stop}; checkpoint: {path}"))
         return
     finally:
         bar.close()
     for replica, (run, result) in enumerate(zip(runs, results)):
         if result is not None:
-            save_arrays(run, batched.members[replica])
-            finish(replica, result)
+            save_arrays(run, trainer.members[replica])
+            batch.finish(replica, result)
 
 
-def run_replicas(run_options: list[dict]) -> list[str]:
-    """Run one Sacred run per entry of ``run_options`` (``ex.run`` keyword arguments, plus an optional
-    ``observers`` list for that run alone) as one batched computation; each run's final status."""
-    return ReplicaGroup(ex, len(run_options), _train_replicas, catch_stop_signals=True).run(run_options)
-
-
-def wants_default_observer(argv: list[str]) -> bool:
-    """True unless an observer flag (or -u) is given or a command other than ``main`` is run."""
-    if any(arg.split("=")[0] in OBSERVER_FLAGS for arg in argv):
-        return False
-    values = {i + 1 for i, arg in enumerate(argv) if arg in ("-M", "--mlflow")}  # `--mlflow URI with`: URI no command
-    command = next((arg for i, arg in enumerate(argv) if not arg.startswith("-") and i not in values), None)
-    return command in (None, "with", "main")
-
+runs = sacred_runs.ExperimentRuns(ex, train, validate, check_before_work,
+                                  checkpoint_config=lambda path: read_checkpoint(path)["config"])
+run_replicas = runs.run_replicas
 
 if __name__ == "__main__":
-    if any(arg.split("=")[0] in SQL_FLAGS for arg in sys.argv[1:]):
-        sys.exit(f"error: {SQL_UNSUPPORTED}")
-    group_options = replica_run_options(ex, sys.argv[1:], default_runs_dir())
-    if group_options is not None:
-        statuses = run_replicas(group_options)
-        print(f"replicas: {', '.join(statuses)}", file=sys.stderr)
-        sys.exit(0 if all(status == "COMPLETED" for status in statuses) else 1)
-    if wants_default_observer(sys.argv[1:]):
-        ex.observers.append(FileStorageObserver(default_runs_dir()))
-    ex.run_commandline()
+    runs.run_as_script()

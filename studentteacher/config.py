@@ -15,9 +15,12 @@ import torch
 
 from .data import INPUT_DISTS
 from .networks import READOUTS
+from .threads import AUTO, check_threads
 from .updates import RULES
 
 DTYPES = ("float32", "float64")
+#: Seeds numpy accepts (Sacred seeds numpy's global generator with the run's seed): 0 <= seed < 2**32.
+SEED_LIMIT = 2**32
 COMPILE_MODES = ("off", "default", "reduce-overhead")
 
 
@@ -30,13 +33,14 @@ class Key:
     """One config key: its default, its type and the allowed values (read at each check) or range."""
 
     default: Any
-    kind: type | tuple
+    kind: type
     choices: Collection | None = None
     minimum: float | None = None
     exclusive_minimum: bool = False
     maximum: float | None = None
     nullable: bool = False
     help: str = ""
+    allowed: str = ""  # what a range error says is allowed (default: from minimum and maximum)
 
 
 SPEC: dict[str, Key] = {
@@ -75,7 +79,10 @@ SPEC: dict[str, Key] = {
     "checkpoint_every": Key(0, int, minimum=0, help="epochs between checkpoints (0: only on a stop signal)"),
     "resume_from": Key(None, str, nullable=True, help="checkpoint to resume from"),
     "replicas": Key(1, int, minimum=1, help="replicas run as one batched computation (seeds seed, seed+1, ...)"),
-    "seed": Key(None, int, nullable=True, help="run seed (Sacred sets one when absent)"),
+    "threads": Key(AUTO, object, help="CPU threads: 'auto' (studentteacher.threads) or an integer >= 1"),
+    "seed": Key(None, int, nullable=True, minimum=0, maximum=SEED_LIMIT - 1,
+                help="run seed (Sacred draws one when absent)",
+                allowed="an integer 0 <= seed < 2**32 (numpy's seed range: Sacred seeds numpy with it)"),
 }
 
 DEFAULTS: dict[str, Any] = {key: spec.default for key, spec in SPEC.items() if key != "seed"}
@@ -86,6 +93,11 @@ def _fail(key: str, value: Any, allowed: str) -> None:
 
 
 def _check_type(key: str, value: Any, spec: Key) -> Any:
+    if key == "threads":
+        try:
+            return check_threads(value)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
     if value is None:
         if not spec.nullable:
             _fail(key, value, f"a value of type {spec.kind.__name__}")
@@ -100,9 +112,14 @@ def _check_type(key: str, value: Any, spec: Key) -> Any:
 
 
 def _check_range(key: str, value: Any, spec: Key) -> None:
+    if spec.kind is object:
+        return
     if spec.choices is not None and value not in spec.choices:
         _fail(key, value, "one of " + ", ".join(repr(c) for c in spec.choices))
-    if spec.minimum is not None and (value < spec.minimum or (spec.exclusive_minimum and value == spec.minimum)):
+    below = spec.minimum is not None and (value < spec.minimum or (spec.exclusive_minimum and value == spec.minimum))
+    if spec.allowed and (below or (spec.maximum is not None and value > spec.maximum)):
+        _fail(key, value, spec.allowed)
+    if below:
         bound = f"> {spec.minimum}" if spec.exclusive_minimum else f">= {spec.minimum}"
         upper = f" and <= {spec.maximum}" if spec.maximum is not None else ""
         _fail(key, value, f"a number {bound}{upper}")
@@ -129,7 +146,8 @@ def validate(config: dict) -> dict:
     """Return the complete config (defaults filled in, ints accepted for floats) or raise ConfigError.
 
     Checks: unknown keys (with the closest known key), types, ranges and choices, the device,
-    and the cross-key rules batch_size <= n_train and compile = 'off' with replicas > 1.
+    and the cross-key rules batch_size <= n_train, compile = 'off' with replicas > 1 and
+    seed + replicas <= 2**32.
     """
     unknown = sorted(set(config) - set(SPEC))
     if unknown:
@@ -150,6 +168,9 @@ def validate(config: dict) -> dict:
         _fail("compile", complete["compile"], f"'off' when replicas > 1 (got replicas = {complete['replicas']})")
     if complete["batch_size"] > complete["n_train"]:
         _fail("batch_size", complete["batch_size"], f"an integer <= n_train = {complete['n_train']}")
+    if complete.get("seed") is not None and complete["seed"] + complete["replicas"] > SEED_LIMIT:
+        _fail("seed", complete["seed"], f"an integer <= {SEED_LIMIT - complete['replicas']} with replicas = "
+              f"{complete['replicas']} (the replicas' seeds seed .. seed+replicas-1 must stay below 2**32)")
     return complete
 
 

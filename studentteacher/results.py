@@ -22,8 +22,8 @@ it is skipped (nothing in it can be placed); without a readable ``metrics.json``
 its status and config, and no metric rows.
 
 **SQL observers are unsupported**: Sacred 0.8.7's ``SqlObserver`` stores no metrics at all (it has
-no metrics table; every ``log_scalar`` is lost) and keeps the result as one float, so
-``experiments/train.py`` refuses ``-s``. Use the FileStorageObserver (the default) for anything
+no metrics table; every ``log_scalar`` is lost) and keeps the result as one float, so both
+experiments refuse ``-s``. Use the FileStorageObserver (the default) for anything
 this module should read.
 
 The tidy table (:func:`load_runs`) has one row per (run, metric, step):
@@ -34,6 +34,10 @@ The tidy table (:func:`load_runs`) has one row per (run, metric, step):
 ``source``         the observer directory's name (a sweep file's stem for sweeps)
 ``run_id``         the directory name (``"3"``, ``"00007-2"``)
 ``experiment``     ``student_teacher`` or ``particle_flow``
+``name``           the run's readable name (``meta.name`` in run.json: ``-n NAME``, or the
+                   experiment, its named configs and the config values that differ from
+                   them, e.g. ``student_teacher method=drmmd lr=0.05``); the experiment's
+                   name for runs stored before names existed
 ``status``         Sacred's status: COMPLETED, FAILED, INTERRUPTED, RUNNING, ...
 ``fail_reason``    last line of ``fail_trace`` (None unless FAILED)
 ``start_time``,    from run.json (pandas Timestamps, UTC as Sacred writes them);
@@ -73,13 +77,38 @@ RUN_ID = re.compile(r"^(\d+|\d{5,}-\d+)$")  # Sacred ids and sweep ids
 SWEEP_RUN_ID = re.compile(r"^(\d{5,})-(\d+)$")  # <index:05d>-<attempt>
 SKIP_DIRS = {"_sources", "slurm", "checkpoints"}
 RUN_COLUMNS = (
-    "run_dir", "source", "run_id", "experiment", "status", "fail_reason", "start_time", "stop_time",
+    "run_dir", "source", "run_id", "experiment", "name", "status", "fail_reason", "start_time", "stop_time",
     "wall_seconds", "host", "sweep", "sweep_index", "attempt",
 )  # fmt: skip
 TIDY_COLUMNS = ("metric", "step", "value")
 RESERVED = set(RUN_COLUMNS) | set(TIDY_COLUMNS)
 HOW = ("last", "best", "min", "at")
 MAX_DEPTH = 4
+
+
+#: The environment variable that moves the default runs folder (``./runs``) elsewhere.
+RUNS_ENV = "STUDENTTEACHER_RUNS"
+
+
+def default_runs_dir() -> Path:
+    """Where runs go when no observer is named: ``$STUDENTTEACHER_RUNS``, else ``./runs`` (relative to
+    the working directory). The one place that reads the variable (experiments and sweeps ask here)."""
+    return Path(os.environ.get(RUNS_ENV) or "runs")
+
+
+def runs_dir_problem(path: str | os.PathLike, writing: bool = True) -> str | None:
+    """Why ``path`` cannot be a runs folder (a file on the way; with ``writing``, no write permission), or None.
+
+    Looks at ``path`` or, when it does not exist yet, its nearest existing ancestor; creates nothing.
+    """
+    path = Path(path).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"lies under the file {existing}"
+        return f"{path} {where}, not a directory"
+    if writing and not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
 
 
 class UnreadableRun(Exception):
@@ -124,6 +153,19 @@ def read_run_json(run_dir: str | os.PathLike, tries: int = 5) -> dict:
                 return {}
             time.sleep(0.1)
     return {}
+
+
+def read_info_json(run_dir: str | os.PathLike) -> dict:
+    """The ``info.json`` of a run directory (written at Sacred's heartbeats); {} when missing or unreadable."""
+    try:
+        return _read_json(Path(run_dir) / "info.json")
+    except UnreadableRun:
+        return {}
+
+
+def run_name(run: dict) -> str | None:
+    """The readable name of a run from its run.json (``meta.name``), else its experiment's name."""
+    return (run.get("meta") or {}).get("name") or (run.get("experiment") or {}).get("name")
 
 
 def sweep_attempts(observer: str | os.PathLike) -> list[tuple[int, int, Path]]:
@@ -211,6 +253,7 @@ def read_run(run_dir: str | os.PathLike) -> tuple[dict, dict] | None:
         "source": run_dir.parent.name,
         "run_id": run_dir.name,
         "experiment": (run.get("experiment") or {}).get("name"),
+        "name": run_name(run),
         "status": status,
         "fail_reason": fail_reason(run) if status == "FAILED" else None,
         "start_time": start,
@@ -414,6 +457,16 @@ def _hashable(value):
     return value
 
 
+def _excluded(members: pd.DataFrame) -> str:
+    """Why runs of a group are left out of its statistics, e.g. "FAILED: 1; non-finite or not logged: 1"."""
+    reasons = [f"{status}: {n}" for status, n in members.loc[~members["_ok_status"], "status"]
+               .fillna("unknown").value_counts(sort=False).items()]
+    non_finite = int((members["_ok_status"] & ~members["_finite"]).sum())
+    if non_finite:
+        reasons.append(f"non-finite or not logged: {non_finite}")
+    return "; ".join(reasons)
+
+
 def final_table(df: pd.DataFrame, by: Sequence[str], metric: str, how: str = "last",
                 statuses: Sequence[str] = ("COMPLETED",), at: int | None = None,
                 window: tuple[int, int] | None = None) -> pd.DataFrame:
@@ -438,9 +491,10 @@ def final_table(df: pd.DataFrame, by: Sequence[str], metric: str, how: str = "la
     One row per group (in order of first appearance) with the ``by`` columns and
     ``mean``, ``sd`` (sample standard deviation, ddof = 1; NaN for a single run), ``count`` (runs
     in the statistics), ``n_runs`` (all runs of the group), ``seeds`` (tuple of the seeds in the
-    statistics) and ``excluded``: the runs left out of the statistics and why, e.g.
-    ``"FAILED: 1; INTERRUPTED: 1; non-finite: 1"`` ("" when none). A group whose runs were all
-    excluded still has its row (count 0, mean NaN).
+    statistics), ``excluded``: the runs left out of the statistics and why, e.g.
+    ``"FAILED: 1; INTERRUPTED: 1; non-finite: 1"`` ("" when none), and ``names``: the distinct run
+    names of the group, joined by "; ". A group whose runs were all excluded still has its row
+    (count 0, mean NaN).
     """
     by = [by] if isinstance(by, str) else list(by)
     missing = [key for key in by if key not in df.columns]
@@ -456,12 +510,8 @@ def final_table(df: pd.DataFrame, by: Sequence[str], metric: str, how: str = "la
     for group, members in table.groupby("_group", sort=False):
         used = members[members["_ok_status"] & members["_finite"]]
         values = used["final"].to_numpy(dtype=float)
-        reasons = [f"{status}: {n}" for status, n in members.loc[~members["_ok_status"], "status"]
-                   .fillna("unknown").value_counts(sort=False).items()]
-        non_finite = int((members["_ok_status"] & ~members["_finite"]).sum())
-        if non_finite:
-            reasons.append(f"non-finite or not logged: {non_finite}")
         seeds = tuple(used["seed"].tolist()) if "seed" in used else ()
+        names = "; ".join(dict.fromkeys(members["name"].dropna())) if "name" in members else ""
         rows.append({
             **dict(zip(by, group)),
             "mean": float(values.mean()) if len(values) else math.nan,
@@ -469,9 +519,10 @@ def final_table(df: pd.DataFrame, by: Sequence[str], metric: str, how: str = "la
             "count": len(values),
             "n_runs": len(members),
             "seeds": seeds,
-            "excluded": "; ".join(reasons),
+            "excluded": _excluded(members),
+            "names": names,
         })  # fmt: skip
-    return pd.DataFrame(rows, columns=[*by, "mean", "sd", "count", "n_runs", "seeds", "excluded"])
+    return pd.DataFrame(rows, columns=[*by, "mean", "sd", "count", "n_runs", "seeds", "excluded", "names"])
 
 
 def curves(df: pd.DataFrame, metric: str, statuses: Sequence[str] | None = ("COMPLETED",)) -> pd.DataFrame:

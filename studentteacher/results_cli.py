@@ -4,10 +4,11 @@
     python -m studentteacher.results plot runs/smoke --metric valid_mmd2 --by method [--out curves.png]
     python -m studentteacher.results overlay runs/smoke/00000-1 runs/smoke/00003-1 --metric valid_mmd2
 
-``table`` prints :func:`studentteacher.results.final_table` (mean, sd, count over seeds per group);
-``plot`` draws the metric against the step, one line per group of ``--by`` keys, the mean over
-seeds with a +- 1 sd band, and prints the table of the values it drew at the last step;
-``overlay`` draws named runs one line each. Attempts of a run are joined (a resumed run is one
+``table`` prints :func:`studentteacher.results.final_table` (mean, sd, count over seeds per group,
+and the group's run names); ``plot`` draws the metric against the step, one line per group of
+``--by`` keys (labelled by those values and the group's run name), the mean over seeds with a +- 1
+sd band, and prints the table of the values it drew at the last step; ``overlay`` draws named runs
+one line each, labelled by the run's name. Attempts of a run are joined (a resumed run is one
 curve); runs that did not complete are left out of means and named. matplotlib is imported only
 by ``plot`` and ``overlay``, so the package itself never imports it.
 """
@@ -37,8 +38,12 @@ def _load(paths: list[str]) -> pd.DataFrame:
     return results.join_attempts(df)
 
 
-def _label(row: pd.Series, by: list[str]) -> str:
-    return ", ".join(f"{key}={row[key]}" for key in by) if by else "all runs"
+def _label(members: pd.DataFrame, by: list[str]) -> str:
+    """A legend label: the group's ``--by`` values, then its run name when its runs share one."""
+    names = list(dict.fromkeys(members["name"].dropna())) if "name" in members else []
+    values = ", ".join(f"{key}={members.iloc[0][key]}" for key in by)
+    name = names[0] if len(names) == 1 else ""
+    return ": ".join(part for part in (values, name) if part) or "all runs"
 
 
 def _table(df: pd.DataFrame, args) -> pd.DataFrame:
@@ -85,7 +90,7 @@ def plot(df: pd.DataFrame, args) -> None:
     groups = rows.groupby(args.by, sort=True, dropna=False) if args.by else [((), rows)]
     for key, members in groups:
         stats = members.groupby("step")["value"].agg(["mean", "std", "count"]).sort_index()
-        label = _label(members.iloc[0], args.by) + f" ({members['run_dir'].nunique()} runs)"
+        label = _label(members, args.by) + f" ({members['run_dir'].nunique()} runs)"
         line, = ax.plot(stats.index, stats["mean"], label=label)
         ax.fill_between(stats.index, stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0),
                         color=line.get_color(), alpha=0.2, lw=0)
@@ -103,7 +108,8 @@ def overlay(df: pd.DataFrame, args) -> None:
     for run_dir, members in rows.groupby("run_dir", sort=False):
         first = members.iloc[0]
         members = members.sort_values("step")
-        ax.plot(members["step"], members["value"], label=f"{first['source']}/{first['run_id']} ({first['status']})")
+        ax.plot(members["step"], members["value"],
+                label=f"{first.get('name') or first['experiment']} ({first['source']}/{first['run_id']}, {first['status']})")
     ax.legend(fontsize=7)
     _save(fig, args.out)
 

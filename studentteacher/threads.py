@@ -35,6 +35,16 @@ def idle_cores() -> int:
     return max(1, usable_cores() - busy)
 
 
+def check_threads(value) -> int | str:
+    """A ``threads`` config value as given (``"auto"`` or an integer >= 1; an integral float becomes an
+    int), else ValueError naming the key and what is allowed."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if value == AUTO or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ValueError(f"config key 'threads': got {value!r}; allowed: {AUTO!r} or an integer >= 1")
+
+
 def choose_threads(requested: int | str = AUTO) -> int:
     """The thread count for ``requested`` (a positive count, or "auto": see the module docstring)."""
     if requested != AUTO:

@@ -52,8 +52,11 @@ from .replicas import check_compatible
 from .updates import StepHyper, draw_noise, rule_from_config
 
 MIN_ADAPTIVE_LR = 1e-4
-# keys that may differ between a checkpoint's run and the run resuming from it
-RESUMABLE_CHANGES = ("epochs", "log_every", "checkpoint_every", "resume_from", "device", "allow_tf32", "compile")
+# keys that may differ between a checkpoint's run and the run resuming from it (how the run is carried
+# out, not what it computes: a replica's checkpoint resumes alone or in a batch of another size)
+RESUMABLE_CHANGES = ("epochs", "log_every", "checkpoint_every", "resume_from", "device", "allow_tf32", "compile",
+                     "replicas", "threads")
+CHECKPOINT_KEYS = ("epoch", "config", "params", "lmbda", "drmmd_start", "best_valid", "generators")
 
 
 class TrainingDiverged(RuntimeError):
@@ -77,14 +80,6 @@ class TrainingInterrupted(Exception):
 class EpochMetrics:
     epoch: int
     values: dict[str, float]
-
-
-def set_threads_from_allocation() -> int:
-    """Use as many CPU threads as the SLURM allocation grants (``SLURM_CPUS_PER_TASK``), if set."""
-    granted = os.environ.get("SLURM_CPUS_PER_TASK", "")
-    if granted.isdigit() and int(granted) > 0:
-        torch.set_num_threads(int(granted))
-    return torch.get_num_threads()
 
 
 def noise_at(config: dict, epoch: int) -> float:
@@ -199,20 +194,77 @@ def start_replica(config: dict, arch: Architecture, device: torch.device, dtype:
     return replica, progress
 
 
-def load_checkpoint(path: str, replica: Replica, dtype: torch.dtype, device: torch.device) -> Progress:
-    """Restore ``replica``'s random streams and best value from ``path``; its Progress (ConfigError if
-    the checkpoint's config differs outside RESUMABLE_CHANGES or its streams are of another device)."""
-    if not os.path.isfile(path):
-        raise config_module.ConfigError(f"config key 'resume_from': got {path!r}; allowed: an existing checkpoint file")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    config = replica.config
+def _refuse_checkpoint(path: str, problem: str):
+    raise config_module.ConfigError(
+        f"config key 'resume_from': got {path!r}; allowed: a checkpoint written by the student_teacher experiment "
+        f"({problem})"
+    )
+
+
+def read_checkpoint(path: str) -> dict:
+    """The state a checkpoint holds; ConfigError naming ``resume_from`` and what is wrong with the file
+    (missing, a directory, empty, truncated or corrupt, or not a student-teacher checkpoint)."""
+    if not os.path.exists(path):
+        _refuse_checkpoint(path, "no such file")
+    if os.path.isdir(path):
+        _refuse_checkpoint(path, "it is a directory")
+    if os.path.getsize(path) == 0:
+        _refuse_checkpoint(path, "the file is empty")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch.load raises many types for truncated or corrupt files
+        _refuse_checkpoint(path, f"it cannot be read, truncated or corrupt: {type(error).__name__}: {error}")
+    if not isinstance(state, dict) or set(CHECKPOINT_KEYS) - set(state) or not isinstance(state["config"], dict):
+        _refuse_checkpoint(path, f"it holds no checkpoint with the keys {', '.join(CHECKPOINT_KEYS)}")
+    foreign = sorted(set(state["config"]) - set(config_module.SPEC))
+    if foreign:
+        _refuse_checkpoint(path, f"its run had the config keys {', '.join(foreign)}, which this experiment does not know")
+    return state
+
+
+def _check_same_run(path: str, state: dict, config: dict) -> None:
+    """ConfigError unless ``config`` equals the checkpoint's run outside RESUMABLE_CHANGES."""
     differing = [key for key in config if key not in RESUMABLE_CHANGES and state["config"].get(key) != config[key]]
     if differing:
         key = differing[0]
         raise config_module.ConfigError(
-            f"config key {key!r}: got {config[key]!r} but the checkpoint {path!r} was written with "
+            f"config key {key!r}: got {config[key]!r}, but the checkpoint resume_from={path!r} was written with "
             f"{state['config'].get(key)!r}; only {', '.join(RESUMABLE_CHANGES)} may change on resume"
         )
+
+
+def check_resume(config: dict) -> dict | None:
+    """The state of ``resume_from`` after checking that ``config`` can continue it (None without one).
+
+    ConfigError (naming the key) for a file :func:`read_checkpoint` refuses, a checkpoint of another
+    run (keys outside RESUMABLE_CHANGES differ), random states of another device type, or
+    ``epochs`` at or below the checkpoint's epoch (nothing would be left to train).
+    """
+    path = config["resume_from"]
+    if not path:
+        return None
+    state = read_checkpoint(path)
+    _check_same_run(path, state, config)
+    device = config_module.resolve_device(config["device"])
+    expected = torch.Generator(device=device).get_state().numel()
+    if any(torch.as_tensor(s).numel() != expected for s in state["generators"].values()):
+        raise config_module.ConfigError(
+            f"config key 'device': got {config['device']!r} ({device.type}), but the checkpoint resume_from={path!r} "
+            f"holds random states of another device type; resume on the device type it was written on"
+        )
+    if config["epochs"] <= state["epoch"]:
+        raise config_module.ConfigError(
+            f"config key 'epochs': got {config['epochs']}; allowed: an integer > {state['epoch']}, the epoch at which "
+            f"the checkpoint resume_from={path!r} was written"
+        )
+    return state
+
+
+def load_checkpoint(path: str, replica: Replica, dtype: torch.dtype, device: torch.device) -> Progress:
+    """Restore ``replica``'s random streams and best value from ``path``; its Progress (ConfigError if
+    the checkpoint's config differs outside RESUMABLE_CHANGES or its streams are of another device)."""
+    state = read_checkpoint(path)
+    _check_same_run(path, state, replica.config)
     for name, generator in replica.generators.items():
         try:
             generator.set_state(state["generators"][name])
@@ -444,13 +496,17 @@ class TrainingLoop:
         on_epoch: Callable[[int], None] = lambda epoch: None,
         should_stop: Callable[[], bool] = lambda: False,
         checkpoint_paths: list[str | None] | None = None,
+        before_checkpoint: Callable[[], None] = lambda: None,
     ) -> list[dict[str, float] | None]:
         """Train every replica to ``epochs``; its result {valid_mmd2, best_valid_mmd2}, None if it failed.
 
         ``on_metrics(r, metrics)`` gets replica r's logged values, ``on_failure(r, error)`` its
         :class:`TrainingDiverged` (the default raises it). ``should_stop()`` is polled after every
         epoch (host side): when true, each live replica's checkpoint is written to
-        ``checkpoint_paths[r]`` and :class:`TrainingInterrupted` is raised.
+        ``checkpoint_paths[r]`` and :class:`TrainingInterrupted` is raised. ``before_checkpoint()``
+        precedes every checkpoint write (periodic or on a stop): the place to store what was logged,
+        so that the stored metrics always reach the latest checkpoint's epoch (a run killed after it
+        resumes from there with no gap in its curve).
         """
         cfg = self.config
         if self.adaptive and self.drmmd_start is None:
@@ -469,6 +525,7 @@ class TrainingLoop:
             stop = should_stop()
             if stop or (cfg["checkpoint_every"] and self.epoch % cfg["checkpoint_every"] == 0):
                 self._check_finite(on_failure)
+                before_checkpoint()
                 written = self._save_checkpoints(checkpoint_paths)
             if stop:
                 raise TrainingInterrupted(f"stopped on request after epoch {self.epoch}", written)

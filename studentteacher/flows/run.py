@@ -21,8 +21,9 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
-from ..config import resolve_device
+from ..config import SEED_LIMIT, check_device, resolve_device
 from ..kernels import KERNELS, Kernel, get_kernel
+from ..threads import check_threads
 from ..toys import TARGETS, Toy, generators, make_toy
 from . import FLOWS, build_flow, flow_class
 from .base import FirstVariation, KernelFlow, euler_step, flow_velocity
@@ -207,14 +208,14 @@ def run_flow(
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 CONFIG_KEYS = (
     "target", "flow", "kernel", "bandwidth", "n_particles", "n_target", "steps", "step_size", "lmbda",
-    "noise_level", "noise_until", "dtype", "device", "log_every", "snapshot_every", "replicas", "seed",
+    "noise_level", "noise_until", "dtype", "device", "log_every", "snapshot_every", "replicas", "threads", "seed",
 )  # fmt: skip
 #: Config keys in which the replicas of one batched run may differ (every other key is shared).
 REPLICA_KEYS = ("seed", "step_size", "lmbda", "noise_level", "noise_until", "replicas")
 
 
 def _fail(key: str, value, allowed: str):
-    raise ValueError(f"config key {key!r}: got {value!r}, allowed: {allowed}")
+    raise ValueError(f"config key {key!r}: got {value!r}; allowed: {allowed}")
 
 
 def _is_int(value) -> bool:
@@ -231,7 +232,7 @@ def validate_flow_config(config: dict) -> None:
     unknown = sorted(set(config) - set(CONFIG_KEYS))
     if unknown:
         raise ValueError(f"unknown config keys {unknown}; allowed keys: {list(CONFIG_KEYS)}")
-    missing = [key for key in CONFIG_KEYS if key not in config]
+    missing = [key for key in CONFIG_KEYS if key not in config and key != "threads"]  # threads: "auto" if absent
     if missing:
         raise ValueError(f"missing config keys {missing}; required keys: {list(CONFIG_KEYS)}")
     for key, options in (("target", TARGETS), ("flow", tuple(FLOWS)), ("kernel", tuple(KERNELS)), ("dtype", tuple(DTYPES))):
@@ -248,11 +249,13 @@ def validate_flow_config(config: dict) -> None:
             _fail(key, config[key], f"an integer >= {low}")
     if config["target"] == "three_rings" and config["n_target"] % 3:
         _fail("n_target", config["n_target"], "a multiple of 3 for target 'three_rings'")
-    if not _is_int(config["seed"]):
-        _fail("seed", config["seed"], "an integer")
-    device = config["device"]
-    if not (isinstance(device, str) and (device in ("auto", "cpu") or device.split(":")[0] == "cuda")):
-        _fail("device", device, "'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if not (_is_int(config["seed"]) and 0 <= config["seed"] <= SEED_LIMIT - config["replicas"]):
+        _fail("seed", config["seed"], "an integer 0 <= seed < 2**32 (numpy's seed range: Sacred seeds numpy with it; "
+              "with replicas, seed + replicas - 1 < 2**32)")
+    if not isinstance(config["device"], str):
+        _fail("device", config["device"], "'auto', 'cpu', 'cuda' or 'cuda:N'")
+    check_device(config["device"])  # the student-teacher experiment's check: a CUDA device must exist
+    check_threads(config.get("threads", "auto"))
 
 
 def make_flow(

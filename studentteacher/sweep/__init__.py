@@ -51,7 +51,7 @@ and the key).
 
 Modules: :mod:`.spec` (file -> configs), :mod:`.tasks` (validate, run here), :mod:`.status`
 (states, final tables), :mod:`.submit`, :mod:`.backends`, :mod:`.cli`. Sacred is reached only
-through ``experiments/sweep_runs.py``, imported when a config is resolved or a task runs.
+through ``experiments/sacred_runs.py``, imported when a config is resolved or a task runs.
 """
 from .backends import BACKENDS, Backend, SubmitError, make_backend
 from .backends.slurm import (

@@ -12,6 +12,10 @@ from .submit import submit
 from .tasks import EXIT_COMPLETED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, exit_status, run_batch, validate
 
 
+STALE_HELP = ("seconds without a heartbeat after which a RUNNING run is dead (default: 3 of the run's heartbeat "
+              "intervals, 15 s for the experiments' runs)")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but an unknown option is reported with the full list of valid ones."""
 
@@ -48,7 +52,7 @@ def _add_submit(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--batch", type=int, default=1,
                      help="each backend task runs up to BATCH compatible indices as one batched computation")
     sub.add_argument("--dry-run", action="store_true", help="print what would run (scripts, commands) only")
-    sub.add_argument("--stale-after", type=float, default=120.0, help="seconds without heartbeat -> dead (120)")
+    sub.add_argument("--stale-after", type=float, default=None, help=STALE_HELP)
     for name, (backend, option) in _backend_options().items():
         flag, description = "--" + name.replace("_", "-"), f"{option.description} (backend {backend})"
         if option.pattern is None:
@@ -79,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_run(command("run", "run one task in this process"))
     sub = command("status", "print the state of every index")
     sub.add_argument("--json", action="store_true", help="as JSON")
-    sub.add_argument("--stale-after", type=float, default=120.0, help="seconds without heartbeat -> dead (120)")
+    sub.add_argument("--stale-after", type=float, default=None, help=STALE_HELP)
     _add_submit(command("submit", "submit the missing/failed/interrupted/dead indices to a backend "
                                   "(SLURM array jobs, or local processes)"))
     sub = command("collect", "print a table of the final metrics per config")
@@ -121,8 +125,12 @@ def _run(sweep: Sweep, args) -> int:
             raise SweepError(f"--indices must be comma-separated integers, got {args.indices!r}") from None
     elif args.batch < 1:
         raise SweepError(f"--batch must be >= 1, got {args.batch}")
+    elif args.index + args.batch > len(sweep) and args.batch > 1:
+        raise SweepError(f"--index {args.index} --batch {args.batch} asks for tasks {args.index} .. "
+                         f"{args.index + args.batch - 1}, but the sweep {sweep.path} has {len(sweep)} tasks "
+                         f"(0 .. {len(sweep) - 1})")
     else:
-        indices = [i for i in range(args.index, args.index + args.batch) if i < len(sweep)] or [args.index]
+        indices = list(range(args.index, args.index + args.batch))
     outcomes = run_batch(sweep, indices, validate_all=args.validate == "all")
     for index, state, run_dir in outcomes:
         print(f"sweep task {index}: {state} ({run_dir})", file=sys.stderr)

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from ..results import default_runs_dir, runs_dir_problem
+
 SWEEP_KEYS = ("experiment", "named_config", "base", "grid", "zip", "seeds", "observer")
 
 
@@ -174,9 +176,12 @@ def _observer(path: Path, spec: dict, observer: str | os.PathLike | None) -> Pat
     if observer is None:
         observer = spec.get("observer")
     if observer is None:
-        observer = Path(os.environ.get("STUDENTTEACHER_RUNS", "runs")) / path.stem
+        observer = default_runs_dir() / path.stem
     if not isinstance(observer, (str, os.PathLike)) or not str(observer):
         _fail(path, f"'observer' must be a directory path, got {observer!r}")
+    problem = runs_dir_problem(observer, writing=False)  # status and collect only read it
+    if problem:
+        _fail(path, f"observer: {problem}")
     return Path(observer).resolve()
 
 

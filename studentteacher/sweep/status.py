@@ -4,9 +4,15 @@ Run directories are read only through :mod:`studentteacher.results`; what a back
 (a SLURM array, a local submit) comes from :func:`studentteacher.sweep.backends.queued`.
 
 States: ``completed``, ``failed`` (with the last line of the fail trace), ``interrupted``,
-``running`` (heartbeat younger than ``stale_after`` seconds), ``dead`` (RUNNING but the
-heartbeat is stale: killed without a chance to say so), ``queued`` (waiting or starting in a
-backend) and ``missing``. Each index's latest attempt decides.
+``running``, ``dead`` (RUNNING but the heartbeat is stale: killed without a chance to say so),
+``queued`` (waiting or starting in a backend) and ``missing``. Each index's latest attempt decides.
+
+**Stale rule.** A RUNNING run is dead once its last heartbeat (or, before the first one, its start)
+is older than :data:`STALE_BEATS` of its own heartbeat intervals (``meta.beat_interval`` in
+run.json: 5 s for the experiments' runs, so a killed run reads dead 15-20 s after it died;
+Sacred's 10 s for runs that do not record it), or than ``stale_after`` seconds when that is given.
+The student-teacher runs also beat right before every checkpoint, so the metrics a killed run
+stored reach its latest checkpoint, from which its next attempt resumes.
 """
 from __future__ import annotations
 
@@ -19,6 +25,10 @@ from .. import results
 from .backends import queued
 from .spec import EXPERIMENTS, Sweep
 
+#: Heartbeat intervals without a heartbeat after which a RUNNING run is dead (module docstring).
+STALE_BEATS = 3
+#: Sacred's heartbeat interval, for runs whose run.json does not record theirs.
+SACRED_BEAT_SECONDS = 10.0
 STATES = ("completed", "failed", "interrupted", "running", "dead", "queued", "missing")
 RESUBMIT_STATES = ("failed", "interrupted", "dead", "missing")
 RUN_ID = results.SWEEP_RUN_ID
@@ -34,11 +44,12 @@ class TaskStatus:
     run_id: str | None  # the latest attempt's directory name
     detail: str = ""  # fail reason, heartbeat age, SLURM job
     result: Any = None
+    name: str | None = None  # the latest attempt's run name (results.run_name)
 
     def as_dict(self) -> dict:
         """The fields as a JSON-ready dict."""
-        return {"index": self.index, "state": self.state, "attempts": self.attempts,
-                "run_id": self.run_id, "detail": self.detail, "result": self.result}
+        return {"index": self.index, "state": self.state, "attempts": self.attempts, "run_id": self.run_id,
+                "name": self.name, "detail": self.detail, "result": self.result}
 
 
 def latest_attempts(sweep: Sweep) -> dict[int, tuple[int, Path]]:
@@ -60,7 +71,16 @@ def _parse_time(text: str | None) -> dt.datetime | None:
         return None
 
 
-def _state_of(run: dict, stale_after: float, now: dt.datetime) -> tuple[str, str]:
+def stale_limit(run: dict, stale_after: float | None = None) -> float:
+    """Seconds without a heartbeat after which the RUNNING ``run`` (its run.json) is dead: ``stale_after``
+    when given, else :data:`STALE_BEATS` of its heartbeat intervals (module docstring)."""
+    if stale_after is not None:
+        return stale_after
+    beat = (run.get("meta") or {}).get("beat_interval")
+    return STALE_BEATS * (beat if isinstance(beat, (int, float)) and beat > 0 else SACRED_BEAT_SECONDS)
+
+
+def _state_of(run: dict, stale_after: float | None, now: dt.datetime) -> tuple[str, str]:
     """(state, detail) of a run from its run.json."""
     status = run.get("status")
     if status == "COMPLETED":
@@ -75,37 +95,40 @@ def _state_of(run: dict, stale_after: float, now: dt.datetime) -> tuple[str, str
         if beat is None:
             return "running", "no heartbeat yet"
         age = (now - beat).total_seconds()
-        if age > stale_after:
+        if age > stale_limit(run, stale_after):
             return "dead", f"RUNNING but last heartbeat {age:.0f} s ago"
         return "running", f"heartbeat {age:.0f} s ago"
     return "failed", f"unexpected status {status!r}"  # e.g. a custom interrupt status
 
 
-def status(sweep: Sweep, stale_after: float = 120.0) -> list[TaskStatus]:
-    """The state of every index of the sweep (see the module docstring), in index order."""
+def status(sweep: Sweep, stale_after: float | None = None) -> list[TaskStatus]:
+    """The state of every index of the sweep (see the module docstring), in index order; ``stale_after``
+    (seconds) replaces the stale rule's heartbeat intervals."""
     latest = latest_attempts(sweep)
     waiting = queued(sweep)
     now = dt.datetime.utcnow()
     statuses = []
     for index in range(len(sweep)):
         attempts, path = latest.get(index, (0, None))
-        state, detail, run_id, result = "missing", "", None, None
+        state, detail, run_id, result, name = "missing", "", None, None, None
         if path is not None:
             run = results.read_run_json(path)
             state, detail = _state_of(run, stale_after, now)
-            run_id, result = path.name, run.get("result")
+            run_id, result, name = path.name, run.get("result"), results.run_name(run)
         if index in waiting and state != "running":
             state, detail = "queued", waiting[index]
-        statuses.append(TaskStatus(index, state, attempts, run_id, detail, result))
+        statuses.append(TaskStatus(index, state, attempts, run_id, detail, result, name))
     return statuses
 
 
 def format_status(sweep: Sweep, statuses: list[TaskStatus]) -> str:
     """A plain-text table of :func:`status`, one line per index, and a count per state."""
-    lines = [f"{'index':>5}  {'state':<11}  {'attempts':>8}  {'run':<9}  config / detail"]
+    width = max([4, *(len(s.name or "-") for s in statuses)])
+    lines = [f"{'index':>5}  {'state':<11}  {'attempts':>8}  {'run':<9}  {'name':<{width}}  config / detail"]
     for s in statuses:
         detail = sweep.describe(s.index) + (f"  | {s.detail}" if s.detail else "")
-        lines.append(f"{s.index:>5}  {s.state:<11}  {s.attempts:>8}  {s.run_id or '-':<9}  {detail}")
+        lines.append(f"{s.index:>5}  {s.state:<11}  {s.attempts:>8}  {s.run_id or '-':<9}  {s.name or '-':<{width}}  "
+                     f"{detail}")
     counts = {state: sum(s.state == state for s in statuses) for state in STATES}
     lines.append(f"{len(statuses)} tasks: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n))
     return "\n".join(lines)

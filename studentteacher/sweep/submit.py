@@ -8,7 +8,7 @@ from .tasks import validate
 
 
 def submit(sweep: Sweep, options: dict | None = None, *, backend: str | Backend = "slurm", all_indices: bool = False,
-           indices: list[int] | None = None, dry_run: bool = False, stale_after: float = 120.0,
+           indices: list[int] | None = None, dry_run: bool = False, stale_after: float | None = None,
            batch: int = 1) -> list:
     """Submit the sweep's open tasks to ``backend``; return its records (nothing to do: []).
 

@@ -1,6 +1,6 @@
 """Validating and running sweep tasks in this process: :func:`run_task`, :func:`run_batch`.
 
-Sacred is reached only through the experiments' helper ``sweep_runs.py`` (:func:`helper`),
+Sacred is reached only through the experiments' helper ``sacred_runs.py`` (:func:`helper`),
 imported on first use: ``experiments/`` next to this package in a checkout, else the installed
 package ``studentteacher_experiments``.
 """
@@ -17,11 +17,11 @@ from .. import results
 from .spec import EXPERIMENTS, Sweep, SweepError
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 3
-HELPER = "sweep_runs.py"
+HELPER = "sacred_runs.py"
 
 
 def experiments_dir() -> Path:
-    """The folder of the experiment scripts and ``sweep_runs.py``: the checkout's ``experiments/``
+    """The folder of the experiment scripts and ``sacred_runs.py``: the checkout's ``experiments/``
     when this package runs from one, else the installed package ``studentteacher_experiments``."""
     checkout = Path(__file__).resolve().parents[2] / "experiments"
     if (checkout / HELPER).is_file():
@@ -35,12 +35,15 @@ def experiments_dir() -> Path:
 
 @functools.cache
 def helper():
-    """The experiments' ``sweep_runs`` module (imported on the first call; it imports Sacred)."""
-    spec = importlib.util.spec_from_file_location("studentteacher_sweep_runs", experiments_dir() / HELPER)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """The experiments' helper ``sacred_runs`` (imported on the first call; it imports Sacred).
+
+    Imported by its plain name from its folder, the way the experiment scripts import it, so that the
+    sweep and the scripts share one module: one stop request, one registry of running replica groups.
+    """
+    folder = str(experiments_dir())
+    if folder not in sys.path:
+        sys.path.append(folder)
+    return importlib.import_module(Path(HELPER).stem)
 
 
 def _attribute(reference: str):
@@ -141,8 +144,14 @@ def _task(sweep: Sweep, index: int, checkpoint: Path | None) -> dict:
 
 def _run(sweep: Sweep, tasks: list[dict]) -> list[tuple[str, Path | None]]:
     """Run ``tasks`` through the helper; (status, run directory) each, the status as stored."""
-    sweep.observer.mkdir(parents=True, exist_ok=True)
-    outcomes = helper().run_tasks(sweep.experiment, list(sweep.named_configs), sweep.observer, tasks)
+    try:
+        sweep.observer.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SweepError(f"sweep {sweep.path}: observer {sweep.observer}: cannot create it ({err.strerror})") from None
+    try:
+        outcomes = helper().run_tasks(sweep.experiment, list(sweep.named_configs), sweep.observer, tasks)
+    except ValueError as err:  # refused before any run started (memory, a resume checkpoint, an observer)
+        raise SweepError(f"sweep {sweep.path}: {err}") from err
     # The experiment may end a run on its own terms (e.g. a SacredInterrupt subclass): the stored
     # status is the truth.
     return [(results.read_run_json(run_dir).get("status", state) if run_dir else state, run_dir)

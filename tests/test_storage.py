@@ -1,0 +1,123 @@
+"""No silent success: what a run stores and the status it reports agree.
+
+* a disk that fills during the final writes fails the run with the reason (a real 200 KiB tmpfs,
+  mounted by the test; skipped where mounting is not permitted);
+* a run killed with SIGKILL has stored its metrics up to its latest checkpoint (a heartbeat precedes
+  every checkpoint), so its next attempt continues from what was logged;
+* a stop signal that arrives while a finished flow writes its artifacts leaves it COMPLETED with
+  exit status 0;
+* ``sweep status`` calls a RUNNING run dead after 3 of its heartbeat intervals.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from studentteacher import sweep as sw
+from studentteacher.sweep.status import _state_of, stale_limit
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN, FLOWS = ROOT / "experiments" / "train.py", ROOT / "experiments" / "flows2d.py"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+# about 1.7 MB of result.npz: more than the tmpfs holds, after a few KB of metrics
+LARGE = {"n_particles": 3000, "epochs": 2, "n_train": 100, "n_valid": 50, "batch_size": 50, "log_every": 1}
+
+
+def load(run_dir: Path, name: str):
+    return json.loads((run_dir / name).read_text())
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 200 KiB tmpfs at tmp_path / 'disk', unmounted afterwards."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(disk)], capture_output=True,
+                             text=True)  # fmt: skip
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_full_disk_during_the_final_writes_fails_the_run_with_the_reason(small_disk):
+    """Regression: the run exited 0 with run.json COMPLETED while result.npz was truncated."""
+    done = subprocess.run([sys.executable, str(TRAIN), "with", *(f"{k}={v}" for k, v in LARGE.items()),
+                           "-F", str(small_disk)], capture_output=True, text=True, timeout=300, env=ENV)  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    run = load(small_disk / "1", "run.json")
+    assert run["status"] == "FAILED"
+    assert "No space left on device while writing result.npz" in run["fail_trace"][-1]
+    assert not (small_disk / "1" / "result.npz").exists(), "no truncated artifact is left"
+    assert load(small_disk / "1", "metrics.json")["train_mmd2"]["steps"] == [0, 1, 2], "what was logged stays"
+
+
+def test_a_full_disk_fails_a_sweep_task_and_status_says_so(small_disk, tmp_path, capsys):
+    """Regression: through a sweep the run stayed RUNNING forever with an empty run.json.tmp."""
+    path = tmp_path / "full.yaml"
+    path.write_text(yaml.safe_dump({"experiment": "student_teacher", "base": LARGE, "seeds": [1],
+                                    "observer": str(small_disk / "sweep")}))  # fmt: skip
+    assert sw.main(["run", str(path), "--index", "0"]) == sw.EXIT_FAILED
+    (state,) = sw.status(sw.load(path))
+    assert state.state == "failed" and "No space left on device" in state.detail, state
+    assert not list((small_disk / "sweep").glob("*/*.tmp"))
+
+
+def test_sigkill_keeps_the_metrics_up_to_the_latest_checkpoint(tmp_path):
+    """Regression: metrics reached metrics.json only at heartbeats, so a kill lost hundreds of points."""
+    config = ["n_particles=10", "n_train=40", "n_valid=20", "batch_size=20", "d_in=5", "log_every=1",
+              "checkpoint_every=20", "epochs=100000000", "seed=1", "-b", "600"]  # fmt: skip
+    process = subprocess.Popen([sys.executable, str(TRAIN), "with", *config, "-F", str(tmp_path)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)  # fmt: skip
+    checkpoint = tmp_path / "1" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not checkpoint.exists():
+        time.sleep(0.05)
+    time.sleep(1.0)  # several more checkpoints, no Sacred heartbeat (-b 600)
+    process.kill()
+    process.wait()
+    epoch = torch.load(checkpoint, weights_only=False)["epoch"]
+    steps = load(tmp_path / "1", "metrics.json")["valid_mmd2"]["steps"]
+    assert epoch >= 40 and steps[: epoch + 1] == list(range(epoch + 1)), (epoch, steps[-1])
+
+
+def test_a_stop_signal_while_a_finished_flow_stores_its_artifacts_completes_it(tmp_path):
+    """Regression: a SIGTERM during the artifacts of a finished flow gave exit 143 with run.json COMPLETED."""
+    process = subprocess.Popen([sys.executable, str(FLOWS), "with", "flow=mmd", "n_particles=20", "n_target=30",
+                                "steps=120", "snapshot_every=1", "log_every=120", "-F", str(tmp_path)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)  # fmt: skip
+    npz = tmp_path / "1" / "trajectory.npz"
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None and not npz.exists():
+        time.sleep(0.02)
+    assert process.poll() is None, "the flow.gif of 121 frames takes seconds: the signal comes while it is drawn"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    run = load(tmp_path / "1", "run.json")
+    assert (process.returncode, run["status"]) == (0, "COMPLETED"), stderr
+    assert {"trajectory.npz", "snapshots.png", "flow.gif"} <= set(run["artifacts"])
+    assert "stop signal arrived after the work was done" in stderr
+
+
+def test_a_run_is_dead_after_three_of_its_heartbeat_intervals():
+    now = dt.datetime.utcnow()
+
+    def state(age: float, beat: float | None, stale_after=None) -> str:
+        run = {"status": "RUNNING", "heartbeat": (now - dt.timedelta(seconds=age)).isoformat(),
+               "meta": {} if beat is None else {"beat_interval": beat}}  # fmt: skip
+        return _state_of(run, stale_after, now)[0]
+
+    assert stale_limit({"meta": {"beat_interval": 5.0}}) == 15.0 and stale_limit({}) == 30.0
+    assert (state(14, 5.0), state(16, 5.0)) == ("running", "dead")
+    assert (state(29, None), state(31, None)) == ("running", "dead"), "Sacred's 10 s beat without a record"
+    assert (state(16, 5.0, stale_after=3600), state(2, 5.0, stale_after=1)) == ("running", "dead")
