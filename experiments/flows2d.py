@@ -7,8 +7,11 @@ FileStorageObserver in ``$STUDENTTEACHER_RUNS`` (default ``./runs``). Metrics (s
 ``divergence``, ``mmd2``, ``w1``, ``w2``, ``lmbda``, ``step_size``; artifacts: ``trajectory.npz``
 (metrics, snapshot steps, snapshots [S, N, d], target, final particles), ``snapshots.png``,
 ``flow.gif``. The result is ``{"w1", "w2", "mmd2", "divergence"}`` at the last step. A non-finite
-value fails the run (Sacred marks it FAILED) after saving what was logged; SIGTERM or SIGUSR2 (a
-SLURM time limit, ``scancel``) ends it INTERRUPTED at the next log step, artifacts saved.
+value or particles that ran away (:mod:`studentteacher.flows.run`) fail the run (Sacred marks it
+FAILED) after saving what was logged; SIGTERM or SIGUSR2 (a SLURM time limit, ``scancel``) ends it
+INTERRUPTED before the next step, artifacts saved and ``checkpoint.pt`` written into the run
+directory (also every ``checkpoint_every`` steps); ``with ... resume_from=RUN_DIR/checkpoint.pt``
+continues it exactly (a sweep resumes an interrupted task so).
 
     python experiments/flows2d.py with three_rings_mmd replicas=5 seed=1
 
@@ -54,8 +57,9 @@ def config():
     n_particles = 300
     n_target = 300
     steps = 1000
-    step_size = 0.1  # mmd/mmd_noise/kale: gamma itself; drmmd: gamma = lmbda * step_size (studentteacher/flows/drmmd.py)
     lmbda = 1e-3
+    # mmd/mmd_noise/kale: gamma itself; drmmd: gamma = lmbda * step_size (studentteacher/flows/drmmd.py)
+    step_size = flows.default_step_size(flow, lmbda)  # 0.1; kale: 0.1 * lmbda (studentteacher/flows/kale.py)
     noise_level = 0.0  # mmd_noise: beta_n = noise_level while step < noise_until, then 0
     noise_until = 0
     dtype = "float64"
@@ -63,6 +67,8 @@ def config():
     log_every = max(1, steps // 200)  # flow steps between metric logs (the last step is always logged)
     snapshot_every = max(1, steps // 20)  # flow steps between snapshots (the last step is always kept)
     replicas = 1  # > 1 on the command line: seeds seed, seed+1, ... as one batched flow, one run each
+    checkpoint_every = 0  # flow steps between checkpoints (0: only on SIGTERM/SIGUSR2)
+    resume_from = None  # a checkpoint.pt to continue from (only steps, log/snapshot/checkpoint periods, device differ)
 
 
 @ex.named_config
@@ -160,6 +166,15 @@ def validate(config, command_name, logger):
     return {}
 
 
+# relia: checkpoints on a stop signal (as experiments/train.py's checkpoint_path_for)
+def checkpoint_path_for(run) -> str:
+    """``checkpoint.pt`` in the FileStorage run directory, else under ``$STUDENTTEACHER_RUNS/checkpoints``."""
+    for observer in run.observers:
+        if isinstance(observer, FileStorageObserver) and observer.dir:
+            return os.path.join(observer.dir, "checkpoint.pt")
+    return os.path.join(os.environ.get("STUDENTTEACHER_RUNS", "runs"), "checkpoints", f"particle_flow-{os.getpid()}.pt")
+
+
 def _result(trajectory: flows.FlowTrajectory) -> dict[str, float]:
     final = trajectory.records[-1]
     return {"w1": final.w1, "w2": final.w2, "mmd2": final.mmd2, "divergence": final.divergence}
@@ -184,13 +199,15 @@ def main(_config, _run):
     previous = {sig: signal.signal(sig, lambda signum, frame: stop_requested.append(signum)) for sig in STOP_SIGNALS}
     try:
         (trajectory,) = setup.run(on_log=_log_into([_run]), should_stop=lambda: bool(stop_requested),
-                                  progress=sys.stderr.isatty())  # fmt: skip
+                                  progress=sys.stderr.isatty(),
+                                  checkpoint_paths=[checkpoint_path_for(_run)])  # relia: checkpoint on stop  # fmt: skip
     except flows.FlowDivergedError as error:
         _save_artifacts(_run, error.trajectory, setup.toys[0])
         raise
     except flows.FlowInterrupted as stop:
         _save_artifacts(_run, stop.trajectories[0], setup.toys[0])
-        raise RunInterrupted(str(stop)) from stop
+        _run.info["checkpoint"] = stop.checkpoint_paths[0]  # relia: checkpoint on stop
+        raise RunInterrupted(f"{stop}; checkpoint: {stop.checkpoint_paths[0]}") from stop
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -218,12 +235,14 @@ def _run_replica_group(members: list[tuple[dict, object]], finish, stop_requeste
 
     try:
         trajectories = setup.run(on_log=_log_into(runs), on_failure=on_failure,
-                                 should_stop=lambda: bool(stop_requested), progress=sys.stderr.isatty())  # fmt: skip
+                                 should_stop=lambda: bool(stop_requested), progress=sys.stderr.isatty(),
+                                 checkpoint_paths=[checkpoint_path_for(run) for run in runs])  # fmt: skip
     except flows.FlowInterrupted as stop:
         for replica, trajectory in enumerate(stop.trajectories):
             if replica not in failed:
                 _save_artifacts(runs[replica], trajectory, setup.toys[replica])
-                finish(replica, RunInterrupted(str(stop)))
+                runs[replica].info["checkpoint"] = stop.checkpoint_paths[replica]  # relia: checkpoint on stop
+                finish(replica, RunInterrupted(f"{stop}; checkpoint: {stop.checkpoint_paths[replica]}"))
         return
     for replica, trajectory in enumerate(trajectories):
         if trajectory.records and trajectory.records[-1].step == setup.config["steps"]:
