@@ -125,6 +125,8 @@ def restore(checkpoints: list[FlowCheckpoint], flow: KernelFlow, generator, like
     if len(steps) != 1:
         raise ValueError(f"replicas must resume from the same step, got checkpoints at steps {steps}")
     batched = like.dim() == 3
+    if len(checkpoints) != (like.shape[0] if batched else 1):
+        raise ValueError(f"{len(checkpoints)} checkpoints for {like.shape[0] if batched else 1} replicas")
     particles = torch.stack([c.particles for c in checkpoints]) if batched else checkpoints[0].particles
     for stream, checkpoint in zip(streams_of(generator, len(checkpoints)), checkpoints):
         if stream is not None and checkpoint.noise is not None:

@@ -360,17 +360,26 @@ class FlowSetup:
         return trajectories if batched else [trajectories]
 
 
+def _resume_points(configs: list[dict]) -> list[FlowCheckpoint] | None:
+    """The checkpoints ``configs`` resume from (None: none does); ConfigError naming ``resume_from``
+    unless every one of them resumes, from one step, or none."""
+    resume = [checked_checkpoint(config) for config in configs]
+    if all(checkpoint is None for checkpoint in resume):
+        return None
+    steps = sorted({-1 if checkpoint is None else checkpoint.step for checkpoint in resume})
+    if len(steps) > 1:
+        raise ConfigError(f"config key 'resume_from': the replicas of a batch resume from checkpoints of one step, "
+                          f"or none (got steps {', '.join('none' if s < 0 else str(s) for s in steps)})")  # fmt: skip
+    return resume
+
+
 def setup_flow(configs: list[dict]) -> FlowSetup:
     """Validate ``configs`` (R >= 1, compatible: they differ only in :data:`REPLICA_KEYS`) and build
     their toys and flow, all on the device and dtype of the first config (the replicas share both),
     and read the checkpoints they resume from (all of them resume, from one step, or none)."""
     for config in configs:
         validate_flow_config(config)
-    resume = [checked_checkpoint(config) for config in configs]
-    if any(checkpoint is None for checkpoint in resume):
-        if any(checkpoint is not None for checkpoint in resume):
-            raise ConfigError("config key 'resume_from': every replica of a batch resumes from a checkpoint, or none")
-        resume = None
+    resume = _resume_points(configs)
     first = configs[0]
     device, dtype = resolve_device(first["device"]), DTYPES[first["dtype"]]
     toys = [make_toy(c["target"], c["n_particles"], c["n_target"], c["seed"], dtype, device) for c in configs]
