@@ -111,7 +111,8 @@ class Checkpoints:
             if path is None or not alive[r]:
                 written.append(None)
                 continue
-            own = {k: None if v is None else (v[r] if particles.dim() == 3 else v).detach().cpu() for k, v in state.items()}
+            own = {k: None if v is None else (v[r] if particles.dim() == 3 else v).detach().cpu()
+                   for k, v in state.items()}  # fmt: skip
             noise = None if streams[r] is None else streams[r].get_state()
             FlowCheckpoint(step, views[r].detach().cpu().clone(), noise, own, trajectories[r], configs[r]).save(path)
             written.append(path)
@@ -133,7 +134,8 @@ def restore(checkpoints: list[FlowCheckpoint], flow: KernelFlow, generator, like
             stream.set_state(checkpoint.noise)
     states = [checkpoint.flow_state for checkpoint in checkpoints]
     if batched:
-        states = [{k: None if any(s[k] is None for s in states) else torch.stack([s[k] for s in states]) for k in states[0]}]
+        states = [{k: None if any(s[k] is None for s in states) else torch.stack([s[k] for s in states])
+                   for k in states[0]}]  # fmt: skip
     flow.load_state(states[0])
     trajectories = []
     for r, checkpoint in enumerate(checkpoints):
