@@ -8,8 +8,11 @@ Observers, flags, checks before work, stop signals and replica groups are the he
 ``divergence``, ``mmd2``, ``w1``, ``w2``, ``lmbda``, ``step_size``; artifacts: ``trajectory.npz``
 (metrics, snapshot steps, snapshots [S, N, d], target, final particles), ``snapshots.png``,
 ``flow.gif``. The result is ``{"w1", "w2", "mmd2", "divergence"}`` at the last step. A non-finite
-value fails the run (Sacred marks it FAILED) after saving what was logged; SIGTERM or SIGUSR2 (a
-SLURM time limit, ``scancel``) ends it INTERRUPTED at the next log step, artifacts saved.
+value or particles that ran away (:mod:`studentteacher.flows.run`) fail the run (Sacred marks it
+FAILED) after saving what was logged; SIGTERM or SIGUSR2 (a SLURM time limit, ``scancel``) ends it
+INTERRUPTED before the next step, artifacts saved and ``checkpoint.pt`` written into the run
+directory (also every ``checkpoint_every`` steps); ``with ... resume_from=RUN_DIR/checkpoint.pt``
+continues it exactly (a sweep resumes an interrupted task so).
 
     python experiments/flows2d.py with three_rings_mmd replicas=5 seed=1
 
@@ -49,8 +52,9 @@ def config():
     n_particles = 300
     n_target = 300
     steps = 1000
-    step_size = 0.1  # mmd/mmd_noise/kale: gamma itself; drmmd: gamma = lmbda * step_size (studentteacher/flows/drmmd.py)
     lmbda = 1e-3
+    # mmd/mmd_noise/kale: gamma itself; drmmd: gamma = lmbda * step_size (studentteacher/flows/drmmd.py)
+    step_size = flows.default_step_size(flow, lmbda)  # 0.1; kale: 0.1 * lmbda (studentteacher/flows/kale.py)
     noise_level = 0.0  # mmd_noise: beta_n = noise_level while step < noise_until, then 0
     noise_until = 0
     dtype = "float64"
@@ -61,6 +65,8 @@ def config():
     snapshot_every = max(1, steps // 20) if isinstance(steps, int) else 1
     replicas = 1  # > 1 on the command line: seeds seed, seed+1, ... as one batched flow, one run each
     threads = "auto"  # CPU threads: "auto" (studentteacher.threads) or a count
+    checkpoint_every = 0  # flow steps between checkpoints (0: only on SIGTERM/SIGUSR2)
+    resume_from = None  # a checkpoint.pt to continue from (only steps, log/snapshot/checkpoint periods, device differ)
 
 
 @ex.named_config
@@ -185,9 +191,11 @@ def train(batch: sacred_runs.Batch) -> None:
 
     try:
         trajectories = setup.run(on_log=_log_into(runs), on_failure=on_failure, should_stop=batch.should_stop,
-                                 progress=sys.stderr.isatty())  # fmt: skip
+                                 progress=sys.stderr.isatty(), checkpoint_paths=batch.checkpoint_paths)  # fmt: skip
     except flows.FlowInterrupted as stop:
-        trajectories, outcome = stop.trajectories, sacred_runs.RunInterrupted(str(stop))
+        for run, path in zip(runs, stop.checkpoint_paths):
+            run.info["checkpoint"] = path
+        trajectories, outcome = stop.trajectories, sacred_runs.RunInterrupted(f"{stop}; checkpoint: checkpoint.pt")
     else:
         outcome = None
     for replica, trajectory in enumerate(trajectories):

@@ -92,7 +92,13 @@ def drmmd_witness(
 
 # ----------------------------------------------------------------------------- student-teacher
 def st_mmd2(student_mean: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """MMD2_hat = (1/B) sum_b |f_S(x_b) - f_T(x_b)|^2; ``[B, d_out]`` each -> 0-dim (unhalved)."""
+    """MMD2_hat = (1/B) sum_b sum_o (f_S,o(x_b) - f_T,o(x_b))^2; ``[B, d_out]`` each -> 0-dim (unhalved).
+
+    Summed over the d_out outputs: the MMD^2 of the kernel k(U, Z) = E_x[phi_U(x)^T phi_Z(x)]
+    (DESIGN §1), the objective every update rule descends (sgd's rho = r/2 is its gradient). The
+    papers' code averages the squared error over the outputs (1/d_out of this); they agree at
+    d_out = 1, the papers' setting.
+    """
     return ((student_mean - teacher) ** 2).sum(-1).mean()
 
 

@@ -29,8 +29,21 @@ Metrics every ``log_every`` epochs (and at epoch 0 and the last epoch): ``train_
 loss the rule optimised during the last epoch; at epoch 0 its objective on the training set),
 ``noise_level``, ``lmbda``, ``epoch_seconds``. The step never reads a value back to the host.
 Failure rule: a non-finite loss or particle (tracked on the device, read at logging, checkpoint
-and stop time) or metric fails that replica with :class:`TrainingDiverged` naming the epoch and
-the quantity, passed to ``on_failure`` (a plain run raises it); the other replicas go on.
+and stop time) or metric, or a run-away replica, fails that replica with :class:`TrainingDiverged`
+naming the epoch and the quantity, passed to ``on_failure`` (a plain run raises it); the other
+replicas go on. Run-away, read at log epochs against the replica's epoch-0 yardsticks (which
+checkpoints keep): ``train_mmd2`` above :data:`MMD2_GROWTH` (1e3) x its epoch-0 value, or the RMS
+of all particle weights above :data:`SCALE_GROWTH` (1e4) x the larger of its epoch-0 value and the
+teacher's. A run-away student under the quadexp features s(u) = exp(-u^2/sigma^2) in (0, 1] does
+not overflow: a huge step throws its weights far out, s saturates at 0, the gradients vanish and
+the weights freeze (the error stays at E|f_T|^2), so the weights tell, not the error, which is at
+most d_out (MMD2_hat <= d_out) and starts at 0.09-0.44 in the papers' configs: the MMD rule
+guards feature maps with a wider range and starts near the teacher. Neither fires on the papers'
+configs: in the small sweeps (experiments/sweeps/figures/*_small.yaml) train_mmd2 rises at most
+5.5 x its start (diffusion, which raises the error at first by design; all other rules at most
+1.12 x) and the RMS weight ends at most 14 x the teacher's (diffusion: its noise stays, a random
+walk of RMS beta sqrt(steps), sqrt(1 + 5 * 30 * 4/3) = 14 at that scale, about 115 at full scale:
+beta_0 = 1 halved every 1000 epochs, 10 batches an epoch); the other rules stay below 1.2 x.
 Checkpoints are per replica and have one format: a replica's checkpoint is a plain run's.
 """
 from __future__ import annotations
@@ -45,6 +58,7 @@ from typing import Callable
 import torch
 
 from . import config as config_module
+from .checkpoints import save_atomically
 from .data import Dataset, labelled_dataset, make_generators
 from .divergences import st_mmd2
 from .networks import Architecture, Params, init_params, output
@@ -52,6 +66,9 @@ from .replicas import check_compatible
 from .updates import StepHyper, draw_noise, rule_from_config
 
 MIN_ADAPTIVE_LR = 1e-4
+#: Run-away thresholds of the failure rule (module docstring): train_mmd2 over its epoch-0 value, and
+#: the RMS particle weight over the larger of its epoch-0 value and the teacher's.
+MMD2_GROWTH, SCALE_GROWTH = 1e3, 1e4
 # keys that may differ between a checkpoint's run and the run resuming from it (how the run is carried
 # out, not what it computes: a replica's checkpoint resumes alone or in a batch of another size)
 RESUMABLE_CHANGES = ("epochs", "log_every", "checkpoint_every", "resume_from", "device", "allow_tf32", "compile",
@@ -110,14 +127,6 @@ class EpochClock:
         return seconds
 
 
-def save_atomically(obj, path: str) -> None:
-    """torch.save to ``path + '.tmp'`` then rename, so a reader never sees half a file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary = f"{path}.tmp"
-    torch.save(obj, temporary)
-    os.replace(temporary, path)
-
-
 def compile_step(rule, mode: str, device: torch.device):
     """``rule.step`` through ``torch.compile`` (``mode`` "default" or "reduce-overhead"; fixed shapes).
 
@@ -151,6 +160,7 @@ class Replica:
     best_valid: float = math.inf
     history: dict[str, list[float]] = field(default_factory=dict)
     failed: bool = False
+    yardsticks: tuple[float, float] | None = None  # epoch-0 train_mmd2 and weight scale (the run-away rule)
 
     def record(self, epoch: int, values: dict[str, float]) -> EpochMetrics:
         """Append ``values`` (and the epoch) to the history."""
@@ -274,6 +284,7 @@ def load_checkpoint(path: str, replica: Replica, dtype: torch.dtype, device: tor
                 f"({error}); resume on the device it was written on"
             ) from error
     replica.best_valid = state["best_valid"]
+    replica.yardsticks = state.get("yardsticks")  # None in older checkpoints: taken again at the resumed epoch
     return Progress(
         epoch=state["epoch"],
         params={key: value.to(device=device, dtype=dtype) for key, value in state["params"].items()},
@@ -535,13 +546,13 @@ class TrainingLoop:
         ]
 
     # ------------------------------------------------------------------ failures and metrics
-    def _fail(self, r: int, quantity: str, epoch: int, on_failure) -> None:
+    def _fail(self, r: int, problem: str, on_failure) -> None:
+        """Fail replica ``r``: :class:`TrainingDiverged` saying ``problem`` (what, at which epoch) to ``on_failure``."""
         replica = self.replicas[r]
         replica.failed = True
         where = f", replica {r}" if self.layout.size > 1 else ""
         on_failure(r, TrainingDiverged(
-            f"non-finite {quantity} at epoch {epoch} (method={replica.config['method']}, lr={replica.config['lr']}"
-            f"{where}); the run diverged"
+            f"{problem} (method={replica.config['method']}, lr={replica.config['lr']}{where}); the run diverged"
         ))  # fmt: skip
 
     def _check_finite(self, on_failure) -> None:
@@ -551,7 +562,31 @@ class TrainingLoop:
             found = [(e, name) for e, name in ((loss_epoch, "loss"), (particles_epoch, "particles")) if e >= 0]
             if found and not self.replicas[r].failed:
                 epoch, quantity = min(found)  # the earlier; the loss on a tie
-                self._fail(r, quantity, epoch, on_failure)
+                self._fail(r, f"non-finite {quantity} at epoch {epoch}", on_failure)
+
+    def _weight_scales(self) -> list[float]:
+        """The RMS of each replica's particle weights (every coordinate of every tensor): R floats."""
+        rows = [value.reshape(self.layout.size, -1) for value in self.params.values()]  # (R, n_k) each
+        squares = sum(row.square().sum(1) for row in rows)  # (R,)
+        return _to_host(torch.sqrt(squares / sum(row.shape[1] for row in rows)))
+
+    def _problem(self, replica: Replica, values: dict[str, float], scale: float) -> str | None:
+        """Why this log epoch fails ``replica`` (non-finite, or run-away: module docstring), or None.
+        The first call takes the yardsticks (epoch 0, or the resumed epoch of an older checkpoint)."""
+        failed = [name for name, value in values.items() if not math.isfinite(value)]
+        if failed or not math.isfinite(scale):
+            return f"non-finite {failed[0] if failed else 'particles'} at epoch {self.epoch}"
+        if replica.yardsticks is None:
+            teacher = torch.cat([value.reshape(-1) for value in replica.teacher.values()])
+            replica.yardsticks = (values["train_mmd2"], max(scale, float(teacher.square().mean().sqrt())))
+        start_mmd2, start_scale = replica.yardsticks
+        if start_mmd2 > 0 and values["train_mmd2"] > MMD2_GROWTH * start_mmd2:
+            return (f"run-away train_mmd2 at epoch {self.epoch}: {values['train_mmd2']:.4g} > {MMD2_GROWTH:g} x its "
+                    f"epoch-0 value {start_mmd2:.4g}")  # fmt: skip
+        if scale > SCALE_GROWTH * start_scale:
+            return (f"run-away particles at epoch {self.epoch}: RMS weight {scale:.4g} > {SCALE_GROWTH:g} x "
+                    f"{start_scale:.4g} (the larger of its epoch-0 value and the teacher's)")  # fmt: skip
+        return None
 
     @torch.no_grad()
     def _log(self, loss: torch.Tensor | None, seconds: float, on_metrics, on_failure) -> None:
@@ -560,6 +595,7 @@ class TrainingLoop:
         valid = _to_host(self._mmd2(self.params, self.valid_x, self.valid_y))
         losses = _to_host(self.objective() if loss is None else loss)
         lmbdas = _to_host(self.lmbda) if self.adaptive else [replica.config["lmbda"] for replica in self.replicas]
+        scales = self._weight_scales()
         for r, replica in enumerate(self.replicas):
             if replica.failed:
                 continue
@@ -567,9 +603,9 @@ class TrainingLoop:
                 "train_mmd2": train[r], "valid_mmd2": valid[r], "loss": losses[r],
                 "noise_level": noise_at(replica.config, self.epoch), "lmbda": lmbdas[r], "epoch_seconds": seconds,
             }
-            failed = [name for name, value in values.items() if not math.isfinite(value)]
-            if failed:
-                self._fail(r, failed[0], self.epoch, on_failure)
+            problem = self._problem(replica, values, scales[r])
+            if problem:
+                self._fail(r, problem, on_failure)
                 continue
             replica.best_valid = min(replica.best_valid, values["valid_mmd2"])
             on_metrics(r, replica.record(self.epoch, values))
@@ -599,6 +635,7 @@ class TrainingLoop:
                 "lmbda": torch.as_tensor(lmbda).cpu(),
                 "drmmd_start": start,
                 "best_valid": run.best_valid,
+                "yardsticks": run.yardsticks,
                 "generators": {name: g.get_state() for name, g in run.generators.items()},
             },
             path,

@@ -42,3 +42,25 @@ ARCH_CASES = [
     for bias in (False, True)
     for d_out in (1, 2)
 ]
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A folder on a fresh 100 kB tmpfs (``mount -t tmpfs``, root only), unmounted afterwards;
+    the test is skipped where mounting is not permitted."""
+    import subprocess
+
+    folder = tmp_path / "full_disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100k", "tmpfs", str(folder)], capture_output=True,
+                             text=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip() or mounted.returncode})")
+    try:
+        yield folder
+    finally:
+        import gc
+
+        gc.collect()  # a failed write may still hold the file open (a traceback keeps it alive)
+        if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(folder)], check=False)  # detach it even while busy

@@ -180,3 +180,23 @@ def test_float32_mmd2_nonnegative_and_close_to_float64():
     single = divergences.st_mmd2(forward(arch, as32, x.float()).mean(), forward(arch, {k: v.float() for k, v in teacher.items()}, x.float()).mean())
     assert single.item() >= 0
     assert single.item() == pytest.approx(exact.item(), rel=1e-4)
+
+
+def test_d_out_2_mmd2_sums_the_squared_error_over_outputs():
+    """d_out > 1 convention (ours, kept; st_mmd2's docstring): MMD2_hat sums the squared error over
+    the outputs (the papers' code averages it), checked against a float64 loop over outputs,
+    samples and particles, one feature phi_{Z_i}(x_b) = exp(-(V_i relu(W_i x_b))^2 / sigma^2) at a time."""
+    arch, student, x = tiny_network("particle", d_out=2, n_particles=5)
+    teacher = init_params(arch, 1, 0.0, 1.0, gen(3), dtype=torch.float64)
+
+    def feature(params, i, b):  # (d_out,)
+        return torch.exp(-((params["V"][i] @ torch.relu(params["W"][i] @ x[b])) ** 2) / arch.sigma**2)
+
+    batch, size, brute = x.shape[0], 5, 0.0
+    for o in range(2):
+        for b in range(batch):
+            student_mean = sum(float(feature(student, i, b)[o]) for i in range(size)) / size
+            brute += (student_mean - float(feature(teacher, 0, b)[o])) ** 2 / batch
+    value = divergences.st_mmd2(forward(arch, student, x).mean(), forward(arch, teacher, x).mean())
+    assert value.dtype == torch.float64 and value.shape == ()
+    assert value.item() == pytest.approx(brute, rel=1e-12)

@@ -1,6 +1,8 @@
 """2-D particle flows (studentteacher.flows), toy targets (studentteacher.toys), spectral DrMMD."""
 import functools
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import ot
@@ -199,7 +201,8 @@ GOOD = dict(target="three_rings", flow="drmmd", kernel="gaussian", bandwidth=0.1
     "key, value",
     [("target", "moons"), ("flow", "sgd"), ("kernel", "rbf"), ("bandwidth", 0.0), ("bandwidth", -1.0),
      ("lmbda", 0.0), ("step_size", float("nan")), ("n_particles", 0), ("n_target", 31), ("steps", 2.5),
-     ("log_every", True), ("dtype", "float16"), ("device", "tpu"), ("noise_level", -1.0), ("replicas", 0)],
+     ("log_every", True), ("dtype", "float16"), ("device", "tpu"), ("noise_level", -1.0), ("replicas", 0),
+     ("checkpoint_every", -1), ("checkpoint_every", 2.0), ("resume_from", 3)],
 )  # fmt: skip
 def test_validate_flow_config_names_the_bad_key(key, value):
     flows.validate_flow_config(GOOD)
@@ -332,3 +335,156 @@ def test_shared_distances_step_equals_the_separate_reductions(name, flow_name):
     torch.testing.assert_close(first.value, expected_first.value, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(velocity, expected, rtol=1e-10, atol=1e-12)
     assert fused._kept is None, "kept distances are released after the velocity"
+
+
+# ----------------------------------------------------------------------------- checkpoints and resume
+def _resume_configs(flow_name, seeds=(2,)):
+    """Small configs of ``flow_name`` whose noise (mmd_noise) ends after the stop step, one per seed."""
+    steps = {"kale": [1e-3, 2e-3, 5e-4]}.get(flow_name, [0.1, 0.2, 0.05])
+    return [dict(GOOD, flow=flow_name, target="gaussian", bandwidth=1.0, n_particles=24, n_target=21, steps=12,
+                 log_every=3, snapshot_every=4, step_size=steps[r], lmbda=[0.05, 0.1, 0.02][r],
+                 noise_level=[0.5, 1.0, 0.2][r], noise_until=8, seed=seed)
+            for r, seed in enumerate(seeds)]  # fmt: skip
+
+
+def _interrupted(configs, paths, at_step):
+    """Run ``configs`` (one batch) until a stop request before step ``at_step``; the FlowInterrupted."""
+    polls = []
+    with pytest.raises(flows.FlowInterrupted) as stop:
+        flows.setup_flow(configs).run(checkpoint_paths=paths,
+                                      should_stop=lambda: polls.append(1) or len(polls) >= at_step)
+    assert stop.value.step == at_step and stop.value.checkpoint_paths == paths
+    return stop.value
+
+
+def _assert_same(trajectory, expected, atol=0.0):
+    for name, values in expected.metrics().items():
+        torch.testing.assert_close(trajectory.metrics()[name], values, rtol=0, atol=atol, msg=name)
+    assert trajectory.snapshot_steps == expected.snapshot_steps
+    torch.testing.assert_close(trajectory.snapshot_tensor(), expected.snapshot_tensor(), rtol=0, atol=atol)
+    torch.testing.assert_close(trajectory.particles, expected.particles, rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("flow_name", list(flows.FLOWS))
+def test_flow_restarted_from_step_0_after_an_interruption(flow_name, tmp_path):
+    """Regression (2-D flows restarted from step 0): a flow stopped at step 5 and resumed from its
+    checkpoint equals the uninterrupted flow bitwise (float64), its whole trajectory included; so
+    does one resumed from the periodic checkpoint (checkpoint_every) of a finished run."""
+    (config,) = _resume_configs(flow_name)
+    periodic = str(tmp_path / "periodic.pt")
+    (straight,) = flows.setup_flow([dict(config, checkpoint_every=5)]).run(checkpoint_paths=[periodic])
+    assert flows.load_checkpoint(periodic).step == 10
+    path = str(tmp_path / "checkpoint.pt")
+    stop = _interrupted([config], [path], 5)
+    assert [record.step for record in stop.trajectories[0].records] == [0, 3]
+    checkpoint = flows.load_checkpoint(path)
+    assert checkpoint.step == 5 and checkpoint.config == config and not os.path.exists(path + ".tmp")
+    if flow_name in ("drmmd_adaptive", "kale"):
+        assert all(value is not None for value in checkpoint.flow_state.values()) and checkpoint.flow_state
+    for source in (path, periodic):
+        (resumed,) = flows.setup_flow([dict(config, resume_from=source)]).run()
+        _assert_same(resumed, straight)
+
+
+@pytest.mark.parametrize("flow_name", list(flows.FLOWS))
+def test_batched_flow_restarted_from_step_0_after_an_interruption(flow_name, tmp_path):
+    """Regression, batched replicas: each replica's checkpoint is a plain run's; the three resume
+    together (bitwise equal to the uninterrupted batch) or one alone (equal to its plain run)."""
+    configs = _resume_configs(flow_name, seeds=(0, 1, 2))
+    straight = flows.setup_flow(configs).run()
+    paths = [str(tmp_path / f"replica{r}.pt") for r in range(3)]
+    _interrupted(configs, paths, 5)
+    resumed = flows.setup_flow([dict(c, resume_from=p) for c, p in zip(configs, paths)]).run()
+    for together, expected in zip(resumed, straight):
+        _assert_same(together, expected)
+    (alone,) = flows.setup_flow([dict(configs[1], resume_from=paths[1])]).run()
+    (plain,) = flows.setup_flow([configs[1]]).run()
+    _assert_same(alone, plain, atol=1e-12)
+
+
+def test_resume_refuses_a_changed_config_naming_the_key(tmp_path):
+    (config,) = _resume_configs("drmmd_adaptive")
+    path = str(tmp_path / "checkpoint.pt")
+    _interrupted([config], [path], 5)
+    flows.validate_flow_config(dict(config, resume_from=path, steps=20, log_every=2, snapshot_every=7, device="cpu",
+                                    checkpoint_every=3))  # fmt: skip
+    for key, value in (("lmbda", 0.2), ("seed", 3), ("step_size", 0.3), ("n_particles", 25), ("dtype", "float32")):
+        with pytest.raises(ValueError, match=f"config key '{key}'.*checkpoint"):
+            flows.validate_flow_config(dict(config, resume_from=path, **{key: value}))
+    with pytest.raises(ValueError, match="config key 'steps'.*step 5"):
+        flows.validate_flow_config(dict(config, resume_from=path, steps=4))
+    with pytest.raises(ValueError, match="config key 'resume_from'.*existing checkpoint"):
+        flows.validate_flow_config(dict(config, resume_from=str(tmp_path / "none.pt")))
+    with pytest.raises(ValueError, match=r"config key 'resume_from'.*of one step, or none \(got steps none, 5\)"):
+        flows.setup_flow([dict(config, resume_from=path), dict(config, seed=9)])
+
+
+def test_flow_checkpoint_on_a_full_disk_names_the_path_and_leaves_no_temporary(full_disk):
+    """Regression (a full disk gave 'basic_ios::clear: iostream error' and left checkpoint.pt.tmp)."""
+    (config,) = _resume_configs("kale")
+    config = dict(config, n_particles=3000, n_target=21)  # particles [3000, 2] float64: 48 kB, 2 snapshots
+    path = str(full_disk / "checkpoint.pt")
+    with pytest.raises(OSError, match=f"cannot write checkpoint {path}: No space left on device"):
+        _interrupted([config], [path], 5)
+    assert os.listdir(full_disk) == []
+
+
+# ----------------------------------------------------------------------------- run-away flows
+def test_runaway_kale_flow_is_reported_completed_no_more():
+    """Regression (three rings, KALE at step 0.1 and lambda 1e-3 ended COMPLETED with W1 rising from
+    0.69 to 8.8): the particles leave the box around target and source; the run fails naming the
+    step and their mean distance outside it in box diameters. The default KALE step (0.1 lambda)
+    flows sanely."""
+    config = dict(GOOD, flow="kale", n_particles=60, n_target=60, steps=300, step_size=0.1, lmbda=1e-3, seed=3,
+                  log_every=50, snapshot_every=300)  # fmt: skip
+    with pytest.raises(flows.FlowDivergedError, match=r"diverged at step \d+: the particles ran away: their mean "
+                                                      r"distance outside the box .* is [\d.]+ diameters") as caught:  # fmt: skip
+        flows.setup_flow([config]).run()
+    assert caught.value.quantity == "escape" and caught.value.step <= 10
+    assert flows.default_step_size("kale", 1e-3) == pytest.approx(1e-4)
+    assert flows.default_step_size("kale", 1e-2) == pytest.approx(1e-3)
+    assert flows.default_step_size("drmmd", 1e-3) == 0.1
+    sane = dict(config, step_size=flows.default_step_size("kale", 1e-3), steps=200, log_every=100, snapshot_every=200)
+    (trajectory,) = flows.setup_flow([sane]).run()
+    w1 = trajectory.metrics()["w1"]
+    assert float(w1[-1]) < float(w1[0])
+
+
+def test_particles_blown_up_without_overflow_are_caught():
+    """Regression (MMD at step 1e300 and N = 24 threw the particles to ~1e299, still finite: COMPLETED)."""
+    toy = toys.make_toy("three_rings", 24, 24, seed=0)
+    flow = flows.make_flow("mmd", toy.target, kernels.get_kernel("gaussian", 0.15), 1e300, 1.0)
+    with pytest.raises(flows.FlowDivergedError, match="step 1: the particles ran away") as caught:
+        _run(flow, toy.source, 5, log_every=1)
+    assert caught.value.quantity == "escape" and [record.step for record in caught.value.trajectory.records] == [0]
+
+
+def test_a_runaway_replica_fails_alone():
+    toy_list, _ = _replica_problem("mmd")
+    kernel = kernels.get_kernel("gaussian", 1.0)
+    targets, sources = torch.stack([t.target for t in toy_list]), torch.stack([t.source for t in toy_list])
+    failures = []
+    batched = _run(flows.make_flow("mmd", targets, kernel, [0.1, 1e300, 0.1], 0.1), sources, 6, log_every=2,
+                   on_failure=failures.append)  # fmt: skip
+    assert [(error.replica, error.step, error.quantity) for error in failures] == [(1, 1, "escape")]
+    assert "replica 1" in str(failures[0]) and [record.step for record in batched[1].records] == [0]
+    torch.testing.assert_close(batched[1].particles, toy_list[1].source)
+    alone = _run(flows.make_flow("mmd", toy_list[2].target, kernel, 0.1, 0.1), toy_list[2].source, 6, log_every=2)
+    torch.testing.assert_close(batched[2].particles, alone.particles, rtol=0, atol=1e-10)
+
+
+SMALL_FLOW_SWEEPS = ("three_rings_small", "three_rings_lambda_small", "mmd_flow_gaussians_small")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SMALL_FLOW_SWEEPS)
+def test_the_runaway_rule_never_fires_on_the_small_sweeps(name):
+    """Every config of the small flow sweeps runs to its end (metrics only at the ends, for speed)."""
+    from studentteacher.sweep import spec
+
+    sweep = spec.load(Path(__file__).resolve().parents[1] / "experiments" / "sweeps" / "figures" / f"{name}.yaml")
+    for index in range(len(sweep)):
+        config = {**GOOD, **sweep.config_updates(index)}
+        config = dict(config, log_every=config["steps"], snapshot_every=config["steps"], device="cpu")
+        (trajectory,) = flows.setup_flow([config]).run()
+        assert trajectory.records[-1].step == config["steps"], (name, index)

@@ -11,8 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from conftest import import_script
+
+from studentteacher import flows
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "flows2d.py"
 METRICS = {"divergence", "mmd2", "w1", "w2", "lmbda", "step_size"}
@@ -156,3 +160,60 @@ def test_sigterm_interrupts_the_flow_runs_with_artifacts(tmp_path, replicas):
         info = _read(run_dir, "run.json")
         assert info["status"] == "INTERRUPTED", stderr
         assert "trajectory.npz" in info["artifacts"] and _read(run_dir, "metrics.json")["w1"]["steps"][0] == 0
+        assert (run_dir / "checkpoint.pt").exists() and "checkpoint" in _read(run_dir, "info.json")
+
+
+# ----------------------------------------------------------------------------- reliability
+ISSUE_KALE = ["target=three_rings", "flow=kale", "n_particles=60", "n_target=60", "steps=1500", "bandwidth=0.15",
+              "seed=3"]  # fmt: skip
+
+
+def test_runaway_kale_flow_fails_and_its_default_step_flows(tmp_path):
+    """Regression (the issue's command ended COMPLETED with W1 rising from 0.69 to 8.8): at its old
+    step 0.1 the flow fails naming the step and how far the particles ran; with the default step
+    (0.1 * lambda for kale) the same command completes and W1 falls."""
+    failed = _run(tmp_path, *ISSUE_KALE, "step_size=0.1", "log_every=50")
+    assert failed.returncode != 0 and "the particles ran away" in failed.stderr
+    run = tmp_path / "runs" / "1"
+    assert _read(run, "run.json")["status"] == "FAILED" and (run / "trajectory.npz").exists()
+    done = _run(tmp_path, *ISSUE_KALE)
+    assert done.returncode == 0, done.stderr
+    run = tmp_path / "runs" / "2"
+    assert _read(run, "config.json")["step_size"] == pytest.approx(1e-4)
+    w1 = _read(run, "metrics.json")["w1"]["values"]
+    assert w1[-1] < 0.9 * w1[0]
+
+
+def test_sigterm_then_resume_from_the_checkpoint_equals_the_uninterrupted_run(tmp_path):
+    """Regression (2-D flows restarted from step 0 after an interruption), through the experiment:
+    SIGTERM writes checkpoint.pt into the run directory; a run with resume_from continues it, and its
+    metrics.json and trajectory.npz equal those of an uninterrupted flow (bitwise, float64)."""
+    common = ["target=gaussian", "flow=mmd_noise", "noise_level=0.5", "noise_until=3000", "bandwidth=1.0",
+              "n_particles=24", "n_target=24", "log_every=100", "snapshot_every=1000", "seed=5"]  # fmt: skip
+    process = subprocess.Popen([sys.executable, str(SCRIPT), "with", *common, "steps=10000000", "-F", str(tmp_path / "a")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None and not (tmp_path / "a" / "1" / "metrics.json").exists():
+        time.sleep(0.1)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    first = tmp_path / "a" / "1"
+    assert _read(first, "run.json")["status"] == "INTERRUPTED", stderr
+    assert _read(first, "info.json")["checkpoint"] == str(first / "checkpoint.pt")
+    stopped_at = torch.load(first / "checkpoint.pt", weights_only=False)["step"]
+    steps = (stopped_at // 100 + 3) * 100
+    resumed = _run(tmp_path, *common, f"steps={steps}", f"resume_from={first / 'checkpoint.pt'}", observer=False)
+    assert resumed.returncode == 0, resumed.stderr
+    run = tmp_path / "runs" / "1"
+    config = {key: value for key, value in _read(run, "config.json").items() if key != "resume_from"}
+    (expected,) = flows.setup_flow([config]).run()
+    metrics, logged = expected.metrics(), _read(run, "metrics.json")
+    after = metrics["step"] > stopped_at
+    assert logged["w1"]["steps"] == metrics["step"][after].long().tolist() and len(logged["w1"]["steps"]) == 3
+    for name in METRICS:
+        assert logged[name]["values"] == metrics[name][after].tolist(), name
+    arrays = np.load(run / "trajectory.npz")
+    assert arrays["step"].tolist() == metrics["step"].tolist() and arrays["step"][0] == 0
+    assert (arrays["w1"] == metrics["w1"].numpy()).all() and (arrays["particles"] == expected.particles.numpy()).all()

@@ -360,3 +360,26 @@ def test_dry_run_prints_and_writes_nothing(odd_dir, capsys):
     assert "#SBATCH --array=0-1" in out and "#SBATCH --time=5" in out and "#SBATCH --requeue" in out
     assert "# would run: sbatch --parsable" in out
     assert not (odd_dir / "runs").exists()
+
+
+def test_interrupted_flow_task_resumes_from_its_checkpoint(odd_dir):
+    """Regression (2-D flows restarted from step 0): particle_flow has resume_from now, so a flow task
+    stopped by SIGTERM (checkpoint.pt in its run directory) resumes from it, as training tasks do."""
+    base = {"target": "gaussian", "flow": "mmd_noise", "noise_level": 0.5, "noise_until": 100, "bandwidth": 1.0,
+            "n_particles": 24, "n_target": 24, "steps": 20000, "log_every": 1000, "snapshot_every": 10000,
+            "checkpoint_every": 500, "device": "cpu"}  # fmt: skip
+    path = write_sweep(odd_dir, name="flow", experiment="particle_flow", base=base, seeds=[1])
+    sweep = sw.load(path)
+    process = subprocess.Popen([sys.executable, "-m", "studentteacher.sweep", "run", str(path), "--index", "0"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    first = sweep.observer / "00000-1"
+    _wait_for(lambda: (first / "checkpoint.pt").exists(), 60, "a periodic flow checkpoint")
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == sw.EXIT_INTERRUPTED, stderr
+    assert sw.status(sweep)[0].state == "interrupted"
+    assert cli("run", path, "--index", 0) == sw.EXIT_COMPLETED
+    (state,) = sw.status(sweep)
+    assert (state.state, state.run_id, state.detail) == ("completed", "00000-2", "resumed from 00000-1")
+    resumed = json.loads((sweep.observer / "00000-2" / "config.json").read_text())
+    assert resumed["resume_from"] == str(first / "checkpoint.pt")

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
 
 from studentteacher.config import ConfigError, validate
-from studentteacher.training import Trainer, TrainingDiverged, TrainingInterrupted, noise_at
+from studentteacher.training import BatchedTrainer, Trainer, TrainingDiverged, TrainingInterrupted, noise_at
 
 SMALL = dict(n_particles=20, n_train=200, n_valid=100, batch_size=50, epochs=4, log_every=1, seed=3)
 
@@ -132,3 +133,48 @@ def test_compiled_step_takes_the_same_steps():
         assert compiled.history[name] == pytest.approx(eager.history[name], rel=1e-12, abs=1e-15), name
     for key, value in eager.params.items():
         torch.testing.assert_close(compiled.params[key], value, rtol=0, atol=1e-12)
+
+
+# ---------------------------------------------------------------------- run-away runs and full disks
+def test_runaway_student_is_reported_completed_no_more():
+    """Regression (a huge step throws the weights far out, the quadexp features saturate at 0 and the
+    weights freeze: every value stays finite and the run used to complete); now it fails naming the
+    epoch and the measure."""
+    trainer = Trainer(dict(SMALL, lr=1e8, dtype="float64"))
+    with pytest.raises(TrainingDiverged, match=r"run-away particles at epoch 1: RMS weight 5\.79\de\+04 > 10000 x"):
+        trainer.run()
+    assert trainer.history["epoch"] == [0.0]
+
+
+def test_a_runaway_replica_fails_alone():
+    configs = [dict(SMALL, lr=lr, seed=seed, dtype="float64") for seed, lr in ((3, 0.1), (4, 1e8), (5, 0.1))]
+    failures = {}
+    results = BatchedTrainer(configs).run(on_failure=lambda r, error: failures.setdefault(r, str(error)))
+    assert list(failures) == [1] and "run-away particles at epoch 1" in failures[1] and "replica 1" in failures[1]
+    assert results[1] is None and results[0] is not None and results[2] is not None
+    alone = Trainer(dict(configs[2]))
+    alone.run()
+    assert results[2]["valid_mmd2"] == pytest.approx(alone.history["valid_mmd2"][-1], rel=1e-10)
+
+
+def test_runaway_train_mmd2_fails_against_the_epoch_0_value_kept_by_checkpoints(tmp_path):
+    trainer = Trainer(dict(SMALL, dtype="float64", epochs=2))
+    trainer.run()
+    start_mmd2, start_scale = trainer.replicas[0].yardsticks
+    assert start_mmd2 == trainer.history["train_mmd2"][0] and start_scale >= 1.0
+    values = {"train_mmd2": 1001 * start_mmd2, "valid_mmd2": 0.1, "loss": 0.1}
+    assert "run-away train_mmd2 at epoch 2" in trainer._problem(trainer.replicas[0], values, start_scale)
+    assert trainer._problem(trainer.replicas[0], dict(values, train_mmd2=999 * start_mmd2), start_scale) is None
+    path = str(tmp_path / "ckpt.pt")
+    trainer.save_checkpoint(path)
+    resumed = Trainer(dict(SMALL, dtype="float64", epochs=4, resume_from=path))
+    assert resumed.replicas[0].yardsticks == (start_mmd2, start_scale)
+
+
+def test_checkpoint_on_a_full_disk_names_the_path_and_leaves_no_temporary(full_disk):
+    """Regression (torch.save on a full disk: 'basic_ios::clear: iostream error', checkpoint.pt.tmp left)."""
+    trainer = Trainer(dict(SMALL, n_particles=1000))  # W: [1000, 3, 50] float32, 600 kB
+    path = str(full_disk / "checkpoint.pt")
+    with pytest.raises(OSError, match=f"cannot write checkpoint {path}: No space left on device") as caught:
+        trainer.save_checkpoint(path)
+    assert caught.value.errno == 28 and os.listdir(full_disk) == []

@@ -187,3 +187,24 @@ def test_objective_is_the_loss_the_step_reports(method):
     _, loss = take_step(method, arch, params, x, y, lmbda=0.3)
     assert rule.objective(forward(arch, params, x).mean(), y, 0.3).item() == pytest.approx(loss.item(), rel=1e-12)
     assert rule.adapts_lambda == (method == "drmmd")
+
+
+def test_d_out_2_ksd_has_one_gram_row_per_sample_and_output():
+    """d_out > 1 convention (ours, kept; updates/ksd.py's docstring): one Gram row per (sample,
+    output), against a brute-force float64 loop: each row of J from its own backward pass of
+    sum_i phi_{Z_i,o}(x_b), alpha = solve(J J^T / (N B) + eps I, r), the move -gamma J^T alpha / B."""
+    arch, params, x, y = problem("particle", d_out=2)
+    keys, (batch, outputs), n, eps = list(params), y.shape, 3, 1e-3
+    leaves = {key: value.clone().requires_grad_() for key, value in params.items()}
+    rows, residual = [], []
+    for b in range(batch):
+        for o in range(outputs):
+            features = forward(arch, leaves, x[b : b + 1]).features[0, :, o]  # (N,)
+            rows.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(features.sum(), list(leaves.values()))]))
+            residual.append(float(features.mean()) - float(y[b, o]))
+    jac = torch.stack(rows)  # (B*O, P)
+    system = jac @ jac.T / (n * batch) + eps * torch.eye(batch * outputs, dtype=torch.float64)
+    alpha = torch.linalg.solve(system, torch.tensor(residual, dtype=torch.float64))  # (B*O,)
+    new, _ = take_step("ksd", arch, params, x, y, ksd_reg=eps)
+    move = torch.cat([(new[key] - params[key]).reshape(-1) for key in keys])
+    torch.testing.assert_close(move, -LR * jac.T @ alpha / batch, rtol=1e-8, atol=1e-13)

@@ -18,7 +18,9 @@ flow                phi (first variation)                          gamma_n (logg
 
 Moves are mean-field scaled (the per-particle move does not shrink with N); the modules
 :mod:`~.mmd`, :mod:`~.drmmd` and :mod:`~.kale` state each one in terms of the value's particle
-gradient. Logged metrics: :mod:`~.metrics`; the runner and the config: :mod:`~.run`.
+gradient. Logged metrics: :mod:`~.metrics`; the runner, its failure rule and the config:
+:mod:`~.run`; checkpoints: :mod:`~.resume`. A config that names no ``step_size`` gets
+:func:`default_step_size` (0.1; ``kale``: 0.1 * lambda, see :mod:`~.kale`).
 
 A new flow is one module with a :class:`KernelFlow` subclass and one line in :data:`FLOWS`.
 """
@@ -54,9 +56,11 @@ def build_flow(name: str, target, kernel, step_size, budget_bytes: int | None = 
 
 # run.py builds flows from the registry above, so it is imported after it
 from .run import (  # noqa: E402
-    CONFIG_KEYS, DTYPES, REPLICA_KEYS, FlowDivergedError, FlowInterrupted, FlowRecord, FlowSetup, FlowTrajectory,
+    CONFIG_KEYS, DTYPES, OPTIONAL_KEYS, REPLICA_KEYS, RESUMABLE_CHANGES, RUNAWAY_DIAMETERS, Checkpoints,
+    FlowCheckpoint, FlowDivergedError, FlowInterrupted, FlowRecord, FlowSetup, FlowTrajectory, default_step_size,
     make_flow, noise_stream, run_flow, setup_flow, validate_flow_config,
 )  # fmt: skip
+from .resume import load as load_checkpoint  # noqa: E402
 
 __all__ = [
     "FLOWS", "flow_class", "build_flow", "KernelFlow", "FirstVariation", "flow_velocity", "euler_step",
@@ -64,5 +68,6 @@ __all__ = [
     "METRICS", "wasserstein", "sample_distances",
     "run_flow", "FlowRecord", "FlowTrajectory", "FlowDivergedError", "FlowInterrupted",
     "CONFIG_KEYS", "DTYPES", "REPLICA_KEYS", "validate_flow_config", "make_flow", "noise_stream", "FlowSetup",
-    "setup_flow",
+    "setup_flow", "OPTIONAL_KEYS", "RESUMABLE_CHANGES", "RUNAWAY_DIAMETERS", "Checkpoints", "FlowCheckpoint",
+    "load_checkpoint", "default_step_size",
 ]  # fmt: skip

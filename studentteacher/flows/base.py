@@ -64,8 +64,10 @@ class KernelFlow:
     keyword arguments of its ``__init__`` beyond ``target, kernel, step_size, budget_bytes``), and
     implements :meth:`first_variation` with the moments a = K_XY 1/N ``[..., M]`` and mean(K_YY)
     ``[...]`` of :meth:`moments` and the target's c = K_XX 1/M ``[..., M]`` and mean(K_XX) ``[...]``;
-    a flow with noise injection also overrides :meth:`noise`. Then it is one line in the registry
-    (:data:`studentteacher.flows.FLOWS`).
+    a flow with noise injection also overrides :meth:`noise`, one whose step depends on more than
+    the particles and n names those attributes in ``carried`` (checkpoints keep them), and one whose
+    sane step depends on lambda overrides :meth:`default_step_size`. Then it is one line in the
+    registry (:data:`studentteacher.flows.FLOWS`).
 
     Every kernel reduction goes through the blocked functions of :mod:`studentteacher.kernels`
     with ``budget_bytes`` per block (None: the device's default,
@@ -79,6 +81,8 @@ class KernelFlow:
 
     name: str = ""
     options: tuple[str, ...] = ()
+    #: attributes that carry over from one step to the next besides the particles (:meth:`state`)
+    carried: tuple[str, ...] = ()
 
     def __init__(self, target: torch.Tensor, kernel: Kernel, step_size, budget_bytes: int | None = None):
         if target.dim() not in (2, 3):
@@ -96,6 +100,22 @@ class KernelFlow:
 
     def first_variation(self, particles: torch.Tensor) -> FirstVariation:
         raise NotImplementedError
+
+    @classmethod
+    def default_step_size(cls, lmbda: float) -> float:
+        """The ``step_size`` a config gets when it names none: 0.1 (the papers' MMD and DrMMD step)."""
+        return 0.1
+
+    def state(self) -> dict[str, torch.Tensor | None]:
+        """What a checkpoint keeps of the flow: its :attr:`carried` attributes (replica shape, or None
+        before the first step); {} for a flow whose step depends only on the particles and n."""
+        return {name: getattr(self, name) for name in self.carried}
+
+    def load_state(self, state: dict[str, torch.Tensor | None]) -> None:
+        """Restore :meth:`state` (tensors moved to the target's device)."""
+        for name in self.carried:
+            value = state[name]
+            setattr(self, name, None if value is None else value.to(self.target.device))
 
     def _matvec(self, x, y, weights):
         return kernel_matvec(self.kernel, x, y, weights, self.budget)

@@ -101,6 +101,7 @@ class AdaptiveDrMMDFlow(DrMMDFlow):
 
     name = "drmmd_adaptive"
     adaptive = True
+    carried = ("lmbda", "initial_value")  # lambda_n and D_0
 
     def __init__(self, target, kernel, step_size, lmbda, solver: str = "factor", budget_bytes=None):
         super().__init__(target, kernel, step_size, lmbda, solver, budget_bytes)

@@ -8,8 +8,15 @@ alpha >= 0 ``[M]``,
 the value is KALE_lambda and gamma_n = ``step`` (not multiplied by lambda: the three-ring setting
 "lambda = 1e-3, rate 1e-4" is ``step = 1e-4``). With d KALE/dy_i = (1/N) grad phi(y_i) the move is
 y_i -= step N grad_i KALE. alpha is found by Newton's method
-(:func:`~studentteacher.divergences.kale_dual`), warm-started from the previous step, until the
-duality gap is below ``kale_tol``.
+(:func:`~studentteacher.divergences.kale_dual`), warm-started from the previous step (checkpoints
+keep it), until the duality gap is below ``kale_tol``.
+
+Default step: a config that names no ``step_size`` gets 0.1 * lambda (1e-4 at lambda = 1e-3, the
+rate lambda * 0.1 of the DrMMD flow at its default step), because phi carries the factor
+(1+lambda)/lambda: the other flows' default 0.1 moves KALE particles about 1/lambda times too far
+(at lambda = 1e-3 they fly off the three rings and the run ends FAILED, see
+:mod:`~studentteacher.flows.run`). An explicit ``step_size`` is the step itself, as above, so
+named configs and sweep files keep their meaning.
 """
 from __future__ import annotations
 
@@ -25,6 +32,12 @@ class KALEFlow(KernelFlow):
 
     name = "kale"
     options = ("lmbda", "kale_tol", "max_newton")
+    carried = ("alpha",)  # the warm start of the next step's dual
+
+    @classmethod
+    def default_step_size(cls, lmbda: float) -> float:
+        """0.1 * lambda (module docstring)."""
+        return 0.1 * lmbda
 
     def __init__(self, target, kernel, step_size, lmbda, kale_tol: float = 1e-10, max_newton: int = 200,
                  budget_bytes=None):  # fmt: skip

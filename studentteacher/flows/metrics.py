@@ -1,4 +1,5 @@
-"""What a flow logs besides its own value: distances between the particles and the target.
+"""What a flow logs: its records and trajectory, and besides its own value, distances between the
+particles and the target.
 
 MMD^2 (V-statistic) under a reference Gaussian kernel exp(-|x-y|^2 / (2 sigma_ref^2)) (sigma_ref
 fixed per toy, see :mod:`studentteacher.toys`), so that flows with different kernels compare, and
@@ -8,6 +9,7 @@ target ``[M, d]`` (the papers' "W2" is this W1).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import ot
@@ -44,3 +46,39 @@ def sample_distances(particles: torch.Tensor, target: torch.Tensor, reference_ba
         "w1": wasserstein(particles, target, 1),
         "w2": wasserstein(particles, target, 2),
     }
+
+
+@dataclass(frozen=True)
+class FlowRecord:
+    """The metrics of one logged step of one replica (0 for a plain flow), as plain floats (names as
+    in :data:`~studentteacher.flows.metrics.METRICS`)."""
+
+    step: int
+    divergence: float
+    mmd2: float
+    w1: float
+    w2: float
+    lmbda: float
+    step_size: float
+    replica: int = 0
+
+
+@dataclass
+class FlowTrajectory:
+    """What a flow produced: logged ``records``, ``snapshot_steps: [S]``, ``snapshots: [S, N, d]``
+    (on the CPU), the final ``particles: [N, d]``."""
+
+    records: list[FlowRecord] = field(default_factory=list)
+    snapshot_steps: list[int] = field(default_factory=list)
+    snapshots: list[torch.Tensor] = field(default_factory=list)
+    particles: torch.Tensor | None = None
+
+    def metrics(self) -> dict[str, torch.Tensor]:
+        """``{"step": [L], name: [L] for name in METRICS}`` as float64 tensors."""
+        columns = {"step": [r.step for r in self.records]}
+        columns.update({name: [getattr(r, name) for r in self.records] for name in METRICS})
+        return {name: torch.tensor(values, dtype=torch.float64) for name, values in columns.items()}
+
+    def snapshot_tensor(self) -> torch.Tensor:
+        """Snapshots stacked: ``[S, N, d]``."""
+        return torch.stack(self.snapshots)

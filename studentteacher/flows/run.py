@@ -1,14 +1,31 @@
-"""Running a flow: the Euler loop, logging, health, and building a flow from a ``particle_flow`` config.
+"""Running a flow: the Euler loop, logging, health, checkpoints, and building a flow from a config.
 
 :func:`run_flow` advances a flow (one, or R batched replicas) for ``steps`` Euler steps; at every
 ``log_every``-th step (and the last) it logs the flow's value, the reference MMD^2, W1, W2
 (:mod:`~studentteacher.flows.metrics`), lambda and the step size, and keeps snapshots of the
-particles every ``snapshot_every``-th step (and the last). The step runs on the device without host
-synchronisation: non-finite values or positions are flagged there and read at log and snapshot
-steps, where a replica that went bad stops alone (:class:`FlowDivergedError`).
+particles every ``snapshot_every``-th step (and the last). It writes checkpoints and resumes from
+them (:mod:`~studentteacher.flows.resume`).
+
+Failure rule. The step runs on the device without host synchronisation: bad replicas are flagged
+there and read at log, snapshot and checkpoint steps, where a replica that went bad stops alone
+(:class:`FlowDivergedError`, naming the step and the measure). A replica is bad when its value or
+a particle is not finite, or when its particles ran away: their mean distance (max norm) outside
+the box B around the target and the source exceeds :data:`RUNAWAY_DIAMETERS` (1) diameters D of B
+(D its Euclidean diagonal), i.e. they left, on average, a box three diameters wide. Particles far
+from every kernel centre feel no force and freeze, so a run-away flow keeps a finite, even falling,
+value (MMD^2 of a bounded kernel is at most 2 sup k; a legitimate DrMMD flow at lambda 1e-4 raises
+its value 2x), and only the positions tell. The mean, not the farthest particle, because the MMD
+flow between 1-D Gaussians legitimately pushes a few stragglers outwards, slowly and for ever.
+Measured (max over the run of the mean; of the farthest particle in brackets): small sweeps
+(experiments/sweeps/figures/*_small.yaml, every task completes under the rule) at most 0.26 D (0.26)
+on the three rings and 0.14 D (0.96) for the 1-D Gaussians; full scale, N = M = 300, 10^5 steps,
+seed 1: every three-ring flow of three_rings.yaml and three_rings_lambda.yaml's extremes at most
+0.67 D (0.67); 1-D Gaussians, N = M = 1000: FULL_SCALE_1D. Run-away: the three-ring KALE flow at
+step 0.1, lambda 1e-3 (the old default) 3.6 D at N = 60 by step 150, 2.1 D at N = 300 by step 600
+(1.5 D at step 0.01); MMD at step 1e300 (N = 24) about 1e299 D after one step.
 
 :func:`setup_flow` builds what a config (or R compatible ones) runs: the toys, one flow over them
-from the registry, and each run's noise stream (:func:`noise_stream`).
+from the registry, each run's noise stream (:func:`noise_stream`) and the checkpoints it resumes from.
 """
 from __future__ import annotations
 
@@ -21,100 +38,93 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
-from ..config import SEED_LIMIT, check_device, resolve_device
+from ..config import SEED_LIMIT, ConfigError, check_device, resolve_device
 from ..kernels import KERNELS, Kernel, get_kernel
 from ..threads import check_threads
 from ..toys import TARGETS, Toy, generators, make_toy
 from . import FLOWS, build_flow, flow_class
 from .base import FirstVariation, KernelFlow, euler_step, flow_velocity
-from .metrics import METRICS, sample_distances
-
-
-@dataclass(frozen=True)
-class FlowRecord:
-    """The metrics of one logged step of one replica (0 for a plain flow), as plain floats (names as
-    in :data:`~studentteacher.flows.metrics.METRICS`)."""
-
-    step: int
-    divergence: float
-    mmd2: float
-    w1: float
-    w2: float
-    lmbda: float
-    step_size: float
-    replica: int = 0
-
-
-@dataclass
-class FlowTrajectory:
-    """What a flow produced: logged ``records``, ``snapshot_steps: [S]``, ``snapshots: [S, N, d]``
-    (on the CPU), the final ``particles: [N, d]``."""
-
-    records: list[FlowRecord] = field(default_factory=list)
-    snapshot_steps: list[int] = field(default_factory=list)
-    snapshots: list[torch.Tensor] = field(default_factory=list)
-    particles: torch.Tensor | None = None
-
-    def metrics(self) -> dict[str, torch.Tensor]:
-        """``{"step": [L], name: [L] for name in METRICS}`` as float64 tensors."""
-        columns = {"step": [r.step for r in self.records]}
-        columns.update({name: [getattr(r, name) for r in self.records] for name in METRICS})
-        return {name: torch.tensor(values, dtype=torch.float64) for name, values in columns.items()}
-
-    def snapshot_tensor(self) -> torch.Tensor:
-        """Snapshots stacked: ``[S, N, d]``."""
-        return torch.stack(self.snapshots)
+from .metrics import FlowRecord, FlowTrajectory, sample_distances
+from .resume import RESUMABLE_CHANGES, Checkpoints, FlowCheckpoint, checked_checkpoint, restore
 
 
 class FlowDivergedError(RuntimeError):
-    """A flow produced a non-finite quantity; ``trajectory`` holds everything logged before."""
+    """A flow went bad at ``step``: ``quantity`` is "divergence" or "particles" (not finite) or
+    "escape" (the particles ran away, see :data:`RUNAWAY_DIAMETERS`); ``trajectory`` holds everything
+    logged before, ``reason`` says what happened."""
 
-    def __init__(self, step: int, quantity: str, trajectory: FlowTrajectory, replica: int | None = None):
+    def __init__(self, step: int, quantity: str, trajectory: FlowTrajectory, replica: int | None = None,
+                 reason: str | None = None):  # fmt: skip
         where = "" if replica is None else f" (replica {replica})"
-        super().__init__(f"flow diverged at step {step}{where}: {quantity} is not finite")
+        self.reason = reason or f"{quantity} is not finite"
+        super().__init__(f"flow diverged at step {step}{where}: {self.reason}")
         self.step, self.quantity, self.trajectory, self.replica = step, quantity, trajectory, replica
 
 
 class FlowInterrupted(RuntimeError):
-    """``should_stop`` asked the flow to stop; ``trajectories`` hold what was logged (one per replica)."""
+    """``should_stop`` asked the flow to stop at the start of ``step``; ``trajectories`` hold what was
+    logged (one per replica), ``checkpoint_paths[r]`` replica r's checkpoint (None if none was written)."""
 
-    def __init__(self, step: int, trajectories: list[FlowTrajectory]):
+    def __init__(self, step: int, trajectories: list[FlowTrajectory], checkpoint_paths: list[str | None] | None = None):
         super().__init__(f"stopped on request at step {step}")
         self.step, self.trajectories = step, trajectories
+        self.checkpoint_paths = checkpoint_paths or [None] * len(trajectories)
 
 
 # ----------------------------------------------------------------------------- the runner
+#: A replica whose particles lie on average farther outside the box around its target and source than
+#: this many diameters of that box has run away (module docstring).
+RUNAWAY_DIAMETERS = 1.0
+_VALUE, _NOT_FINITE, _ESCAPE = 0, 1, 2  # what went bad (_Health.kind)
+
+
 class _Health:
-    """Which of the R replicas still run. The first non-finite step of each, and whether the value
-    or the particles went bad, stay on the device (``[R]``) until :meth:`report` reads them."""
+    """Which of the R replicas still run. The first bad step of each, what went bad (value or
+    particles not finite, particles run away) and how far out they were stay on the device
+    (``[R]``) until :meth:`report` reads them. The box is that of the target and the source
+    (``[..., M, d]``, ``[..., N, d]``): centre, half widths ``[..., 1, d]``, diameter D ``[...]``."""
 
-    def __init__(self, replicas: int, device: torch.device, batched: bool):
-        self.replicas, self.batched = replicas, batched
-        self.alive = [True] * replicas
-        self.first_bad = torch.full((replicas,), -1, dtype=torch.long, device=device)  # (R,) first non-finite step
-        self.bad_is_particles = torch.zeros(replicas, dtype=torch.bool, device=device)  # (R,)
+    def __init__(self, target: torch.Tensor, source: torch.Tensor, batched: bool):
+        self.replicas, self.batched = (source.shape[0] if batched else 1), batched
+        self.alive = [True] * self.replicas
+        both = torch.cat([target, source.to(target.dtype)], dim=-2)  # (..., M + N, d)
+        low, high = both.amin(-2, keepdim=True), both.amax(-2, keepdim=True)  # (..., 1, d)
+        self.centre, self.half = (low + high) / 2, (high - low) / 2
+        self.diameter = (high - low)[..., 0, :].norm(dim=-1).clamp_min(torch.finfo(both.dtype).tiny)  # (...)
+        self.first_bad = torch.full((self.replicas,), -1, dtype=torch.long, device=source.device)  # (R,)
+        self.kind = torch.zeros(self.replicas, dtype=torch.long, device=source.device)  # (R,)
+        self.distance = torch.zeros(self.replicas, dtype=torch.float64, device=source.device)  # (R,)
 
-    def mark(self, finite: torch.Tensor, step: int, is_particles: bool) -> None:
-        """Flag the replicas whose ``finite`` (``[...]``) is false at ``step``, unless flagged before."""
-        new = (self.first_bad < 0) & ~finite.reshape(self.replicas)
+    def mark(self, good: torch.Tensor, step: int, kind: int, distance: torch.Tensor | None = None) -> None:
+        """Flag the replicas whose ``good`` (``[...]``) is false at ``step``, unless flagged before."""
+        new = (self.first_bad < 0) & ~good.reshape(self.replicas)
         self.first_bad = torch.where(new, step, self.first_bad)
-        self.bad_is_particles = torch.where(new, is_particles, self.bad_is_particles)
+        self.kind = torch.where(new, kind, self.kind)
+        if distance is not None:
+            self.distance = torch.where(new, distance.reshape(self.replicas).double(), self.distance)
 
     def advance(self, particles: torch.Tensor, moved: torch.Tensor, step: int) -> torch.Tensor:
-        """``moved: [..., N, d]`` where finite; a flagged replica keeps its last finite ``particles``."""
-        self.mark(torch.isfinite(moved).reshape(self.replicas, -1).all(1), step, True)
+        """``moved: [..., N, d]``, but a flagged replica (not finite, run away) keeps its last ``particles``."""
+        self.mark(torch.isfinite(moved).reshape(self.replicas, -1).all(1), step, _NOT_FINITE)
+        outside = ((moved - self.centre).abs() - self.half).amax(-1).clamp_min(0.0)  # (..., N) distance to the box
+        distance = outside.mean(-1) / self.diameter.to(outside.dtype)  # (...) their mean, in diameters
+        self.mark(distance <= RUNAWAY_DIAMETERS, step, _ESCAPE, distance)
         stopped = (self.first_bad >= 0).reshape(particles.shape[:-2])[..., None, None]  # (..., 1, 1)
         return torch.where(stopped, particles, moved)
 
     def report(self, trajectories: list[FlowTrajectory], on_failure) -> None:
         """Stop each newly flagged replica: its :class:`FlowDivergedError` goes to ``on_failure``, or
         is raised when there is none."""
-        for replica, (step, is_particles) in enumerate(zip(self.first_bad.tolist(), self.bad_is_particles.tolist())):
+        flags = zip(self.first_bad.tolist(), self.kind.tolist(), self.distance.tolist())
+        for replica, (step, kind, distance) in enumerate(flags):
             if step < 0 or not self.alive[replica]:
                 continue
             self.alive[replica] = False
-            quantity = "particles" if is_particles else "divergence"
-            error = FlowDivergedError(step, quantity, trajectories[replica], replica if self.batched else None)
+            quantity, reason = ("divergence", "particles", "escape")[kind], None
+            if kind == _ESCAPE:
+                reason = (f"the particles ran away: their mean distance outside the box around the target and "
+                          f"the source is {distance:.3g} diameters of that box (the limit is {RUNAWAY_DIAMETERS:g})")
+            error = FlowDivergedError(step, quantity, trajectories[replica], replica if self.batched else None, reason)
             if on_failure is None:
                 raise error
             on_failure(error)
@@ -154,6 +164,22 @@ class _Recorder:
         return self.trajectories
 
 
+def _pause(step: int, stop: bool, checkpoints: Checkpoints | None, health: _Health, recorder: _Recorder, on_failure,
+           state: tuple) -> bool:  # fmt: skip
+    """At the start of ``step``: fail newly flagged replicas, write the live ones' checkpoints
+    (``state`` = particles, flow, generator) and raise :class:`FlowInterrupted` on ``stop``;
+    False when no replica is left."""
+    health.report(recorder.trajectories, on_failure)
+    if not any(health.alive):
+        return False
+    written = None
+    if checkpoints is not None:
+        written = checkpoints.write(step, *state, recorder.trajectories, health.alive)
+    if stop:
+        raise FlowInterrupted(step, recorder.trajectories, written)
+    return True
+
+
 def run_flow(
     flow: KernelFlow,
     source: torch.Tensor,
@@ -167,27 +193,40 @@ def run_flow(
     on_failure: Callable[[FlowDivergedError], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     progress: bool = False,
+    checkpoints: Checkpoints | None = None,
+    resume: FlowCheckpoint | list[FlowCheckpoint] | None = None,
 ):
     """Run ``steps`` Euler steps of ``flow`` from ``source: [N, d]`` (:mod:`~studentteacher.flows.base`);
     returns a :class:`FlowTrajectory`. For a batched flow (target ``[R, M, d]``), ``source: [R, N, d]``
     runs its R replicas together and returns R trajectories; ``generator`` is then a list of R streams.
 
-    ``generator`` draws the injected noise (needed only when the flow has noise). ``on_log`` is called
-    with each :class:`FlowRecord` as soon as it is measured. A non-finite value or particle position
-    stops the replica that produced it (its particles stay at their last finite positions) and is
-    reported as a :class:`FlowDivergedError` naming the step, the quantity and the replica: passed
-    to ``on_failure`` when given (the other replicas go on), raised otherwise. The step runs on the
-    device without host synchronisation: the finiteness flags are read at log and snapshot steps.
-    ``should_stop()`` is polled after each log step: when true, :class:`FlowInterrupted` is raised
-    with every replica's trajectory so far (their particles where they are).
+    ``generator`` draws the injected noise (needed only when the flow has noise). ``on_log`` gets
+    each :class:`FlowRecord` as soon as it is measured. A replica that goes bad (module docstring)
+    stops, its particles at their last good positions, and its :class:`FlowDivergedError` (step,
+    quantity, replica) goes to ``on_failure`` when given (the other replicas go on), else is raised.
+
+    ``checkpoints`` (:class:`~studentteacher.flows.resume.Checkpoints`) writes each live replica's
+    checkpoint at the start of every ``checkpoints.every``-th step and when ``should_stop()``, polled
+    before every step, is true; then :class:`FlowInterrupted` is raised with every replica's
+    trajectory so far and the checkpoints' paths. ``resume`` (one checkpoint, or R of one step)
+    continues from there: particles, noise streams, the flow's carried state and the trajectory.
     """
-    replicas = source.shape[0] if source.dim() == 3 else 1
-    health = _Health(replicas, source.device, batched=source.dim() == 3)
-    recorder = _Recorder(flow, replicas, reference_bandwidth, on_log)
-    particles = source.detach().clone()  # (..., N, d)
-    for step in tqdm(range(steps + 1), file=sys.stderr, disable=not progress, mininterval=1.0):
+    batched = source.dim() == 3
+    health = _Health(flow.target, source, batched)
+    recorder = _Recorder(flow, health.replicas, reference_bandwidth, on_log)
+    particles, start = source.detach().clone(), 0  # (..., N, d)
+    if resume is not None:
+        particles, start, recorder.trajectories = restore(resume if isinstance(resume, list) else [resume], flow,
+                                                          generator, source)  # fmt: skip
+    for step in tqdm(range(start, steps + 1), initial=start, total=steps + 1, file=sys.stderr, disable=not progress,
+                     mininterval=1.0):  # fmt: skip
+        stop = step > start and should_stop is not None and should_stop()
+        due = step > start and checkpoints is not None and checkpoints.due(step)
+        state = (particles, flow, generator)
+        if (stop or due) and not _pause(step, stop, checkpoints, health, recorder, on_failure, state):
+            break
         first, velocity = flow_velocity(flow, particles, step, generator)  # (..., N, d)
-        health.mark(torch.isfinite(first.value), step, False)
+        health.mark(torch.isfinite(first.value), step, _VALUE)
         last = step == steps
         logging, snapshot = step % log_every == 0 or last, step % snapshot_every == 0 or last
         if logging or snapshot:
@@ -195,13 +234,11 @@ def run_flow(
             if not any(health.alive):
                 break
             recorder.record(step, first, particles, health.alive, logging, snapshot)
-            if logging and not last and should_stop is not None and should_stop():
-                raise FlowInterrupted(step, recorder.trajectories)
         if last:
             break
         particles = health.advance(particles, euler_step(particles, first, velocity), step + 1)
     trajectories = recorder.finish(particles)
-    return trajectories if source.dim() == 3 else trajectories[0]
+    return trajectories if batched else trajectories[0]
 
 
 # ----------------------------------------------------------------------------- config
@@ -209,9 +246,12 @@ DTYPES = {"float64": torch.float64, "float32": torch.float32}
 CONFIG_KEYS = (
     "target", "flow", "kernel", "bandwidth", "n_particles", "n_target", "steps", "step_size", "lmbda",
     "noise_level", "noise_until", "dtype", "device", "log_every", "snapshot_every", "replicas", "threads", "seed",
+    "checkpoint_every", "resume_from",
 )  # fmt: skip
+#: Keys a config may leave out, with the value it then has.
+OPTIONAL_KEYS = {"checkpoint_every": 0, "resume_from": None}
 #: Config keys in which the replicas of one batched run may differ (every other key is shared).
-REPLICA_KEYS = ("seed", "step_size", "lmbda", "noise_level", "noise_until", "replicas")
+REPLICA_KEYS = ("seed", "step_size", "lmbda", "noise_level", "noise_until", "replicas", "resume_from")
 
 
 def _fail(key: str, value, allowed: str):
@@ -228,13 +268,15 @@ def _is_real(value) -> bool:
 
 def validate_flow_config(config: dict) -> None:
     """Check every key of a ``particle_flow`` config before any work; ValueError naming key, value, allowed.
-    ``flow`` is checked against the registry :data:`~studentteacher.flows.FLOWS` as it is now."""
+    ``flow`` is checked against the registry :data:`~studentteacher.flows.FLOWS` as it is now, and
+    ``resume_from`` (a checkpoint) against the config: only :data:`RESUMABLE_CHANGES` may differ."""
     unknown = sorted(set(config) - set(CONFIG_KEYS))
     if unknown:
         raise ValueError(f"unknown config keys {unknown}; allowed keys: {list(CONFIG_KEYS)}")
-    missing = [key for key in CONFIG_KEYS if key not in config and key != "threads"]  # threads: "auto" if absent
+    required = [key for key in CONFIG_KEYS if key not in OPTIONAL_KEYS]
+    missing = [key for key in required if key not in config]
     if missing:
-        raise ValueError(f"missing config keys {missing}; required keys: {list(CONFIG_KEYS)}")
+        raise ValueError(f"missing config keys {missing}; required keys: {required}")
     for key, options in (("target", TARGETS), ("flow", tuple(FLOWS)), ("kernel", tuple(KERNELS)), ("dtype", tuple(DTYPES))):
         if config[key] not in options:
             _fail(key, config[key], f"one of {list(options)}")
@@ -243,8 +285,9 @@ def validate_flow_config(config: dict) -> None:
             _fail(key, config[key], "a finite number > 0")
     if not (_is_real(config["noise_level"]) and config["noise_level"] >= 0):
         _fail("noise_level", config["noise_level"], "a finite number >= 0")
+    config = {**OPTIONAL_KEYS, **config}
     for key, low in (("n_particles", 1), ("n_target", 1), ("steps", 0), ("noise_until", 0), ("log_every", 1),
-                     ("snapshot_every", 1), ("replicas", 1)):  # fmt: skip
+                     ("snapshot_every", 1), ("replicas", 1), ("checkpoint_every", 0)):  # fmt: skip
         if not (_is_int(config[key]) and config[key] >= low):
             _fail(key, config[key], f"an integer >= {low}")
     if config["target"] == "three_rings" and config["n_target"] % 3:
@@ -256,6 +299,9 @@ def validate_flow_config(config: dict) -> None:
         _fail("device", config["device"], "'auto', 'cpu', 'cuda' or 'cuda:N'")
     check_device(config["device"])  # the student-teacher experiment's check: a CUDA device must exist
     check_threads(config.get("threads", "auto"))
+    if not (config["resume_from"] is None or isinstance(config["resume_from"], str)):
+        _fail("resume_from", config["resume_from"], "null or the path of a checkpoint")
+    checked_checkpoint(config)  # a checkpoint that exists and fits this config
 
 
 def make_flow(
@@ -294,32 +340,53 @@ def noise_stream(seed: int) -> torch.Generator:
 @dataclass(frozen=True)
 class FlowSetup:
     """What R >= 1 ``particle_flow`` configs run: the toy of each, one flow over their targets
-    (batched when R > 1) and each one's noise stream; ``config`` is the first (the shared keys)."""
+    (batched when R > 1), each one's noise stream and the checkpoints they resume from (None: they
+    start afresh); ``config`` is the first (the shared keys), ``configs`` all R."""
 
     config: dict
     toys: list[Toy]
     flow: KernelFlow
     noise: list[torch.Generator]
+    configs: list[dict] = field(default_factory=list)
+    resume: list[FlowCheckpoint] | None = None
 
-    def run(self, **hooks) -> list[FlowTrajectory]:
+    def run(self, checkpoint_paths: list[str | None] | None = None, **hooks) -> list[FlowTrajectory]:
         """:func:`run_flow` with the config's steps and log/snapshot periods from the stacked sources
-        ``[R, N, d]`` (``[N, d]`` for one config): one trajectory per config. ``hooks``: ``on_log``,
-        ``on_failure``, ``should_stop``, ``progress``."""
+        ``[R, N, d]`` (``[N, d]`` for one config): one trajectory per config. Config r's checkpoints
+        go to ``checkpoint_paths[r]`` (every ``checkpoint_every`` steps and on a stop request).
+        ``hooks``: ``on_log``, ``on_failure``, ``should_stop``, ``progress``."""
         batched = len(self.toys) > 1
         source = torch.stack([toy.source for toy in self.toys]) if batched else self.toys[0].source
+        every = self.config.get("checkpoint_every", OPTIONAL_KEYS["checkpoint_every"])
+        checkpoints = None if checkpoint_paths is None else Checkpoints(list(checkpoint_paths), every, self.configs)
         trajectories = run_flow(
             self.flow, source, self.config["steps"], reference_bandwidth=self.toys[0].reference_bandwidth,
             log_every=self.config["log_every"], snapshot_every=self.config["snapshot_every"],
-            generator=self.noise if batched else self.noise[0], **hooks,
+            generator=self.noise if batched else self.noise[0], checkpoints=checkpoints, resume=self.resume, **hooks,
         )  # fmt: skip
         return trajectories if batched else [trajectories]
 
 
+def _resume_points(configs: list[dict]) -> list[FlowCheckpoint] | None:
+    """The checkpoints ``configs`` resume from (None: none does); ConfigError naming ``resume_from``
+    unless every one of them resumes, from one step, or none."""
+    resume = [checked_checkpoint(config) for config in configs]
+    if all(checkpoint is None for checkpoint in resume):
+        return None
+    steps = sorted({-1 if checkpoint is None else checkpoint.step for checkpoint in resume})
+    if len(steps) > 1:
+        raise ConfigError(f"config key 'resume_from': the replicas of a batch resume from checkpoints of one step, "
+                          f"or none (got steps {', '.join('none' if s < 0 else str(s) for s in steps)})")  # fmt: skip
+    return resume
+
+
 def setup_flow(configs: list[dict]) -> FlowSetup:
     """Validate ``configs`` (R >= 1, compatible: they differ only in :data:`REPLICA_KEYS`) and build
-    their toys and flow, all on the device and dtype of the first config (the replicas share both)."""
+    their toys and flow, all on the device and dtype of the first config (the replicas share both),
+    and read the checkpoints they resume from (all of them resume, from one step, or none)."""
     for config in configs:
         validate_flow_config(config)
+    resume = _resume_points(configs)
     first = configs[0]
     device, dtype = resolve_device(first["device"]), DTYPES[first["dtype"]]
     toys = [make_toy(c["target"], c["n_particles"], c["n_target"], c["seed"], dtype, device) for c in configs]
@@ -329,4 +396,13 @@ def setup_flow(configs: list[dict]) -> FlowSetup:
         hyper = [values[0] for values in hyper]
     target = torch.stack([toy.target for toy in toys]) if len(configs) > 1 else toys[0].target
     flow = make_flow(first["flow"], target, kernel, *hyper)
-    return FlowSetup(first, toys, flow, [noise_stream(c["seed"]) for c in configs])
+    return FlowSetup(first, toys, flow, [noise_stream(c["seed"]) for c in configs], list(configs), resume)
+
+
+def default_step_size(flow: str, lmbda) -> float:
+    """The ``step_size`` of a config that names none: the flow's
+    :meth:`~studentteacher.flows.base.KernelFlow.default_step_size` (0.1; 0.1 * lambda for ``kale``).
+    0.1 for a name or lambda that is not valid (the config's validation names it)."""
+    if flow not in FLOWS or not (_is_real(lmbda) and lmbda > 0):
+        return 0.1
+    return FLOWS[flow].default_step_size(lmbda)

@@ -1,9 +1,15 @@
 """Kernel Sobolev descent (Mroueh et al., 2019) for the student network.
 
-J_b = d/dtheta sum_i phi_{Z_i}(x_b) (one row per sample and output), A = J J^T / (N B) + eps I
-(eps = ``ksd_reg``), alpha = A^{-1} r by a linear solve, and rho = alpha: particle i moves by
--gamma (1/B) sum_b (d phi_i(x_b)/dZ)^T alpha_b. J J^T comes in closed form from
+J_(b,o) = d/dtheta sum_i phi_{Z_i,o}(x_b), one row per sample b and output o: ``[B d_out, P]``;
+A = J J^T / (N B) + eps I ``[B d_out, B d_out]`` (eps = ``ksd_reg``), alpha = A^{-1} r with r
+flattened in the same (b, o) order, by a linear solve, and rho = alpha ``[B, d_out]``: particle i
+moves by -gamma (1/B) sum_b (d phi_i(x_b)/dZ)^T alpha_b. J J^T comes in closed form from
 :func:`studentteacher.networks.per_sample_gram` (no per-sample backward pass).
+
+Outputs (d_out > 1): A is the Gram of the tangent kernel of the vector-valued student, so alpha
+fits each output's residual and the step is kernel Sobolev descent of the MMD^2 that
+:func:`~studentteacher.divergences.st_mmd2` logs (summed over outputs). The papers' code sums the
+outputs before differentiating, one B x B system (as DESIGN §2 writes it); both agree at d_out = 1.
 """
 from __future__ import annotations
 
