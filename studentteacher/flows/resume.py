@@ -31,7 +31,8 @@ from .base import KernelFlow
 from .metrics import FlowRecord, FlowTrajectory
 
 #: Keys of a ``particle_flow`` config that may differ between a checkpoint's run and the run resuming it.
-RESUMABLE_CHANGES = ("steps", "log_every", "snapshot_every", "checkpoint_every", "resume_from", "device", "replicas")
+RESUMABLE_CHANGES = ("steps", "log_every", "snapshot_every", "checkpoint_every", "resume_from", "device", "replicas",
+                     "threads")
 
 
 @dataclass

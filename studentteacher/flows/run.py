@@ -249,7 +249,7 @@ CONFIG_KEYS = (
     "checkpoint_every", "resume_from",
 )  # fmt: skip
 #: Keys a config may leave out, with the value it then has.
-OPTIONAL_KEYS = {"checkpoint_every": 0, "resume_from": None}
+OPTIONAL_KEYS = {"checkpoint_every": 0, "resume_from": None, "threads": "auto"}
 #: Config keys in which the replicas of one batched run may differ (every other key is shared).
 REPLICA_KEYS = ("seed", "step_size", "lmbda", "noise_level", "noise_until", "replicas", "resume_from")
 
