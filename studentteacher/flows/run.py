@@ -17,12 +17,14 @@ value (MMD^2 of a bounded kernel is at most 2 sup k; a legitimate DrMMD flow at 
 its value 2x), and only the positions tell. The mean, not the farthest particle, because the MMD
 flow between 1-D Gaussians legitimately pushes a few stragglers outwards, slowly and for ever.
 Measured (max over the run of the mean; of the farthest particle in brackets): small sweeps
-(experiments/sweeps/figures/*_small.yaml, every task completes under the rule) at most 0.26 D (0.26)
-on the three rings and 0.14 D (0.96) for the 1-D Gaussians; full scale, N = M = 300, 10^5 steps,
-seed 1: every three-ring flow of three_rings.yaml and three_rings_lambda.yaml's extremes at most
-0.67 D (0.67); 1-D Gaussians, N = M = 1000: FULL_SCALE_1D. Run-away: the three-ring KALE flow at
-step 0.1, lambda 1e-3 (the old default) 3.6 D at N = 60 by step 150, 2.1 D at N = 300 by step 600
-(1.5 D at step 0.01); MMD at step 1e300 (N = 24) about 1e299 D after one step.
+(experiments/sweeps/figures/*_small.yaml, every task completes under the rule) at most 0.26 D
+(0.26) on the three rings and 0.14 D (0.96) for the 1-D Gaussians; full scale, seed 1: the
+three-ring flows (N = M = 300, 10^5 steps: mmd at step 0.1, drmmd at lambda 1e-4, 1e-3 and 1,
+drmmd_adaptive; kale 2 10^4 steps) at most (0.67); the 1-D Gaussians (N = M = 1000,
+mmd_flow_gaussians.yaml) 0.18 D (1.95) for the MMD flow after 3 10^4 steps and slowing (+0.02 D a
+doubling of the steps), (0.47) with noise injection after 10^4. Run-away: the three-ring KALE
+flow at step 0.1, lambda 1e-3 (the old default) 3.6 D at N = 60 by step 150 and 2.1 D at N = 300
+by step 600 (1.5 D at step 0.01); MMD at step 1e300 (N = 24) about 1e299 D after one step.
 
 :func:`setup_flow` builds what a config (or R compatible ones) runs: the toys, one flow over them
 from the registry, each run's noise stream (:func:`noise_stream`) and the checkpoints it resumes from.
