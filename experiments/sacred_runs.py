@@ -511,9 +511,9 @@ class ReplicaGroup:
             for run in runs:
                 run.info["batch_checkpoints"] = paths  # how replica 0's checkpoint finds the others
             self.runs.start_batch(Batch(list(configs), list(runs), self.finish))
-        except BaseException as error:
+        except BaseException as error:  # Ctrl-C interrupts every replica; any other error fails them
             for replica in range(self.replicas):
-                self.finish(replica, error if isinstance(error, Exception) else RuntimeError(repr(error)))
+                self.finish(replica, error if isinstance(error, Exception) else RunInterrupted(repr(error)))
             if not isinstance(error, Exception):
                 raise
         finally:
@@ -789,7 +789,8 @@ def resolve_config(name: str, config_updates: dict, named_configs: list[str]) ->
     return experiment_runs(name).resolve(config_updates, named_configs)
 
 
-def run_tasks(name: str, named_configs: list[str], observer_dir: Path, tasks: list[dict]) -> list[tuple[str, Path | None]]:
+def run_tasks(name: str, named_configs: list[str], observer_dir: Path,
+              tasks: list[dict]) -> list[tuple[str, Path | None]]:
     """Run sweep tasks of experiment ``name`` as Sacred runs; (status, run directory) per task.
 
     Each task is a dict with ``index``, ``config_updates`` and ``meta`` (the run's ``meta_info``),
