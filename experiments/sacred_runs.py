@@ -21,7 +21,8 @@ configs and a function that trains a :class:`Batch` of R >= 1 runs together; the
 * **replica groups** (:class:`ReplicaGroup`): R Sacred runs trained as one batched computation;
 * **resume**: ``resume_from`` takes the seed and the config from the checkpoint (only the resumable
   keys may be given other values); a replica's checkpoint resumes alone, and ``replicas=R`` with
-  replica 0's checkpoint resumes the whole batch (its run's ``info.json`` lists the others);
+  replica 0's checkpoint resumes the whole batch (its run's ``info.json`` lists the others under
+  ``batch_checkpoints``);
 * **storage**: metrics are stored right before every checkpoint (a heartbeat), and a write that fails
   (a full disk) fails the run with the reason, in run.json and in the exit status;
 * **sweeps**: :func:`resolve_config` and :func:`run_tasks` are what :mod:`studentteacher.sweep` calls.
@@ -37,6 +38,7 @@ Exit statuses, as ``python -m studentteacher.sweep run``: 0 completed, 1 failed,
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import json
 import os
@@ -91,10 +93,23 @@ class RunStorageError(RuntimeError):
 
 
 # ================================================================================== observers
+def _serialised(method):
+    """Run an observer method under the observer's lock: Sacred calls it from the run's thread and from
+    its heartbeat thread, which would otherwise write one file, or read a dict the other changes, at once."""
+
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
 class RunStore(FileStorageObserver):
     """Sacred's FileStorageObserver, safe for readers and honest about failed writes.
 
     * JSON files are written whole (temporary file + rename): ``status`` never reads half a file;
+      every event is handled under one lock, as Sacred sends them from two threads;
     * a write that fails (no space left, ...) is recorded in :attr:`errors` (``"<reason> while
       writing <file>"``) and what it left half-written is removed; later writes still go on (Sacred
       would drop an observer that raised); the run's end turns COMPLETED (or INTERRUPTED) into FAILED
@@ -112,6 +127,7 @@ class RunStore(FileStorageObserver):
         super().__init__(basedir)
         self.index = index
         self.errors: list[str] = []
+        self.lock = threading.RLock()
 
     def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
         event = (ex_info, command, host_info, start_time, config, meta_info)
@@ -136,9 +152,10 @@ class RunStore(FileStorageObserver):
             with contextlib.suppress(OSError):
                 os.remove(partial)
 
+    @_serialised
     def save_json(self, obj, filename):
         target = os.path.join(self.dir, filename)
-        temporary = f"{target}.tmp"
+        temporary = f"{target}.{os.getpid()}.tmp"
         try:
             with open(temporary, "w") as handle:
                 json.dump(flatten(obj), handle, sort_keys=True, indent=2)
@@ -166,14 +183,17 @@ class RunStore(FileStorageObserver):
 
     # Sacred stops calling an observer after one of these raises: a failed write is recorded instead
     # (above), so that later heartbeats still store what they can, and the run's end reports it.
+    @_serialised
     def heartbeat_event(self, *args, **kwargs):
         with contextlib.suppress(OSError):
             super().heartbeat_event(*args, **kwargs)
 
+    @_serialised
     def log_metrics(self, *args, **kwargs):
         with contextlib.suppress(OSError):
             super().log_metrics(*args, **kwargs)
 
+    @_serialised
     def artifact_event(self, *args, **kwargs):
         with contextlib.suppress(OSError):
             super().artifact_event(*args, **kwargs)
@@ -187,18 +207,21 @@ class RunStore(FileStorageObserver):
             f"RunStorageError: {self.errors[0]}; the run's stored record is incomplete\n"])  # fmt: skip
         self.save_json(self.run_entry, "run.json")
 
+    @_serialised
     def completed_event(self, stop_time, result):
         self._release_reserve()
         if self.errors:
             return self._store_failure(stop_time)
         return super().completed_event(stop_time, result)
 
+    @_serialised
     def interrupted_event(self, interrupt_time, status):
         self._release_reserve()
         if self.errors:
             return self._store_failure(interrupt_time)
         return super().interrupted_event(interrupt_time, status)
 
+    @_serialised
     def failed_event(self, fail_time, fail_trace):
         self._release_reserve()
         if self.errors and self.errors[0] not in "".join(fail_trace):
@@ -485,11 +508,11 @@ class ReplicaGroup:
             configs, runs = zip(*self.slots)
             paths = [checkpoint_path(run, r) for r, run in enumerate(runs)]
             for run in runs:
-                run.info["replica"]["checkpoints"] = paths
+                run.info["batch_checkpoints"] = paths  # how replica 0's checkpoint finds the others
             self.runs.start_batch(Batch(list(configs), list(runs), self.finish))
-        except BaseException as error:
+        except BaseException as error:  # Ctrl-C interrupts every replica; any other error fails them
             for replica in range(self.replicas):
-                self.finish(replica, error if isinstance(error, Exception) else RuntimeError(repr(error)))
+                self.finish(replica, error if isinstance(error, Exception) else RunInterrupted(repr(error)))
             if not isinstance(error, Exception):
                 raise
         finally:
@@ -723,8 +746,9 @@ class ExperimentRuns:
 
 def batch_checkpoints(path: str, replicas: int) -> list[str]:
     """The checkpoints of the batch whose replica 0 wrote ``path`` (its run's info.json lists them)."""
-    replica = results.read_info_json(Path(path).parent).get("replica") or {}
-    if replica.get("index") != 0 or replica.get("of") != replicas or len(replica.get("checkpoints", [])) != replicas:
+    info = results.read_info_json(Path(path).parent)
+    replica, paths = info.get("replica") or {}, info.get("batch_checkpoints") or []
+    if replica.get("index") != 0 or replica.get("of") != replicas or len(paths) != replicas:
         written = (f"replica {replica['index']} of {replica['of']}" if "of" in replica else
                    "a plain run (or a run whose info.json does not list its batch)")
         raise UsageError(
@@ -732,7 +756,7 @@ def batch_checkpoints(path: str, replicas: int) -> list[str]:
             f"a batch of {replicas} (this one was written by {written}); a replica's checkpoint also resumes alone, "
             f"with replicas=1"
         )
-    return replica["checkpoints"]
+    return paths
 
 
 def report(statuses: list[str]) -> int:
@@ -764,7 +788,8 @@ def resolve_config(name: str, config_updates: dict, named_configs: list[str]) ->
     return experiment_runs(name).resolve(config_updates, named_configs)
 
 
-def run_tasks(name: str, named_configs: list[str], observer_dir: Path, tasks: list[dict]) -> list[tuple[str, Path | None]]:
+def run_tasks(name: str, named_configs: list[str], observer_dir: Path,
+              tasks: list[dict]) -> list[tuple[str, Path | None]]:
     """Run sweep tasks of experiment ``name`` as Sacred runs; (status, run directory) per task.
 
     Each task is a dict with ``index``, ``config_updates`` and ``meta`` (the run's ``meta_info``),

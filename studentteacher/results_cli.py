@@ -108,8 +108,8 @@ def overlay(df: pd.DataFrame, args) -> None:
     for run_dir, members in rows.groupby("run_dir", sort=False):
         first = members.iloc[0]
         members = members.sort_values("step")
-        ax.plot(members["step"], members["value"],
-                label=f"{first.get('name') or first['experiment']} ({first['source']}/{first['run_id']}, {first['status']})")
+        label = f"{first.get('name') or first['experiment']} ({first['source']}/{first['run_id']}, {first['status']})"
+        ax.plot(members["step"], members["value"], label=label)
     ax.legend(fontsize=7)
     _save(fig, args.out)
 

@@ -228,7 +228,8 @@ def read_checkpoint(path: str) -> dict:
         _refuse_checkpoint(path, f"it holds no checkpoint with the keys {', '.join(CHECKPOINT_KEYS)}")
     foreign = sorted(set(state["config"]) - set(config_module.SPEC))
     if foreign:
-        _refuse_checkpoint(path, f"its run had the config keys {', '.join(foreign)}, which this experiment does not know")
+        _refuse_checkpoint(path, f"its run had the config keys {', '.join(foreign)}, which this experiment "
+                                 f"does not know")
     return state
 
 

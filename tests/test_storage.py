@@ -121,3 +121,27 @@ def test_a_run_is_dead_after_three_of_its_heartbeat_intervals():
     assert (state(14, 5.0), state(16, 5.0)) == ("running", "dead")
     assert (state(29, None), state(31, None)) == ("running", "dead"), "Sacred's 10 s beat without a record"
     assert (state(16, 5.0, stale_after=3600), state(2, 5.0, stale_after=1)) == ("running", "dead")
+
+
+def test_writes_of_one_run_file_from_two_threads_never_fail(tmp_path):
+    """Regression: Sacred writes run.json from the run's thread (artifacts) and from its heartbeat thread;
+    both wrote one temporary file, and one rename failed (a FAILED run in the small figure sweeps)."""
+    import threading
+
+    sys.path.append(str(ROOT / "experiments"))
+    import sacred_runs
+
+    store = sacred_runs.RunStore(tmp_path)
+    store.dir = str(tmp_path)
+
+    def write() -> None:
+        for step in range(300):
+            store.save_json({"step": step, "values": list(range(300))}, "run.json")
+
+    threads = [threading.Thread(target=write) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.errors == [] and load(tmp_path, "run.json")["values"] == list(range(300))
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
