@@ -55,7 +55,8 @@ FLOW_BAD = {
     "n_particles": ("abc", 0), "n_target": ("abc", 0), "steps": ("abc", -1), "step_size": ("abc", 0),
     "lmbda": ("abc", 0), "noise_level": ("abc", -1), "noise_until": ("abc", -1), "dtype": (1, "float16"),
     "device": (1, "tpu"), "log_every": ("abc", 0), "snapshot_every": ("abc", 0), "replicas": ("abc", 0),
-    "threads": ("abc", 0), "seed": ("abc", -1),
+    "threads": ("abc", 0), "seed": ("abc", -1), "checkpoint_every": ("abc", -1),
+    "resume_from": (1, "/no/such/checkpoint.pt"),
 }  # fmt: skip
 
 
