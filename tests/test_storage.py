@@ -106,7 +106,6 @@ def test_a_stop_signal_while_a_finished_flow_stores_its_artifacts_completes_it(t
     run = load(tmp_path / "1", "run.json")
     assert (process.returncode, run["status"]) == (0, "COMPLETED"), stderr
     assert {"trajectory.npz", "snapshots.png", "flow.gif"} <= set(run["artifacts"])
-    assert "stop signal arrived after the work was done" in stderr
 
 
 def test_a_run_is_dead_after_three_of_its_heartbeat_intervals():
