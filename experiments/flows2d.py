@@ -4,7 +4,7 @@
 
 With no observer flag (-F/--file_storage, -s/--sql, -m/--mongo_db) the run is stored by a
 FileStorageObserver in ``$STUDENTTEACHER_RUNS`` (default ``./runs``). Metrics (step = flow step):
-``divergence``, ``mmd2``, ``w1``, ``w2``, ``lmbda``, ``step_size``; artifacts: ``trajectory.npz``
+``divergence``, ``mmd2``, ``w1``, ``w2``, ``lmbda``, ``step_size``, ``bandwidth``; artifacts: ``trajectory.npz``
 (metrics, snapshot steps, snapshots [S, N, d], target, final particles), ``snapshots.png``,
 ``flow.gif``. The result is ``{"w1", "w2", "mmd2", "divergence"}`` at the last step. A non-finite
 value fails the run (Sacred marks it FAILED) after saving what was logged; SIGTERM or SIGUSR2 (a
@@ -47,10 +47,14 @@ ex.captured_out_filter = apply_backspaces_and_linefeeds
 
 @ex.config
 def config():
-    target = "three_rings"  # three_rings | mog | gaussian | gaussian_1d
-    flow = "mmd"  # a key of studentteacher.flows.FLOWS: mmd | mmd_noise | drmmd | drmmd_adaptive | kale
-    kernel = "gaussian"  # gaussian | laplace | imq | energy (bandwidth convention: studentteacher.kernels)
-    bandwidth = 0.15
+    target = "three_rings"  # three_rings | mog | gaussian | gaussian_1d | gaussian_nd | swiss_roll
+    # a key of studentteacher.flows.FLOWS: mmd | mmd_noise | drmmd | drmmd_adaptive | kale | mmd_adaptive_bandwidth
+    flow = "mmd"
+    # gaussian | laplace | imq | energy | gaussian_scaled (bandwidth convention: studentteacher.kernels)
+    kernel = "gaussian"
+    bandwidth = 0.15  # mmd_adaptive_bandwidth (kernel gaussian_scaled): the floor of the adaptive bandwidth
+    dim = 2  # gaussian_nd only: the dimension d
+    source_distance = 4.0  # gaussian_nd only: |mu_0|, the distance of the source's mean from the target's
     n_particles = 300
     n_target = 300
     steps = 1000
@@ -98,6 +102,16 @@ def three_rings_kale():
 
 
 @ex.named_config
+def gaussian_nd_adaptive_bandwidth():
+    # Galashov et al. (2025), Prop. 3.1: N(mu_0, I) -> N(0, I) in R^10, |mu_0| = 8, scaled Gaussian kernel with
+    # alpha_n = max(alpha*(mu_n), 1.0); step 1000 (stable at the floor: gamma < 2 (1 + 2)^(d/2 + 1), see the sweep).
+    target, flow, kernel, bandwidth = "gaussian_nd", "mmd_adaptive_bandwidth", "gaussian_scaled", 1.0
+    dim, source_distance = 10, 8.0
+    n_particles, n_target, dtype = 300, 300, "float64"
+    steps, step_size = 2000, 1000.0
+
+
+@ex.named_config
 def gaussians_mmd_noise():
     # Arbel et al. (2019): 1-D N(10, 0.5) -> N(0, 1), sigma = 2, step 0.1, noise 10 for 5000 steps, N = M = 1000.
     target, flow, kernel, bandwidth = "gaussian_1d", "mmd_noise", "gaussian", 2.0
@@ -130,8 +144,12 @@ def picture_title(config: dict) -> str:
     lmbda = f", lambda {config['lmbda']:g}" if config["flow"] in ("drmmd", "drmmd_adaptive", "kale") else ""
     noise = (f", noise {config['noise_level']:g} until step {config['noise_until']}"
              if config["flow"] == "mmd_noise" else "")
-    return (f"{config['flow']} flow on {config['target']}: N = {config['n_particles']}, M = {config['n_target']}, "
-            f"{config['kernel']} sigma {config['bandwidth']:g}, step {config['step_size']:g}{lmbda}{noise}, "
+    floor = " floor" if config["flow"] == "mmd_adaptive_bandwidth" else ""
+    target = config["target"]
+    if target == "gaussian_nd":
+        target += f" (d = {config['dim']}, |mu_0| = {config['source_distance']:g}; first two coordinates)"
+    return (f"{config['flow']} flow on {target}: N = {config['n_particles']}, M = {config['n_target']}, "
+            f"{config['kernel']} sigma{floor} {config['bandwidth']:g}, step {config['step_size']:g}{lmbda}{noise}, "
             f"seed {config['seed']}")
 
 

@@ -15,7 +15,7 @@ import pytest
 from conftest import import_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "flows2d.py"
-METRICS = {"divergence", "mmd2", "w1", "w2", "lmbda", "step_size"}
+METRICS = {"divergence", "mmd2", "w1", "w2", "lmbda", "step_size", "bandwidth"}
 
 
 def _run(tmp_path, *updates, observer=True):

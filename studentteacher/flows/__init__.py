@@ -14,6 +14,8 @@ flow                phi (first variation)                          gamma_n (logg
 ``drmmd_adaptive``  2 h_{lambda_n}                                 max(lambda_n * ``step``,     DrMMD_{lambda_n}
                                                                    1e-4)
 ``kale``            (1+lambda) h* (KALE witness, divergences.py)   ``step``                     KALE_lambda
+``mmd_adaptive_     f under k_{alpha_n}, the scaled Gaussian with  ``step``                     MMD^2_{alpha_n}
+bandwidth``         alpha_n = max(alpha*(mu_n), floor) (Prop. 3.1)
 =================== ============================================== ============================ =========
 
 Moves are mean-field scaled (the per-particle move does not shrink with N); the modules
@@ -29,9 +31,11 @@ from .drmmd import MIN_ADAPTIVE_STEP, AdaptiveDrMMDFlow, DrMMDFlow
 from .kale import KALEFlow
 from .metrics import METRICS, sample_distances, wasserstein
 from .mmd import MMDFlow, MMDNoiseFlow
+from .mmd_adaptive_bandwidth import AdaptiveBandwidthMMDFlow
 
 FLOWS: dict[str, type[KernelFlow]] = {
-    flow.name: flow for flow in (MMDFlow, MMDNoiseFlow, DrMMDFlow, AdaptiveDrMMDFlow, KALEFlow)
+    flow.name: flow
+    for flow in (MMDFlow, MMDNoiseFlow, DrMMDFlow, AdaptiveDrMMDFlow, KALEFlow, AdaptiveBandwidthMMDFlow)
 }
 
 
@@ -54,15 +58,18 @@ def build_flow(name: str, target, kernel, step_size, budget_bytes: int | None = 
 
 # run.py builds flows from the registry above, so it is imported after it
 from .run import (  # noqa: E402
-    CONFIG_KEYS, DTYPES, REPLICA_KEYS, FlowDivergedError, FlowInterrupted, FlowRecord, FlowSetup, FlowTrajectory,
+    CONFIG_KEYS, DTYPES, OPTIONAL_KEYS, REPLICA_KEYS, FlowDivergedError, FlowInterrupted, FlowRecord, FlowSetup,
+    FlowTrajectory,
     make_flow, noise_stream, run_flow, setup_flow, validate_flow_config,
 )  # fmt: skip
 
 __all__ = [
     "FLOWS", "flow_class", "build_flow", "KernelFlow", "FirstVariation", "flow_velocity", "euler_step",
-    "MMDFlow", "MMDNoiseFlow", "DrMMDFlow", "AdaptiveDrMMDFlow", "KALEFlow", "MIN_ADAPTIVE_STEP",
+    "MMDFlow", "MMDNoiseFlow", "DrMMDFlow", "AdaptiveDrMMDFlow", "KALEFlow", "AdaptiveBandwidthMMDFlow",
+    "MIN_ADAPTIVE_STEP",
     "METRICS", "wasserstein", "sample_distances",
     "run_flow", "FlowRecord", "FlowTrajectory", "FlowDivergedError", "FlowInterrupted",
-    "CONFIG_KEYS", "DTYPES", "REPLICA_KEYS", "validate_flow_config", "make_flow", "noise_stream", "FlowSetup",
+    "CONFIG_KEYS", "OPTIONAL_KEYS", "DTYPES", "REPLICA_KEYS", "validate_flow_config", "make_flow", "noise_stream",
+    "FlowSetup",
     "setup_flow",
 ]  # fmt: skip

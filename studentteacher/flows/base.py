@@ -46,8 +46,9 @@ class FirstVariation:
 
     ``value`` (0-dim, at the clean particles), ``particle_weights: [N]``, ``target_weights: [M]``,
     the ``lmbda`` in use (0 for the MMD flows, which have none; a finite stand-in so that logged
-    metrics stay valid JSON) and ``step_size`` gamma_n (float64, 0-dim). A batched flow of R
-    replicas gives each of them a leading dimension R.
+    metrics stay valid JSON), ``step_size`` gamma_n (float64, 0-dim) and the kernel ``bandwidth`` in
+    force at this step (float64, 0-dim; None: the flow's fixed kernel bandwidth,
+    :attr:`KernelFlow.bandwidth`). A batched flow of R replicas gives each of them a leading dimension R.
     """
 
     value: torch.Tensor
@@ -55,6 +56,7 @@ class FirstVariation:
     target_weights: torch.Tensor
     lmbda: torch.Tensor
     step_size: torch.Tensor
+    bandwidth: torch.Tensor | None = None
 
 
 class KernelFlow:
@@ -87,12 +89,18 @@ class KernelFlow:
         self.kernel = kernel
         self.step = as_hyper(step_size, target)  # (...)
         self.lmbda = as_hyper(0.0, target)  # (...): no lambda (MMD flows)
+        self.bandwidth = as_hyper(getattr(kernel, "bandwidth", 0.0), target)  # (...): 0 stands for "not known"
         self.budget = budget_bytes
         self._kept: tuple[torch.Tensor, torch.Tensor] | None = None  # (particles, distances) of this step
-        size = target.shape[-2]
-        uniform = torch.full(target.shape[:-1], 1.0 / size, dtype=target.dtype, device=target.device)  # (..., M)
-        self.c = self._matvec(target, target, uniform)  # c = K_XX 1/M: (..., M)
-        self.k_xx_mean = self.c.mean(-1)  # (...)
+        self.c, self.k_xx_mean = self.target_moments()
+
+    def target_moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """c = K_XX 1/M ``[..., M]`` and mean(K_XX) ``[...]`` under the current kernel (once, unless
+        the kernel changes: :class:`~studentteacher.flows.mmd_adaptive_bandwidth.AdaptiveBandwidthMMDFlow`)."""
+        size = self.target.shape[-2]
+        uniform = torch.full(self.target.shape[:-1], 1.0 / size, dtype=self.target.dtype, device=self.target.device)
+        c = self._matvec(self.target, self.target, uniform)  # (..., M)
+        return c, c.mean(-1)
 
     def first_variation(self, particles: torch.Tensor) -> FirstVariation:
         raise NotImplementedError

@@ -41,6 +41,7 @@ class FlowRecord:
     w2: float
     lmbda: float
     step_size: float
+    bandwidth: float = 0.0
     replica: int = 0
 
 
@@ -124,20 +125,24 @@ class _Recorder:
 
     def __init__(self, flow: KernelFlow, replicas: int, reference_bandwidth: float, on_log):
         self.targets = flow.target.reshape(replicas, *flow.target.shape[-2:])  # (R, M, d)
+        self.fixed_bandwidth = flow.bandwidth  # (...)
         self.reference_bandwidth, self.on_log = reference_bandwidth, on_log
         self.trajectories = [FlowTrajectory() for _ in range(replicas)]
 
     def record(self, step: int, first: FirstVariation, particles: torch.Tensor, alive: list[bool], logging: bool,
                snapshot: bool) -> None:  # fmt: skip
         views = particles.reshape(len(alive), *particles.shape[-2:])  # (R, N, d)
-        columns = [first.value, first.lmbda, first.step_size]
-        values, lmbdas, step_sizes = (column.expand(particles.shape[:-2]).reshape(-1).tolist() for column in columns)
+        bandwidth = self.fixed_bandwidth if first.bandwidth is None else first.bandwidth
+        columns = [first.value, first.lmbda, first.step_size, bandwidth]
+        values, lmbdas, step_sizes, bandwidths = (column.expand(particles.shape[:-2]).reshape(-1).tolist()
+                                                  for column in columns)  # fmt: skip
         for replica in (r for r in range(len(alive)) if alive[r]):
             trajectory, view = self.trajectories[replica], views[replica]
             if logging:
                 distances = sample_distances(view, self.targets[replica], self.reference_bandwidth)
                 record = FlowRecord(step, values[replica], **distances, lmbda=lmbdas[replica],
-                                    step_size=step_sizes[replica], replica=replica)  # fmt: skip
+                                    step_size=step_sizes[replica], bandwidth=bandwidths[replica],
+                                    replica=replica)  # fmt: skip
                 trajectory.records.append(record)
                 if self.on_log is not None:
                     self.on_log(record)
@@ -209,6 +214,9 @@ CONFIG_KEYS = (
     "target", "flow", "kernel", "bandwidth", "n_particles", "n_target", "steps", "step_size", "lmbda",
     "noise_level", "noise_until", "dtype", "device", "log_every", "snapshot_every", "replicas", "seed",
 )  # fmt: skip
+#: Config keys that may be absent (their defaults then apply): those of the toy ``gaussian_nd`` alone,
+#: so that every config written before they existed stays valid and unchanged.
+OPTIONAL_KEYS = {"dim": 2, "source_distance": 4.0}
 #: Config keys in which the replicas of one batched run may differ (every other key is shared).
 REPLICA_KEYS = ("seed", "step_size", "lmbda", "noise_level", "noise_until", "replicas")
 
@@ -225,10 +233,22 @@ def _is_real(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _check_optional_keys(config: dict) -> None:
+    """``dim`` (an integer >= 1) and ``source_distance`` (a finite number >= 0), when present; the
+    flow ``mmd_adaptive_bandwidth`` needs the kernel ``gaussian_scaled`` (its ``bandwidth`` is the floor)."""
+    dim, distance = (config.get(key, default) for key, default in OPTIONAL_KEYS.items())
+    if not (_is_int(dim) and dim >= 1):
+        _fail("dim", dim, "an integer >= 1")
+    if not (_is_real(distance) and distance >= 0):
+        _fail("source_distance", distance, "a finite number >= 0")
+    if config["flow"] == "mmd_adaptive_bandwidth" and config["kernel"] != "gaussian_scaled":
+        _fail("kernel", config["kernel"], "'gaussian_scaled' for flow 'mmd_adaptive_bandwidth' (bandwidth = its floor)")
+
+
 def validate_flow_config(config: dict) -> None:
     """Check every key of a ``particle_flow`` config before any work; ValueError naming key, value, allowed.
     ``flow`` is checked against the registry :data:`~studentteacher.flows.FLOWS` as it is now."""
-    unknown = sorted(set(config) - set(CONFIG_KEYS))
+    unknown = sorted(set(config) - set(CONFIG_KEYS) - set(OPTIONAL_KEYS))
     if unknown:
         raise ValueError(f"unknown config keys {unknown}; allowed keys: {list(CONFIG_KEYS)}")
     missing = [key for key in CONFIG_KEYS if key not in config]
@@ -248,6 +268,7 @@ def validate_flow_config(config: dict) -> None:
             _fail(key, config[key], f"an integer >= {low}")
     if config["target"] == "three_rings" and config["n_target"] % 3:
         _fail("n_target", config["n_target"], "a multiple of 3 for target 'three_rings'")
+    _check_optional_keys(config)
     if not _is_int(config["seed"]):
         _fail("seed", config["seed"], "an integer")
     device = config["device"]
@@ -319,7 +340,8 @@ def setup_flow(configs: list[dict]) -> FlowSetup:
         validate_flow_config(config)
     first = configs[0]
     device, dtype = resolve_device(first["device"]), DTYPES[first["dtype"]]
-    toys = [make_toy(c["target"], c["n_particles"], c["n_target"], c["seed"], dtype, device) for c in configs]
+    toys = [make_toy(c["target"], c["n_particles"], c["n_target"], c["seed"], dtype, device,
+                     **{key: c.get(key, default) for key, default in OPTIONAL_KEYS.items()}) for c in configs]  # fmt: skip
     kernel = get_kernel(first["kernel"], first["bandwidth"])
     hyper = [[c[key] for c in configs] for key in ("step_size", "lmbda", "noise_level", "noise_until")]
     if len(configs) == 1:
