@@ -156,8 +156,8 @@ def picture_title(config: dict) -> str:
 def _save_pictures(directory: Path, trajectory: flows.FlowTrajectory, toy: toys.Toy, title: str) -> list[Path]:
     if not trajectory.snapshots:
         return []
-    target = toy.target.detach().cpu().numpy()  # (M, d)
-    snapshots = trajectory.snapshot_tensor().numpy()  # (S, N, d)
+    target = toy.target.detach().cpu().numpy()[:, :2]  # (M, d) -> its first two coordinates when d > 2
+    snapshots = trajectory.snapshot_tensor().numpy()[..., :2]  # (S, N, d)
     return flow_pictures.save_pictures(directory, target, snapshots, trajectory.snapshot_steps, title)
 
 
