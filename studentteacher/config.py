@@ -124,26 +124,33 @@ def check_device(value: str) -> None:
     _fail("device", value, "'auto', 'cpu', 'cuda' or 'cuda:N'")
 
 
+def check_keys(config: dict, spec: dict[str, Key]) -> dict:
+    """The complete config of a key ``spec`` (defaults filled in, ints accepted for floats) or ConfigError
+    naming the first unknown key (with the closest known key) or the first bad type, range or choice."""
+    unknown = sorted(set(config) - set(spec))
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, spec, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown config key {key!r}{hint}; known keys: {', '.join(spec)}")
+    complete = {**{key: item.default for key, item in spec.items() if key != "seed"}, **config}
+    for key, item in spec.items():
+        if key not in complete:
+            continue
+        value = _check_type(key, complete[key], item)
+        if value is not None:
+            _check_range(key, value, item)
+        complete[key] = value
+    return complete
+
+
 def validate(config: dict) -> dict:
     """Return the complete config (defaults filled in, ints accepted for floats) or raise ConfigError.
 
     Checks: unknown keys (with the closest known key), types, ranges and choices, the device,
     and the cross-key rules batch_size <= n_train and compile = 'off' with replicas > 1.
     """
-    unknown = sorted(set(config) - set(SPEC))
-    if unknown:
-        key = unknown[0]
-        close = difflib.get_close_matches(key, SPEC, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"unknown config key {key!r}{hint}; known keys: {', '.join(SPEC)}")
-    complete = {**DEFAULTS, **config}
-    for key, spec in SPEC.items():
-        if key not in complete:
-            continue
-        value = _check_type(key, complete[key], spec)
-        if value is not None:
-            _check_range(key, value, spec)
-        complete[key] = value
+    complete = check_keys(config, SPEC)
     check_device(complete["device"])
     if complete["compile"] != "off" and complete["replicas"] > 1:
         _fail("compile", complete["compile"], f"'off' when replicas > 1 (got replicas = {complete['replicas']})")
