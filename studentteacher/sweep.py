@@ -94,6 +94,8 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
                                       "studentteacher.replicas:REPLICA_KEYS"),
     "particle_flow": ExperimentSpec(REPO / "experiments" / "flows2d.py", "studentteacher.flows:validate_flow_config",
                                     "studentteacher.flows:REPLICA_KEYS"),
+    "dmmd": ExperimentSpec(REPO / "experiments" / "dmmd.py", "studentteacher.dmmd:validate_dmmd_config",
+                           "studentteacher.dmmd:REPLICA_KEYS"),
 }
 SWEEP_KEYS = ("experiment", "named_config", "base", "grid", "zip", "seeds", "observer")
 STATES = ("completed", "failed", "interrupted", "running", "dead", "queued", "missing")

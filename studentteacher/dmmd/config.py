@@ -45,6 +45,8 @@ SPEC: dict[str, Key] = {
     "seed": Key(None, int, nullable=True, help="run seed"),
 }
 
+#: What a saved discriminator fixes (its artifact's ``settings``): a run that loads it must keep these.
+SAVED_SETTINGS = ("target", "schedule", "kernel", "rbf_bandwidth")
 #: Keys in which the runs of one ``sweep run --batch`` group may differ: they run one after the other.
 REPLICA_KEYS = ("seed",)
 
@@ -63,8 +65,30 @@ def validate_dmmd_config(config: dict) -> dict:
             if complete[key] % 3:
                 raise ConfigError(f"config key {key!r}: got {complete[key]!r}; allowed: a multiple of 3 for target "
                                   "'three_rings'")  # fmt: skip
-    source = complete["discriminator_from"]
-    if source is not None and not os.path.isfile(source):
+    _check_saved_discriminator(complete)
+    return complete
+
+
+def saved_settings(path: str) -> dict:
+    """The settings a ``discriminator.pt`` artifact was trained with (:data:`SAVED_SETTINGS`)."""
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)["settings"]
+
+
+def _check_saved_discriminator(config: dict) -> None:
+    """``discriminator_from``: null, or an existing artifact whose target, schedule and kernel the config keeps."""
+    source = config["discriminator_from"]
+    if source is None:
+        return
+    if not os.path.isfile(source):
         raise ConfigError(f"config key 'discriminator_from': got {source!r}; allowed: null or the path of an existing "
                           "discriminator.pt (a dmmd run's artifact)")  # fmt: skip
-    return complete
+    try:
+        settings = saved_settings(source)
+    except Exception as error:
+        raise ConfigError(f"config key 'discriminator_from': {source!r} is not a dmmd discriminator artifact ({error})")
+    for key in SAVED_SETTINGS:
+        if key in settings and config[key] != settings[key]:
+            raise ConfigError(f"config key {key!r}: got {config[key]!r}; allowed: {settings[key]!r}, what the "
+                              f"discriminator in {source} was trained with")  # fmt: skip

@@ -22,7 +22,7 @@ from ..config import resolve_device
 from ..flows.metrics import sample_distances
 from ..sample_quality import digits_quality
 from ..toys import generators
-from .config import validate_dmmd_config
+from .config import SAVED_SETTINGS, validate_dmmd_config
 from .discriminator import Architecture, Discriminator
 from .feature_kernels import FeatureKernel, make_feature_kernel
 from .forward import NoiseSchedule, make_schedule, sampling_levels
@@ -33,8 +33,6 @@ from .training import TrainingResult, TrainSettings, train_discriminator
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: The noise levels at which the discriminator's MMD^2 between data and noised data is logged.
 EVAL_LEVELS = (0.1, 0.3, 0.5, 0.7, 0.9)
-#: What a saved discriminator fixes (its artifact's ``settings``): the run that loads it uses these.
-SAVED_SETTINGS = ("target", "schedule", "kernel", "rbf_bandwidth")
 
 
 def level_metric(level: float) -> str:
@@ -72,17 +70,13 @@ def load_discriminator(path: str, device, dtype) -> tuple[Discriminator, dict]:
 
 def setup_dmmd(config: dict) -> DMMDSetup:
     """Validate ``config`` and build its run; a ``discriminator_from`` artifact fixes the target,
-    schedule and kernel it was trained with (a config that names others is refused, naming the key)."""
+    schedule and kernel it was trained with (a config that names others is refused by the validation)."""
     config = validate_dmmd_config(config)
     device, dtype = resolve_device(config["device"]), DTYPES[config["dtype"]]
     streams = generators(config["seed"], 3)
     model, loaded = None, config["discriminator_from"] is not None
-    if loaded:
-        model, settings = load_discriminator(config["discriminator_from"], device, dtype)
-        for key, value in settings.items():
-            if config[key] != value:
-                raise ValueError(f"config key {key!r}: got {config[key]!r}, but the discriminator in "
-                                 f"{config['discriminator_from']} was trained with {key} = {value!r}")  # fmt: skip
+    if loaded:  # the validation checked that the config keeps its settings
+        model, _ = load_discriminator(config["discriminator_from"], device, dtype)
     data = load_target(config["target"], config["n_train"], config["n_eval"], config["seed"], dtype, device)
     if model is None:
         sizes = {key: config[key] for key in ("hidden", "layers", "features", "embedding")}

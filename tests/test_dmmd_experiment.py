@@ -1,0 +1,71 @@
+"""The Sacred experiment dmmd, run through its real command line: a tiny run completes with its
+metrics and artifacts, a second run samples from the first one's saved discriminator, bad input is
+refused before any run directory exists."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from studentteacher.config import ConfigError
+from studentteacher.dmmd import validate_dmmd_config
+
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "dmmd.py"
+TINY = ["target=mog", "n_train=200", "n_eval=100", "hidden=16", "features=8", "embedding=4", "train_steps=6",
+        "batch_size=16", "log_every=3", "levels=2", "steps_per_level=3", "n_particles=40", "device=cpu", "seed=4"]
+LEVELS = {f"disc_mmd2_t{t:.2f}" for t in (0.1, 0.3, 0.5, 0.7, 0.9)}
+SAMPLING = {"noise_level", "sample_w1", "sample_w2", "sample_mmd2"}
+ARTIFACTS = {"discriminator.pt", "samples.npz", "samples.png", "sampling.gif"}
+
+
+def _run(tmp_path, *updates, runs="runs"):
+    command = [sys.executable, str(SCRIPT), "with", *updates, "-F", str(tmp_path / runs)]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=environment)
+
+
+def _read(run_directory: Path, name: str):
+    return json.loads((run_directory / name).read_text())
+
+
+def test_tiny_run_completes_then_samples_again_from_its_saved_discriminator(tmp_path):
+    done = _run(tmp_path, *TINY)
+    assert done.returncode == 0, done.stderr
+    run = tmp_path / "runs" / "1"
+    info = _read(run, "run.json")
+    assert info["status"] == "COMPLETED"
+    assert {"sample_w1", "sample_w2", "sample_mmd2", "train_seconds_per_step", "sample_seconds"} <= set(info["result"])
+    metrics = _read(run, "metrics.json")
+    assert set(metrics) == {"loss"} | LEVELS | SAMPLING
+    assert metrics["loss"]["steps"] == [3, 6] and metrics["sample_w1"]["steps"] == [0, 3, 6]
+    assert metrics["noise_level"]["values"] == [1.0, 1.0, 0.5]
+    assert ARTIFACTS <= set(info["artifacts"])
+    for name in ARTIFACTS:
+        assert (run / name).stat().st_size > 0, name
+    saved = np.load(run / "samples.npz")
+    assert saved["snapshots"].shape == (3, 40, 2) and saved["losses"].shape == (6,)
+
+    again = _run(tmp_path, *TINY, f"discriminator_from={run / 'discriminator.pt'}", "train_steps=500", runs="again")
+    assert again.returncode == 0, again.stderr
+    second = tmp_path / "again" / "1"
+    assert _read(second, "run.json")["status"] == "COMPLETED"
+    assert "loss" not in _read(second, "metrics.json"), "a loaded discriminator is not trained"
+    np.testing.assert_allclose(np.load(second / "samples.npz")["particles"], saved["particles"], rtol=1e-6, atol=1e-6)
+    with pytest.raises(ConfigError, match="config key 'target'.*'mog'"):  # the saved one fixes its target
+        validate_dmmd_config({"target": "swiss_roll", "discriminator_from": str(run / "discriminator.pt")})
+
+
+@pytest.mark.parametrize(
+    "update, key",
+    [("kernel=poly", "kernel"), ("discriminator_from=/no/such/discriminator.pt", "discriminator_from"),
+     pytest.param("batch_size=30", "batch_size", marks=pytest.mark.slow),
+     pytest.param("sampler=langevin", "sampler", marks=pytest.mark.slow)],
+)  # fmt: skip
+def test_bad_config_is_refused_before_any_run_directory(tmp_path, update, key):
+    done = _run(tmp_path, *TINY, update)
+    assert done.returncode != 0
+    assert f"config key '{key}'" in done.stderr
+    assert not (tmp_path / "runs").exists(), "no run may be started for a bad config"
