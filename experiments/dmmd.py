@@ -15,7 +15,9 @@ Metrics: training (step = Adam step, every ``log_every`` steps and the last) ``l
 0.9); sampling (step = sampler step, at the start and after each noise level) ``noise_level`` (the
 level just done; 1 at the start) and, for the 2-D targets, ``sample_w1``, ``sample_w2``,
 ``sample_mmd2`` against the held-out sample, for the digits ``sample_fd``, ``sample_class_entropy``,
-``sample_class_coverage``. Artifacts: ``discriminator.pt`` (weights, architecture, settings, config),
+``sample_class_coverage``; at the last sampler step ``train_seconds_per_step`` (0 for a loaded
+discriminator) and ``sample_seconds`` (the sampler's stepping time). Artifacts: ``discriminator.pt``
+(weights, architecture, settings, config),
 ``samples.npz`` (levels, snapshots [T + 1, N, d], held-out data, final particles, training
 curves), ``samples.png`` and ``sampling.gif`` (figures/dmmd_pictures.py). The result holds the final
 sample metrics, ``train_seconds_per_step`` and ``sample_seconds``. A diverging run fails (FAILED)
@@ -181,6 +183,8 @@ def main(_config, _run):
     _save_artifacts(_run, setup, training, trajectory)
     timing = {"train_seconds_per_step": training.seconds_per_step if training is not None else 0.0,
               "sample_seconds": trajectory.seconds}  # fmt: skip
+    for name, value in timing.items():  # also as metrics, so that results tables (figures) can read them
+        _run.log_scalar(name, value, setup.config["levels"] * setup.config["steps_per_level"])
     return {**progress["metrics"], **timing}
 
 

@@ -17,7 +17,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "dmmd.py"
 TINY = ["target=mog", "n_train=200", "n_eval=100", "hidden=16", "features=8", "embedding=4", "train_steps=6",
         "batch_size=16", "log_every=3", "levels=2", "steps_per_level=3", "n_particles=40", "device=cpu", "seed=4"]
 LEVELS = {f"disc_mmd2_t{t:.2f}" for t in (0.1, 0.3, 0.5, 0.7, 0.9)}
-SAMPLING = {"noise_level", "sample_w1", "sample_w2", "sample_mmd2"}
+SAMPLING = {"noise_level", "sample_w1", "sample_w2", "sample_mmd2", "train_seconds_per_step", "sample_seconds"}
 ARTIFACTS = {"discriminator.pt", "samples.npz", "samples.png", "sampling.gif"}
 
 
