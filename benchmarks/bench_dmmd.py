@@ -56,10 +56,12 @@ def _discriminator(dim: int, device, dtype) -> dmmd.Discriminator:
 def bench_training(dim: int, device, dtype, steps: int, repeats: int) -> float:
     """Seconds per Adam step of :func:`~studentteacher.dmmd.train_discriminator` (logging excluded)."""
     data = torch.randn(2000, dim, generator=torch.Generator().manual_seed(1), dtype=dtype).to(device)
-    model, kernel, schedule = _discriminator(dim, device, dtype), dmmd.make_feature_kernel("linear"), dmmd.make_schedule("cosine")
+    model, kernel = _discriminator(dim, device, dtype), dmmd.make_feature_kernel("linear")
+    schedule = dmmd.make_schedule("cosine")
     settings = dmmd.TrainSettings(steps=steps, log_every=10**9, eval_levels=())
     generator = torch.Generator().manual_seed(2)
-    return _best(lambda: dmmd.train_discriminator(model, kernel, data, schedule, settings, generator), repeats, 1, device) / steps
+    run = lambda: dmmd.train_discriminator(model, kernel, data, schedule, settings, generator)  # noqa: E731
+    return _best(run, repeats, 1, device) / steps
 
 
 def bench_sampling(dim: int, sizes, device, dtype, data_size: int, steps: int, repeats: int) -> list[dict]:
@@ -74,7 +76,8 @@ def bench_sampling(dim: int, sizes, device, dtype, data_size: int, steps: int, r
             sampler = dmmd.make_sampler(name, model, kernel, data)
             row["prepare_seconds"][name] = _best(lambda: sampler.prepare(0.5), repeats, 1, device)
             prepared = sampler.prepare(0.5)
-            row["seconds_per_step"][name] = _best(lambda: sampler.step(particles, 0.5, prepared, 0.01), repeats, steps, device)
+            step = lambda: sampler.step(particles, 0.5, prepared, 0.01)  # noqa: E731
+            row["seconds_per_step"][name] = _best(step, repeats, steps, device)
         row["pairwise_over_interacting"] = row["seconds_per_step"]["pairwise"] / row["seconds_per_step"]["interacting"]
         print(f"  d={dim:3d} N={size:6d} " + " ".join(f"{k} {v * 1e3:8.2f} ms" for k, v in row["seconds_per_step"].items())
               + f"  pairwise/interacting {row['pairwise_over_interacting']:.1f}x", flush=True)  # fmt: skip
@@ -106,8 +109,9 @@ def main() -> None:
     if arguments.quick:
         arguments.sizes, arguments.data, arguments.steps, arguments.repeats = [20, 40], 30, 1, 1
     devices = arguments.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
-              "cpu_threads": torch.get_num_threads(), "dtype": "float32", "training": [], "sampling": []}  # fmt: skip
+    report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "torch": torch.__version__, "cpu_threads": torch.get_num_threads(), "dtype": "float32",
+              "training": [], "sampling": []}  # fmt: skip
     for device in map(torch.device, devices):
         report.setdefault("devices", {})[str(device)] = (torch.cuda.get_device_name(device) if device.type == "cuda"
                                                           else platform.processor() or "cpu")  # fmt: skip
@@ -115,7 +119,8 @@ def main() -> None:
             seconds = bench_training(dim, device, torch.float32, arguments.steps, arguments.repeats)
             report["training"].append({"device": str(device), "dim": dim, "seconds_per_step": seconds})
             print(f"{device} d={dim}: discriminator training {seconds * 1e3:.1f} ms per Adam step", flush=True)
-            rows = bench_sampling(dim, arguments.sizes, device, torch.float32, arguments.data, arguments.steps, arguments.repeats)
+            rows = bench_sampling(dim, arguments.sizes, device, torch.float32, arguments.data, arguments.steps,
+                                  arguments.repeats)  # fmt: skip
             report["sampling"] += [{"device": str(device), **row} for row in rows]
         print_growth([row for row in report["sampling"] if row["device"] == str(device)])
     report["load_average_at_end"] = os.getloadavg()  # other work on the machine skews the CPU numbers

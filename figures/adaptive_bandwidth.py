@@ -56,7 +56,8 @@ def mean_gaps(runs: pd.DataFrame) -> pd.DataFrame:
             continue
         data = np.load(path)
         gaps = np.linalg.norm(data["snapshots"].mean(1) - data["target"].mean(0), axis=1)  # (S,)
-        rows += [{"run_dir": run["run_dir"], "step": int(s), "value": float(g)} for s, g in zip(data["snapshot_steps"], gaps)]
+        rows += [{"run_dir": run["run_dir"], "step": int(step), "value": float(gap)}
+                 for step, gap in zip(data["snapshot_steps"], gaps)]  # fmt: skip
     return pd.DataFrame(rows, columns=["run_dir", "step", "value"])
 
 

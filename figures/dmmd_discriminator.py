@@ -53,7 +53,8 @@ def main(argv=None) -> None:
         axes[row, 2].set_ylabel("loss -MMD^2 + l2 + gradient penalty")
     common.finish(
         fig, args.out, NAME,
-        f"DMMD discriminator: {common.values_text(df, 'kernel')} kernel on phi(x, t), H = {common.values_text(df, 'hidden')}, "
+        f"DMMD discriminator: {common.values_text(df, 'kernel')} kernel on phi(x, t), "
+        f"H = {common.values_text(df, 'hidden')}, "
         f"F = {common.values_text(df, 'features')}, {common.values_text(df, 'train_steps')} Adam steps, "
         f"penalties l2 {common.values_text(df, 'l2_weight')}, gp {common.values_text(df, 'gp_weight')}; "
         f"schedule {common.values_text(df, 'schedule')}\n{common.seeds_text(df)}",

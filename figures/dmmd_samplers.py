@@ -30,7 +30,8 @@ def main(argv=None) -> None:
     for ax, metric in zip(axes[:3], [quality, second, "sample_seconds"]):
         table = results.final_table(df, ["sampler", "n_particles"], metric)
         for sampler, rows in table.groupby("sampler"):
-            ax.errorbar(rows["n_particles"], rows["mean"], yerr=rows["sd"].fillna(0.0), marker="o", capsize=3, label=sampler)
+            ax.errorbar(rows["n_particles"], rows["mean"], yerr=rows["sd"].fillna(0.0), marker="o", capsize=3,
+                        label=sampler)  # fmt: skip
         ax.set_xscale("log")
         ax.set_yscale("log" if metric == "sample_seconds" else "linear")
         ax.set_xlabel("particles N")

@@ -59,10 +59,15 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
         if metric not in set(df["metric"].dropna()):
             continue
         table = results.final_table(df[df["metric"] == metric], ["target", "method"], metric)
-        columns[header] = table.set_index(["target", "method"]).apply(
-            lambda r: f"{r['mean']:.3g} +- {r['sd']:.2g} ({r['count']})" if r["count"] > 1 else f"{r['mean']:.3g} ({r['count']})",
-            axis=1)  # fmt: skip
+        columns[header] = table.set_index(["target", "method"]).apply(_cell, axis=1)
     return pd.DataFrame(columns).reset_index()
+
+
+def _cell(row) -> str:
+    """'mean +- sd (n)' of a final_table row ('mean (1)' for one run)."""
+    if row["count"] > 1:
+        return f"{row['mean']:.3g} +- {row['sd']:.2g} ({row['count']})"
+    return f"{row['mean']:.3g} ({row['count']})"
 
 
 def final_particles(run_dir: str):

@@ -8,7 +8,8 @@ of the Frechet distance
 
 .. math::
 
-    \\mathrm{FD} = |\\mu_1 - \\mu_2|^2 + \\mathrm{tr}\\big(\\Sigma_1 + \\Sigma_2 - 2 (\\Sigma_1^{1/2} \\Sigma_2 \\Sigma_1^{1/2})^{1/2}\\big)
+    \\mathrm{FD} = |\\mu_1 - \\mu_2|^2
+        + \\mathrm{tr}\\big(\\Sigma_1 + \\Sigma_2 - 2 (\\Sigma_1^{1/2} \\Sigma_2 \\Sigma_1^{1/2})^{1/2}\\big)
 
 between Gaussians fitted to the features of the samples and of the held-out digits (unbiased
 covariances); the square roots come from symmetric eigendecompositions (eigenvalues clamped at 0).

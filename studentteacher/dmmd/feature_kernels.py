@@ -48,7 +48,8 @@ class FeatureKernel:
         return self.gram(features, summary).mean(-1)
 
     def witness(self, points: torch.Tensor, data: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
-        """f(z) = mean_j kappa(phi(z), phi(y_j)) - mean_i kappa(phi(z), phi(x_i)) at ``points: [..., p, F]`` -> ``[..., p]``."""
+        """f(z) = mean_j kappa(phi(z), phi(y_j)) - mean_i kappa(phi(z), phi(x_i)) at the features
+        ``points: [..., p, F]`` of the points z, given those of the data and the moving sample -> ``[..., p]``."""
         return self.mean_to(points, self.summarise(moving)) - self.mean_to(points, self.summarise(data))
 
     def _pair_sums(self, a, b):
@@ -108,7 +109,7 @@ FEATURE_KERNELS: dict[str, type[FeatureKernel]] = {cls.name: cls for cls in (Lin
 
 
 def make_feature_kernel(name: str, bandwidth: float = 1.0) -> FeatureKernel:
-    """The feature kernel ``name`` (``linear`` | ``rbf``; ``bandwidth`` for ``rbf`` only); ValueError listing the names."""
+    """The feature kernel ``name`` (``linear`` | ``rbf``; ``bandwidth``: ``rbf`` only); ValueError listing the names."""
     if name not in FEATURE_KERNELS:
         raise ValueError(f"kernel must be one of {list(FEATURE_KERNELS)}, got {name!r}")
     return RBFKernel(bandwidth) if name == "rbf" else LinearKernel()

@@ -40,7 +40,8 @@ class NoiseSchedule:
         return torch.sqrt((1.0 - self.alpha(t) ** 2).clamp_min(0.0))
 
     def noise(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """x_t = alpha_t x_0 + beta_t eps for ``x0: [n, d]``, one level per row ``t: [n]`` (or a 0-dim t), ``eps: [n, d]``."""
+        """x_t = alpha_t x_0 + beta_t eps for ``x0: [n, d]``, ``eps: [n, d]`` and one level per row ``t: [n]``
+        (or one 0-dim t) -> ``[n, d]``."""
         t = torch.as_tensor(t, dtype=x0.dtype, device=x0.device)
         column = t[..., None] if t.dim() else t  # (n, 1) or ()
         return self.alpha(column) * x0 + self.beta(column) * eps

@@ -96,7 +96,8 @@ def _batch(data: torch.Tensor, groups: int, size: int, schedule: NoiseSchedule, 
     clean = data[index.to(data.device)].reshape(groups, size, -1)
     levels = torch.rand(groups, generator=generator, dtype=data.dtype).to(data.device)  # (G,)
     eps = torch.randn(clean.shape, generator=generator, dtype=data.dtype).to(data.device)
-    noised = schedule.noise(clean.reshape(groups * size, -1), levels.repeat_interleave(size), eps.reshape(groups * size, -1))
+    flat = groups * size
+    noised = schedule.noise(clean.reshape(flat, -1), levels.repeat_interleave(size), eps.reshape(flat, -1))
     return clean, noised.reshape(clean.shape), levels
 
 
