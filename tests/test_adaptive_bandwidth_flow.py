@@ -150,3 +150,24 @@ def test_validation_names_the_bad_key(key, value):
     flows.validate_flow_config({k: v for k, v in GOOD.items() if k not in ("dim", "source_distance")})
     with pytest.raises(ValueError, match=f"'{key}'"):
         flows.validate_flow_config({**GOOD, key: value})
+
+
+def test_the_experiment_runs_the_adaptive_flow_on_gaussian_nd_and_logs_its_bandwidth(tmp_path):
+    import json
+    from pathlib import Path
+
+    from conftest import import_script
+
+    script = Path(__file__).resolve().parents[1] / "experiments" / "flows2d.py"
+    experiment = import_script(script, "flows2d_adaptive_bandwidth_experiment")
+    updates = dict(n_particles=20, n_target=20, steps=4, log_every=2, snapshot_every=2, seed=1, device="cpu")
+    run = experiment.ex.run(named_configs=["gaussian_nd_adaptive_bandwidth"], config_updates=updates,
+                            options={"--file_storage": str(tmp_path), "--capture": "no"})  # fmt: skip
+    assert run.status == "COMPLETED"
+    directory = tmp_path / str(run._id)
+    metrics = json.loads((directory / "metrics.json").read_text())
+    assert set(metrics) == set(flows.METRICS) and metrics["bandwidth"]["steps"] == [0, 2, 4]
+    assert all(value >= 1.0 for value in metrics["bandwidth"]["values"]), "never below the floor (bandwidth = 1)"
+    config = json.loads((directory / "config.json").read_text())
+    assert (config["dim"], config["source_distance"], config["kernel"]) == (10, 6.5, "gaussian_scaled")
+    assert (directory / "snapshots.png").stat().st_size > 0 and (directory / "flow.gif").stat().st_size > 0
