@@ -15,7 +15,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
 
 import flow_pictures  # noqa: E402
 
@@ -67,14 +66,7 @@ def save_pictures(directory: Path, target: np.ndarray, snapshots: np.ndarray, le
     grid = directory / "samples.png"
     figure.savefig(grid, dpi=100)
     plt.close(figure)
-    figure, ax = plt.subplots(figsize=(4, 4.4))
-
-    def frame(index):
-        ax.clear()
+    def frame(ax, index):
         draw_level(ax, target, snapshots[index], f"{title}\n{titles[index]}", window, fontsize=7)
 
-    animation = FuncAnimation(figure, frame, frames=len(snapshots))
-    gif = directory / "sampling.gif"
-    animation.save(gif, writer=PillowWriter(fps=3))
-    plt.close(figure)
-    return [grid, gif]
+    return [grid, flow_pictures.save_animation(directory / "sampling.gif", len(snapshots), frame, fps=3)]

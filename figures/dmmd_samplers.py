@@ -17,6 +17,7 @@ import common
 from common import results
 
 NAME = "dmmd_samplers"
+COLORS = {"interacting": "tab:blue", "approximate": "tab:orange", "pairwise": "tab:green"}
 
 
 def main(argv=None) -> None:
@@ -29,9 +30,10 @@ def main(argv=None) -> None:
     fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
     for ax, metric in zip(axes[:3], [quality, second, "sample_seconds"]):
         table = results.final_table(df, ["sampler", "n_particles"], metric)
-        for sampler, rows in table.groupby("sampler"):
+        for sampler, color in COLORS.items():
+            rows = table[table["sampler"] == sampler]
             ax.errorbar(rows["n_particles"], rows["mean"], yerr=rows["sd"].fillna(0.0), marker="o", capsize=3,
-                        label=sampler)  # fmt: skip
+                        label=sampler, color=color)  # fmt: skip
         ax.set_xscale("log")
         ax.set_yscale("log" if metric == "sample_seconds" else "linear")
         ax.set_xlabel("particles N")
@@ -39,7 +41,7 @@ def main(argv=None) -> None:
         ax.legend(fontsize=8)
     largest = runs["n_particles"].max()
     rows = results.curves(df[df["n_particles"] == largest], quality)
-    common.curve(axes[3], rows, hue="sampler", logy=False)
+    common.curve(axes[3], rows, hue="sampler", hue_order=list(COLORS), palette=COLORS, logy=False)
     axes[3].set_xlabel("sampler step (a level every steps_per_level steps)")
     axes[3].set_ylabel(f"{quality} (N = {largest})")
     tables = [(results.final_table(df, ["sampler", "n_particles"], metric), f"{NAME}: final {metric}")

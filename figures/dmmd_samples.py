@@ -33,8 +33,7 @@ METRICS = {"w1": "W1", "w2": "W2", "mmd2": "MMD^2"}
 def method_label(row) -> str:
     if row["experiment"] == "dmmd":
         return f"DMMD ({row['sampler']})"
-    label = common.FLOW_LABELS.get(row["flow"], row["flow"])
-    return f"{label} ({row['kernel']} {row['bandwidth']:g})" if row["flow"] == "mmd_adaptive_bandwidth" else label
+    return common.FLOW_LABELS.get(row["flow"], row["flow"])
 
 
 def _tidy(args) -> pd.DataFrame:

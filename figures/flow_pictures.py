@@ -87,14 +87,20 @@ def save_pictures(directory: Path, target: np.ndarray, snapshots: np.ndarray, st
     figure.savefig(grid, dpi=100)
     plt.close(figure)
 
+    def frame(ax, index):
+        draw_particles(ax, target, snapshots[index], f"{title}\nstep {steps[index]}", window=window, fontsize=7)
+
+    return [grid, save_animation(directory / "flow.gif", len(steps), frame, fps=5)]
+
+
+def save_animation(path: Path, frames: int, draw, fps: int) -> Path:
+    """A GIF at ``path`` of ``frames`` frames, each drawn by ``draw(ax, index)`` on a cleared 4 x 4.4 inch axis."""
     figure, ax = plt.subplots(figsize=(4, 4.4))
 
     def frame(index):
         ax.clear()
-        draw_particles(ax, target, snapshots[index], f"{title}\nstep {steps[index]}", window=window, fontsize=7)
+        draw(ax, index)
 
-    animation = FuncAnimation(figure, frame, frames=len(steps))
-    gif = directory / "flow.gif"
-    animation.save(gif, writer=PillowWriter(fps=5))
+    FuncAnimation(figure, frame, frames=frames).save(path, writer=PillowWriter(fps=fps))
     plt.close(figure)
-    return [grid, gif]
+    return path
