@@ -69,3 +69,17 @@ def test_bad_config_is_refused_before_any_run_directory(tmp_path, update, key):
     assert done.returncode != 0
     assert f"config key '{key}'" in done.stderr
     assert not (tmp_path / "runs").exists(), "no run may be started for a bad config"
+
+
+def test_a_dmmd_sweep_validates_and_runs_a_batch_of_seeds_one_after_the_other(tmp_path):
+    from studentteacher import sweep
+
+    updates = dict(update.split("=") for update in TINY if not update.startswith("seed="))
+    base = ", ".join(f"{key}: {value}" for key, value in updates.items())
+    path = tmp_path / "tiny.yaml"
+    path.write_text(f"experiment: dmmd\nbase: {{{base}}}\nseeds: [1, 2]\nobserver: {tmp_path / 'runs'}\n")
+    loaded = sweep.load(path)
+    assert len(sweep.validate(loaded)) == 2
+    outcomes = sweep.run_batch(loaded, [0, 1])
+    assert [(index, state) for index, state, _ in outcomes] == [(0, "COMPLETED"), (1, "COMPLETED")]
+    assert [s.state for s in sweep.status(loaded)] == ["completed", "completed"]
