@@ -61,15 +61,15 @@ def config():
     train_steps = 2000  # Adam steps of the discriminator
     batch_size = 256  # clean points per step, split over levels_per_step noise levels t ~ U[0, 1]
     levels_per_step = 4
-    lr = 1e-3
+    lr = 3e-3
     l2_weight = 0.1  # l2 ("variance") penalty on the witness
-    gp_weight = 10.0  # gradient penalty (|grad f| - 1)^2 at interpolates (WGAN-GP's weight)
+    gp_weight = 1.0  # gradient penalty (|grad f| - 1)^2 at interpolates (1, not WGAN-GP's 10: dmmd/training.py)
     kernel = "linear"  # linear | rbf: the kernel on the features
     rbf_bandwidth = 1.0  # rbf only
     schedule = "cosine"  # cosine (alpha_1 = 0 exactly) | vp_linear (Song et al. 2021, alpha_1 = 6.6e-3)
     levels = 10  # noise levels T of the sampler: t = 1, 0.9, ..., 0.1
-    steps_per_level = 20  # Euler steps N_s per level
-    step_size = 0.05  # eta
+    steps_per_level = 40  # Euler steps N_s per level
+    step_size = 0.02  # eta
     sampler = "interacting"  # interacting (O(N)) | approximate (particles alone) | pairwise (Grams, the reference)
     n_particles = 1000
     discriminator_from = None  # path of a discriminator.pt: sample from it without training
@@ -80,30 +80,30 @@ def config():
 
 @ex.named_config
 def three_rings():
-    # Three rings (d = 2): 3000 training points, 2000 Adam steps, 1000 particles, 10 levels x 40 steps of 0.02.
+    # Three rings (d = 2): 3000 training points, 2000 Adam steps, 1000 particles, 10 levels x 40 steps of 0.01.
     target, n_train, n_eval, train_steps = "three_rings", 3000, 900, 2000
-    levels, steps_per_level, step_size, n_particles = 10, 40, 0.02, 1000
+    levels, steps_per_level, step_size, n_particles = 10, 40, 0.01, 1000
 
 
 @ex.named_config
 def mog():
-    # Mixture of 4 Gaussians at (+-2, +-2) (d = 2): 10 levels x 40 steps of 0.05.
+    # Mixture of 4 Gaussians at (+-2, +-2) (d = 2): 10 levels x 40 steps of 0.02.
     target, n_train, n_eval, train_steps = "mog", 3000, 900, 2000
-    levels, steps_per_level, step_size, n_particles = 10, 40, 0.05, 1000
+    levels, steps_per_level, step_size, n_particles = 10, 40, 0.02, 1000
 
 
 @ex.named_config
 def swiss_roll():
-    # Swiss roll (d = 2): 10 levels x 40 steps of 0.05.
+    # Swiss roll (d = 2): 10 levels x 40 steps of 0.02.
     target, n_train, n_eval, train_steps = "swiss_roll", 3000, 900, 2000
-    levels, steps_per_level, step_size, n_particles = 10, 40, 0.05, 1000
+    levels, steps_per_level, step_size, n_particles = 10, 40, 0.02, 1000
 
 
 @ex.named_config
 def digits():
-    # 8x8 digits (d = 64, scaled to [-1, 1]): 3000 Adam steps, 500 particles, 10 levels x 40 steps of 0.05.
+    # 8x8 digits (d = 64, scaled to [-1, 1]): 3000 Adam steps, 500 particles, 10 levels x 40 steps of 0.02.
     target, train_steps, n_particles = "digits", 3000, 500
-    levels, steps_per_level, step_size = 10, 40, 0.05
+    levels, steps_per_level, step_size = 10, 40, 0.02
 
 
 @ex.config_hook
