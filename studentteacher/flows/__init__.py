@@ -5,18 +5,18 @@ Source particles ``Y: [N, d]`` (nu) flow towards the target ``X: [M, d]`` (pi) b
 steps y_i <- y_i - gamma_n grad phi_n(y_i + beta_n u_i) on a first variation phi of the divergence
 (:mod:`~studentteacher.flows.base`):
 
-=================== ============================================== ============================ =========
-flow                phi (first variation)                          gamma_n (logged step_size)   value
-=================== ============================================== ============================ =========
-``mmd``             f = mean_j k(., y_j) - mean_m k(., x_m)        ``step``                     MMD^2
-``mmd_noise``       f, evaluated at y_i + beta_n u_i               ``step``                     MMD^2
-``drmmd``           2 h_lambda (DrMMD witness, divergences.py)     lambda * ``step``            DrMMD_lambda
-``drmmd_adaptive``  2 h_{lambda_n}                                 max(lambda_n * ``step``,     DrMMD_{lambda_n}
-                                                                   1e-4)
-``kale``            (1+lambda) h* (KALE witness, divergences.py)   ``step``                     KALE_lambda
-``mmd_adaptive_     f under k_{alpha_n}, the scaled Gaussian with  ``step``                     MMD^2_{alpha_n}
-bandwidth``         alpha_n = max(alpha*(mu_n), floor) (Prop. 3.1)
-=================== ============================================== ============================ =========
+========================== =========================================== ========================== ===============
+flow                       phi (first variation)                       gamma_n (logged step_size) value
+========================== =========================================== ========================== ===============
+``mmd``                    f = mean_j k(., y_j) - mean_m k(., x_m)     ``step``                   MMD^2
+``mmd_noise``              f, evaluated at y_i + beta_n u_i            ``step``                   MMD^2
+``drmmd``                  2 h_lambda (DrMMD witness, divergences.py)  lambda * ``step``          DrMMD_lambda
+``drmmd_adaptive``         2 h_{lambda_n}                              max(lambda_n * ``step``,   DrMMD_{lambda_n}
+                                                                       1e-4)
+``kale``                   (1+lambda) h* (KALE witness)                ``step``                   KALE_lambda
+``mmd_adaptive_bandwidth`` f under the scaled Gaussian k_{alpha_n},    ``step``                   MMD^2_{alpha_n}
+                           alpha_n = max(alpha*(mu_n), floor)
+========================== =========================================== ========================== ===============
 
 Moves are mean-field scaled (the per-particle move does not shrink with N); the modules
 :mod:`~.mmd`, :mod:`~.drmmd` and :mod:`~.kale` state each one in terms of the value's particle
