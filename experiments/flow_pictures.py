@@ -1,7 +1,9 @@
-"""Pictures of 2-D (and 1-D) particle flows: the target (grey) and the particles (red) at a few
-snapshot steps. Shared by ``experiments/flows2d.py`` (its ``snapshots.png`` and ``flow.gif``
-artifacts) and ``figures/three_rings.py`` (its snapshot grid); plain matplotlib and numpy. It lies
-in ``experiments/`` so that it ships with the experiments (the package ``studentteacher_experiments``).
+"""Pictures of particle flows: the target (grey) and the particles (red) at a few snapshots.
+Shared by ``experiments/flows2d.py`` (its ``snapshots.png`` and ``flow.gif`` artifacts),
+``experiments/dmmd.py`` (``samples.png`` and ``sampling.gif``: the particles at the end of each
+noise level; digits (d = 64) as a grid of 8 x 8 images) and the figure scripts; plain matplotlib
+and numpy. It lies in ``experiments/`` so that it ships with the experiments (the package
+``studentteacher_experiments``).
 """
 from __future__ import annotations
 
@@ -87,14 +89,71 @@ def save_pictures(directory: Path, target: np.ndarray, snapshots: np.ndarray, st
     figure.savefig(grid, dpi=100)
     plt.close(figure)
 
+    def frame(ax, index):
+        draw_particles(ax, target, snapshots[index], f"{title}\nstep {steps[index]}", window=window, fontsize=7)
+
+    return [grid, save_animation(directory / "flow.gif", len(steps), frame, fps=5)]
+
+
+def save_animation(path: Path, frames: int, draw, fps: int) -> Path:
+    """A GIF at ``path`` of ``frames`` frames, each drawn by ``draw(ax, index)`` on a cleared 4 x 4.4 inch axis."""
     figure, ax = plt.subplots(figsize=(4, 4.4))
 
     def frame(index):
         ax.clear()
-        draw_particles(ax, target, snapshots[index], f"{title}\nstep {steps[index]}", window=window, fontsize=7)
+        draw(ax, index)
 
-    animation = FuncAnimation(figure, frame, frames=len(steps))
-    gif = directory / "flow.gif"
-    animation.save(gif, writer=PillowWriter(fps=5))
+    FuncAnimation(figure, frame, frames=frames).save(path, writer=PillowWriter(fps=fps))
     plt.close(figure)
-    return [grid, gif]
+    return path
+
+
+DIGIT_GRID = 6  # digits drawn per row and column of a panel of digit samples
+
+
+def digit_grid(samples: np.ndarray, count: int = DIGIT_GRID) -> np.ndarray:
+    """The first count^2 samples ``[N, 64]`` as one image ``[9 count - 1, 9 count - 1]``: 8 x 8 digits
+    in [-1, 1] (clipped), row by row, with gaps of one pixel (NaN)."""
+    cells = np.full((count * count, 9, 9), np.nan)  # (count^2, 9, 9): a digit and its gap
+    shown = np.clip(samples[: count * count].reshape(-1, 8, 8), -1.0, 1.0)
+    cells[: len(shown), :8, :8] = shown
+    return cells.reshape(count, count, 9, 9).transpose(0, 2, 1, 3).reshape(9 * count, 9 * count)[:-1, :-1]
+
+
+def draw_sample(ax, target: np.ndarray, particles: np.ndarray, title: str, window=None, fontsize: float = 9) -> None:
+    """One panel of samples ``particles: [N, d]``: a scatter over ``target`` (:func:`draw_particles`), or
+    for the digits (d = 64) a :func:`digit_grid`."""
+    if particles.shape[1] != 64:
+        draw_particles(ax, target, particles, title, window=window, size=6, fontsize=fontsize)
+        return
+    ax.imshow(digit_grid(particles), cmap="gray_r", vmin=-1.0, vmax=1.0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=fontsize)
+
+
+def save_sampling_pictures(directory: Path, target: np.ndarray, snapshots: np.ndarray, levels,
+                           title: str) -> list[Path]:  # fmt: skip
+    """``samples.png`` (the start and the end of every noise level, up to 12 panels, 6 a row) and
+    ``sampling.gif`` (every snapshot, 3 per second) in ``directory``; their paths.
+    ``snapshots: [T + 1, N, d]`` (the start, then one per level of ``levels``), ``target: [M, d]``."""
+    titles = ["start N(0, I)"] + [f"after t = {level:.2g}" for level in levels]
+    picks = pick_snapshots(list(range(len(snapshots))), 12)
+    columns = min(6, len(picks))
+    rows = -(-len(picks) // columns)
+    window = fixed_window(target, snapshots) if snapshots.shape[-1] == 2 else None
+    figure, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.4 * rows + 0.8), squeeze=False)
+    for ax, index in zip(axes.flat, picks):
+        draw_sample(ax, target, snapshots[index], titles[index], window)
+    for ax in list(axes.flat)[len(picks):]:
+        ax.set_axis_off()
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout(rect=(0, 0, 1, 0.95))
+    grid = directory / "samples.png"
+    figure.savefig(grid, dpi=100)
+    plt.close(figure)
+
+    def frame(ax, index):
+        draw_sample(ax, target, snapshots[index], f"{title}\n{titles[index]}", window, fontsize=7)
+
+    return [grid, save_animation(directory / "sampling.gif", len(snapshots), frame, fps=3)]

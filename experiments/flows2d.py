@@ -5,7 +5,7 @@
 Observers, flags, checks before work, stop signals and replica groups are the helper's
 (``sacred_runs.py``): with no observer flag the run is stored in ``$STUDENTTEACHER_RUNS`` (default
 ``./runs``). Metrics (step = flow step):
-``divergence``, ``mmd2``, ``w1``, ``w2``, ``lmbda``, ``step_size``; artifacts: ``trajectory.npz``
+``divergence``, ``mmd2``, ``w1``, ``w2``, ``lmbda``, ``step_size``, ``bandwidth``; artifacts: ``trajectory.npz``
 (metrics, snapshot steps, snapshots [S, N, d], target, final particles), ``snapshots.png``,
 ``flow.gif``. The result is ``{"w1", "w2", "mmd2", "divergence"}`` at the last step. A non-finite
 value or particles that ran away (:mod:`studentteacher.flows.run`) fail the run (Sacred marks it
@@ -45,10 +45,14 @@ use_mlflow(ex)  # --mlflow URI / $STUDENTTEACHER_MLFLOW: an MLflow copy of each 
 
 @ex.config
 def config():
-    target = "three_rings"  # three_rings | mog | gaussian | gaussian_1d
-    flow = "mmd"  # a key of studentteacher.flows.FLOWS: mmd | mmd_noise | drmmd | drmmd_adaptive | kale
-    kernel = "gaussian"  # gaussian | laplace | imq | energy (bandwidth convention: studentteacher.kernels)
-    bandwidth = 0.15
+    target = "three_rings"  # three_rings | mog | gaussian | gaussian_1d | gaussian_nd | swiss_roll
+    # a key of studentteacher.flows.FLOWS: mmd | mmd_noise | drmmd | drmmd_adaptive | kale | mmd_adaptive_bandwidth
+    flow = "mmd"
+    # gaussian | laplace | imq | energy | gaussian_scaled (bandwidth convention: studentteacher.kernels)
+    kernel = "gaussian"
+    bandwidth = 0.15  # mmd_adaptive_bandwidth (kernel gaussian_scaled): the floor of the adaptive bandwidth
+    dim = 2  # gaussian_nd only: the dimension d
+    source_distance = 4.0  # gaussian_nd only: |mu_0|, the distance of the source's mean from the target's
     n_particles = 300
     n_target = 300
     steps = 1000
@@ -102,6 +106,17 @@ def three_rings_kale():
 
 
 @ex.named_config
+def gaussian_nd_adaptive_bandwidth():
+    # Galashov et al. (2025), Prop. 3.1: N(mu_0, I) -> N(0, I) in R^10, |mu_0| = 6.5, scaled Gaussian kernel with
+    # alpha_n = max(alpha*(mu_n), 1); step 729 = 3^(d/2 + 1), half the stable step of the mean at the floor
+    # (experiments/sweeps/figures/adaptive_bandwidth.yaml).
+    target, flow, kernel, bandwidth = "gaussian_nd", "mmd_adaptive_bandwidth", "gaussian_scaled", 1.0
+    dim, source_distance = 10, 6.5
+    n_particles, n_target, dtype = 300, 300, "float64"
+    steps, step_size = 1000, 729.0
+
+
+@ex.named_config
 def gaussians_mmd_noise():
     # Arbel et al. (2019): 1-D N(10, 0.5) -> N(0, 1), sigma = 2, step 0.1, noise 10 for 5000 steps, N = M = 1000.
     target, flow, kernel, bandwidth = "gaussian_1d", "mmd_noise", "gaussian", 2.0
@@ -134,16 +149,20 @@ def picture_title(config: dict) -> str:
     lmbda = f", lambda {config['lmbda']:g}" if config["flow"] in ("drmmd", "drmmd_adaptive", "kale") else ""
     noise = (f", noise {config['noise_level']:g} until step {config['noise_until']}"
              if config["flow"] == "mmd_noise" else "")
-    return (f"{config['flow']} flow on {config['target']}: N = {config['n_particles']}, M = {config['n_target']}, "
-            f"{config['kernel']} sigma {config['bandwidth']:g}, step {config['step_size']:g}{lmbda}{noise}, "
+    floor = " floor" if config["flow"] == "mmd_adaptive_bandwidth" else ""
+    target = config["target"]
+    if target == "gaussian_nd":
+        target += f" (d = {config['dim']}, |mu_0| = {config['source_distance']:g}; first two coordinates)"
+    return (f"{config['flow']} flow on {target}: N = {config['n_particles']}, M = {config['n_target']}, "
+            f"{config['kernel']} sigma{floor} {config['bandwidth']:g}, step {config['step_size']:g}{lmbda}{noise}, "
             f"seed {config['seed']}")
 
 
 def _save_pictures(directory: Path, trajectory: flows.FlowTrajectory, toy: toys.Toy, title: str) -> list[Path]:
     if not trajectory.snapshots:
         return []
-    target = toy.target.detach().cpu().numpy()  # (M, d)
-    snapshots = trajectory.snapshot_tensor().numpy()  # (S, N, d)
+    target = toy.target.detach().cpu().numpy()[:, :2]  # (M, d) -> its first two coordinates when d > 2
+    snapshots = trajectory.snapshot_tensor().numpy()[..., :2]  # (S, N, d)
     return flow_pictures.save_pictures(directory, target, snapshots, trajectory.snapshot_steps, title)
 
 

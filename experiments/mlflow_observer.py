@@ -27,7 +27,7 @@ artifacts              every ``add_artifact`` file (``result.npz``, ``trajectory
 =====================  ==================================================================
 
 MLflow experiment: the sweep's name for sweep runs (``meta_info["sweep"]["name"]``), else the
-Sacred experiment's name (``student_teacher``, ``particle_flow``). Each batched replica is its own
+Sacred experiment's name (``student_teacher``, ``particle_flow``, ``dmmd``). Each batched replica is its own
 Sacred run, so its own MLflow run. With a ``sqlite:///PATH`` store, artifacts go beside the database
 in ``<PATH stem>_artifacts/<experiment>/`` (created on first use).
 

@@ -1,6 +1,6 @@
 """Quiet entry points: hide the library noise that is not the user's business, nothing else.
 
-Every entry point (``train.py``, ``flows2d.py``, the sweep's ``sweep_runs.py``, ``mlflow_observer.py``)
+Every entry point (``train.py``, ``flows2d.py``, ``dmmd.py``, the sweep's ``sacred_runs.py``, ``mlflow_observer.py``)
 calls :func:`quiet` first, before it imports Sacred. What it hides, by exact message or logger name:
 
 * Sacred 0.8.7 imports ``pkg_resources`` (``sacred/dependencies.py``), which makes setuptools print

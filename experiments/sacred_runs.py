@@ -1,7 +1,7 @@
 """Sacred at the edge: the one module, beside the experiment definitions, that runs Sacred.
 
-``train.py`` (``student_teacher``) and ``flows2d.py`` (``particle_flow``) define a config, named
-configs and a function that trains a :class:`Batch` of R >= 1 runs together; they hand it to
+``train.py`` (``student_teacher``), ``flows2d.py`` (``particle_flow``) and ``dmmd.py`` (``dmmd``)
+define a config, named configs and a function that trains a :class:`Batch` of R >= 1 runs together; they hand it to
 :class:`ExperimentRuns` and call :meth:`ExperimentRuns.run_as_script`. The rest lives here, once:
 
 * **observers** (:meth:`ExperimentRuns.observers`): the default :class:`RunStore` (a Sacred
@@ -69,7 +69,7 @@ from studentteacher.threads import apply_threads  # noqa: E402
 
 SETTINGS.CAPTURE_MODE = "sys"  # keep sys.stderr a terminal for the progress bars
 HERE = Path(__file__).resolve().parent
-SCRIPTS = {"student_teacher": "train.py", "particle_flow": "flows2d.py"}
+SCRIPTS = {"student_teacher": "train.py", "particle_flow": "flows2d.py", "dmmd": "dmmd.py"}
 #: Seconds between Sacred heartbeats (metrics reach metrics.json, run.json gets a heartbeat time);
 #: recorded in run.json as ``meta.beat_interval``, which ``sweep status`` reads to call a run dead.
 BEAT_SECONDS = 5.0
@@ -507,7 +507,7 @@ class ReplicaGroup:
                     raise RuntimeError(f"replica {stopped[0]} ended before training started: {self.errors[stopped[0]]}")
             configs, runs = zip(*self.slots)
             paths = [checkpoint_path(run, r) for r, run in enumerate(runs)]
-            for run in runs:
+            for run in runs if self.runs.checkpoints else ():
                 run.info["batch_checkpoints"] = paths  # how replica 0's checkpoint finds the others
             self.runs.start_batch(Batch(list(configs), list(runs), self.finish))
         except BaseException as error:  # Ctrl-C interrupts every replica; any other error fails them
@@ -545,13 +545,14 @@ class ExperimentRuns:
     files (memory, the ``resume_from`` checkpoint); both raise ValueError naming the key.
     ``checkpoint_config(path)`` reads the config a checkpoint was written with (None: ``resume_from``
     takes nothing from the checkpoint); ``preflight`` refuses the keys that may not differ from it.
+    ``checkpoints``: whether ``train`` writes checkpoints (False: a batch's runs list none in info.json).
     """
 
     def __init__(self, ex: Experiment, train: Callable[[Batch], None], validate: Callable[[dict], object],
                  preflight: Callable[[dict], object] = lambda config: None,
-                 checkpoint_config: Callable[[str], dict] | None = None):
+                 checkpoint_config: Callable[[str], dict] | None = None, checkpoints: bool = True):
         self.ex, self.train, self.validate, self.preflight = ex, train, validate, preflight
-        self.checkpoint_config = checkpoint_config
+        self.checkpoint_config, self.checkpoints = checkpoint_config, checkpoints
         ex.captured_out_filter = apply_backspaces_and_linefeeds
 
         def check_config(config, command_name, logger):

@@ -44,6 +44,7 @@ FLOW_LABELS = {
     "drmmd": "DrMMD",
     "drmmd_adaptive": "DrMMD adaptive",
     "kale": "KALE",
+    "mmd_adaptive_bandwidth": "MMD adaptive bandwidth",
 }
 DPI = 110
 

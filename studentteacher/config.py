@@ -43,6 +43,12 @@ class Key:
     allowed: str = ""  # what a range error says is allowed (default: from minimum and maximum)
 
 
+#: Keys that :data:`SPEC` shares with the ``dmmd`` experiment's (:data:`studentteacher.dmmd.SPEC`).
+DEVICE = Key("auto", str, help="auto (cuda if available), cpu, cuda or cuda:N")
+THREADS = Key(AUTO, object, help="CPU threads: 'auto' (studentteacher.threads) or an integer >= 1")
+SEED = Key(None, int, nullable=True, minimum=0, maximum=SEED_LIMIT - 1, help="run seed (Sacred draws one when absent)",
+           allowed="an integer 0 <= seed < 2**32 (numpy's seed range: Sacred seeds numpy with it)")
+
 SPEC: dict[str, Key] = {
     "d_in": Key(50, int, minimum=1, help="input dimension d"),
     "hidden": Key(3, int, minimum=1, help="hidden units H per particle"),
@@ -69,7 +75,7 @@ SPEC: dict[str, Key] = {
     "student_std": Key(1.0, float, minimum=0.0, help="std of the student's initial weights"),
     "teacher_mean": Key(0.0, float, help="mean of the teacher's weights"),
     "teacher_std": Key(1.0, float, minimum=0.0, help="std of the teacher's weights"),
-    "device": Key("auto", str, help="auto (cuda if available), cpu, cuda or cuda:N"),
+    "device": DEVICE,
     "dtype": Key("float32", str, choices=DTYPES, help="floating point type"),
     "allow_tf32": Key(False, bool, help="TF32 matrix products on CUDA for float32 (faster, ~1e-3 relative error)"),
     "compile": Key("off", str, choices=COMPILE_MODES,
@@ -79,13 +85,16 @@ SPEC: dict[str, Key] = {
     "checkpoint_every": Key(0, int, minimum=0, help="epochs between checkpoints (0: only on a stop signal)"),
     "resume_from": Key(None, str, nullable=True, help="checkpoint to resume from"),
     "replicas": Key(1, int, minimum=1, help="replicas run as one batched computation (seeds seed, seed+1, ...)"),
-    "threads": Key(AUTO, object, help="CPU threads: 'auto' (studentteacher.threads) or an integer >= 1"),
-    "seed": Key(None, int, nullable=True, minimum=0, maximum=SEED_LIMIT - 1,
-                help="run seed (Sacred draws one when absent)",
-                allowed="an integer 0 <= seed < 2**32 (numpy's seed range: Sacred seeds numpy with it)"),
+    "threads": THREADS,
+    "seed": SEED,
 }
 
-DEFAULTS: dict[str, Any] = {key: spec.default for key, spec in SPEC.items() if key != "seed"}
+def defaults(spec: dict[str, Key]) -> dict[str, Any]:
+    """The default of every key of ``spec`` but the seed (Sacred draws one when a config has none)."""
+    return {key: item.default for key, item in spec.items() if key != "seed"}
+
+
+DEFAULTS: dict[str, Any] = defaults(SPEC)
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:
@@ -142,6 +151,26 @@ def check_device(value: str) -> None:
     _fail("device", value, "'auto', 'cpu', 'cuda' or 'cuda:N'")
 
 
+def check_keys(config: dict, spec: dict[str, Key]) -> dict:
+    """The complete config of a key ``spec`` (defaults filled in, ints accepted for floats) or ConfigError
+    naming the first unknown key (with the closest known key) or the first bad type, range or choice."""
+    unknown = sorted(set(config) - set(spec))
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, spec, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown config key {key!r}{hint}; known keys: {', '.join(spec)}")
+    complete = {**defaults(spec), **config}
+    for key, item in spec.items():
+        if key not in complete:
+            continue
+        value = _check_type(key, complete[key], item)
+        if value is not None:
+            _check_range(key, value, item)
+        complete[key] = value
+    return complete
+
+
 def validate(config: dict) -> dict:
     """Return the complete config (defaults filled in, ints accepted for floats) or raise ConfigError.
 
@@ -149,29 +178,21 @@ def validate(config: dict) -> dict:
     and the cross-key rules batch_size <= n_train, compile = 'off' with replicas > 1 and
     seed + replicas <= 2**32.
     """
-    unknown = sorted(set(config) - set(SPEC))
-    if unknown:
-        key = unknown[0]
-        close = difflib.get_close_matches(key, SPEC, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"unknown config key {key!r}{hint}; known keys: {', '.join(SPEC)}")
-    complete = {**DEFAULTS, **config}
-    for key, spec in SPEC.items():
-        if key not in complete:
-            continue
-        value = _check_type(key, complete[key], spec)
-        if value is not None:
-            _check_range(key, value, spec)
-        complete[key] = value
+    complete = check_keys(config, SPEC)
     check_device(complete["device"])
     if complete["compile"] != "off" and complete["replicas"] > 1:
         _fail("compile", complete["compile"], f"'off' when replicas > 1 (got replicas = {complete['replicas']})")
     if complete["batch_size"] > complete["n_train"]:
         _fail("batch_size", complete["batch_size"], f"an integer <= n_train = {complete['n_train']}")
-    if complete.get("seed") is not None and complete["seed"] + complete["replicas"] > SEED_LIMIT:
-        _fail("seed", complete["seed"], f"an integer <= {SEED_LIMIT - complete['replicas']} with replicas = "
-              f"{complete['replicas']} (the replicas' seeds seed .. seed+replicas-1 must stay below 2**32)")
+    check_replica_seeds(complete)
     return complete
+
+
+def check_replica_seeds(config: dict) -> None:
+    """seed + replicas <= 2**32: the replicas' seeds seed .. seed+replicas-1 stay in numpy's range."""
+    if config.get("seed") is not None and config["seed"] + config["replicas"] > SEED_LIMIT:
+        _fail("seed", config["seed"], f"an integer <= {SEED_LIMIT - config['replicas']} with replicas = "
+              f"{config['replicas']} (the replicas' seeds seed .. seed+replicas-1 must stay below 2**32)")
 
 
 def resolve_device(value: str) -> torch.device:

@@ -55,13 +55,15 @@ def _safe_norm_from_squares(sq: torch.Tensor) -> torch.Tensor:
     return torch.where(positive, torch.sqrt(torch.where(positive, sq, torch.ones_like(sq))), 0.0)
 
 
-def _check_bandwidth(bandwidth: float) -> None:
-    if not bandwidth > 0:
+def _check_bandwidth(bandwidth) -> None:
+    positive = bool((bandwidth > 0).all()) if isinstance(bandwidth, torch.Tensor) else bandwidth > 0
+    if not positive:
         raise ValueError(f"bandwidth must be > 0, got {bandwidth!r}")
 
 
 #: The kernels that are functions of |x - y|^2 alone (their values and slopes can share one
 #: matrix of squared distances: :func:`get_kernel` gives them ``radial_value`` and ``radial_slope``).
+#: ``gaussian_scaled`` also depends on the dimension d, so it goes through the blocked reductions.
 RADIAL = ("gaussian", "laplace", "imq")
 
 
@@ -92,6 +94,27 @@ def imq(x: torch.Tensor, y: torch.Tensor, bandwidth: float) -> torch.Tensor:
     return _radial_value("imq", squared_distances(x, y), bandwidth)
 
 
+def _replica_scale(bandwidth, like: torch.Tensor):
+    """A bandwidth (a number, or a tensor ``[...]`` of the replica shape) shaped to scale ``[..., n, m]``."""
+    if isinstance(bandwidth, torch.Tensor):
+        return bandwidth.to(like.dtype).reshape(bandwidth.shape + ((1, 1) if bandwidth.dim() else ()))
+    return bandwidth
+
+
+def _scaled_gaussian_value(sq: torch.Tensor, bandwidth, dim: int) -> torch.Tensor:
+    """sigma^(-d) exp(-s / (2 sigma^2)) at s = |x - y|^2 ``[..., n, m]``; ``bandwidth`` a number or ``[...]``."""
+    sigma = _replica_scale(bandwidth, sq)
+    return torch.exp(sq * (-0.5 / sigma**2)) * sigma ** (-dim)
+
+
+def gaussian_scaled(x: torch.Tensor, y: torch.Tensor, bandwidth) -> torch.Tensor:
+    """Scaled Gaussian kernel bandwidth^(-d) exp(-|x - y|^2 / (2 bandwidth^2)), d = ``x.shape[-1]``;
+    ``[n, d], [m, d] -> [n, m]`` (per replica ``[R, n, d], [R, m, d] -> [R, n, m]``, where ``bandwidth``
+    may be one number or a tensor ``[R]``)."""
+    _check_bandwidth(bandwidth)
+    return _scaled_gaussian_value(squared_distances(x, y), bandwidth, x.shape[-1])
+
+
 def energy(x: torch.Tensor, y: torch.Tensor, bandwidth: float = 1.0) -> torch.Tensor:
     """Distance-induced (energy) kernel (|x| + |y| - |x - y|) / bandwidth; ``[n, m]``."""
     _check_bandwidth(bandwidth)
@@ -106,6 +129,7 @@ KERNELS: dict[str, Callable[..., torch.Tensor]] = {
     "laplace": laplace,
     "imq": imq,
     "energy": energy,
+    "gaussian_scaled": gaussian_scaled,
 }
 
 
@@ -135,7 +159,12 @@ def _weighted_gradient(name: str, bandwidth: float, x: torch.Tensor, y: torch.Te
     """Closed form of grad_x sum_j w_j k(x_i, y_j) = x_i sum_j w_j q_ij - sum_j w_j q_ij y_j (+ the energy
     kernel's base-point term x_i / (bandwidth |x_i|) sum_j w_j); ``[n, d], [m, d], [m] -> [n, d]``
     (or per replica: ``[R, n, d], [R, m, d], [R, m] -> [R, n, d]``)."""
-    gradient = radial_weighted_gradient(x, y, _radial_slope(name, squared_distances(x, y), bandwidth), weights)
+    if name == "gaussian_scaled":  # q = -k / sigma^2, with sigma per replica
+        values = _scaled_gaussian_value(squared_distances(x, y), bandwidth, x.shape[-1])  # (..., n, m)
+        slopes = values.mul_(-1.0 / _replica_scale(bandwidth, values) ** 2)
+    else:
+        slopes = _radial_slope(name, squared_distances(x, y), bandwidth)  # (..., n, m)
+    gradient = radial_weighted_gradient(x, y, slopes, weights)
     if name == "energy":
         norm_x = _safe_norm_from_squares((x * x).sum(-1, keepdim=True))  # (..., n, 1)
         total = weights.sum(-1)[..., None, None]  # (..., 1, 1)
@@ -143,10 +172,11 @@ def _weighted_gradient(name: str, bandwidth: float, x: torch.Tensor, y: torch.Te
     return gradient
 
 
-def get_kernel(name: str, bandwidth: float) -> Kernel:
+def get_kernel(name: str, bandwidth) -> Kernel:
     """The kernel ``name`` with its bandwidth bound: a callable ``(x, y) -> Gram``.
 
-    It carries ``weighted_gradient(x, y, w)``, the closed form of grad_x sum_j w_j k(x_i, y_j)
+    It carries its ``bandwidth`` (a number; for ``gaussian_scaled`` also a tensor of the replica
+    shape ``[R]``), ``weighted_gradient(x, y, w)``, the closed form of grad_x sum_j w_j k(x_i, y_j)
     ``[n, d]``, which :func:`kernel_matvec_grad` uses instead of autograd; the :data:`RADIAL`
     kernels also carry ``radial_value(sq)`` and ``radial_slope(sq)``: k and q = 2 dk/ds (so that
     grad_x k(x, y) = q (x - y)) from squared distances s = |x - y|^2, else both are None.
@@ -160,6 +190,7 @@ def get_kernel(name: str, bandwidth: float) -> Kernel:
         return function(x, y, bandwidth)
 
     kernel.__name__ = f"{name}(bandwidth={bandwidth})"
+    kernel.bandwidth = bandwidth
     kernel.weighted_gradient = functools.partial(_weighted_gradient, name, bandwidth)
     radial = name in RADIAL
     kernel.radial_value = (lambda sq: _radial_value(name, sq, bandwidth)) if radial else None

@@ -1,7 +1,8 @@
 """Refuse before any work a run whose largest tensors cannot fit the memory of its device.
 
-:func:`check_training` and :func:`check_flow` estimate, for a validated config, the tensors a run
-must hold at the same time, times its ``replicas``, and compare them with the memory available
+:func:`check_training`, :func:`check_flow` and :func:`check_dmmd` estimate, for a validated config,
+the tensors a run must hold at the same time, times its ``replicas`` (but DMMD's, which run one after
+the other), and compare them with the memory available
 now (:func:`available_bytes`: ``torch.cuda.mem_get_info`` on a GPU, ``MemAvailable`` of
 ``/proc/meminfo`` on the CPU). The estimates are lower bounds, so a refusal is certain and a run
 that passes may still be large:
@@ -9,11 +10,16 @@ that passes may still be large:
 * student-teacher: the particles and their next step (2 x N H (d + O), dense readout N H d + N O N H),
   the teacher-labelled datasets ((n_train + n_valid) (d + O)) and the activations of an
   evaluation over the larger set (n N (H + 2 O): hidden units, pre-outputs, features);
-* 2-D flows: particles, source and noise (3 N d), the target (M d), the reference MMD^2's three
+* flows: particles, source and noise (3 N d), the target (M d), the reference MMD^2's three
   Gram matrices at each log step (N^2 + M^2 + N M), M^2 for the flows that solve with the target's
-  Gram (drmmd, drmmd_adaptive, kale), and on the host the exact-OT cost matrix (N M float64, 2-D)
+  Gram (drmmd, drmmd_adaptive, kale), and on the host the exact-OT cost matrix (N M float64, d > 1)
   and the snapshots kept for the pictures (S N d);
-* both: ~200 bytes of host memory per logged step (the history the run keeps).
+* DMMD: the particles, their step and start (3 N d), the data ((n_train + n_eval) d), the
+  discriminator's activations at the particles (N (2 H layers + F)), the sampler's Grams (pairwise
+  and interacting rbf: N^2 + N n_train; approximate rbf: N n_train), for the 2-D targets the
+  reference MMD^2's Grams (N^2 + n_eval^2 + N n_eval) and the exact-OT cost matrix (N n_eval
+  float64, host), and the snapshots of every level (host);
+* all: ~200 bytes of host memory per logged step (the history the run keeps).
 
 A refusal is a :class:`~studentteacher.config.ConfigError` naming the key whose value makes the
 largest tensor large (``replicas`` when one replica would fit), the estimate and what is available.
@@ -24,7 +30,9 @@ from dataclasses import dataclass
 
 import torch
 
+from . import digits
 from .config import ConfigError, resolve_device
+from .toys import TOY_OPTIONS
 
 LOG_STEP_BYTES = 200
 ITEM_BYTES = {"float32": 4, "float64": 8}
@@ -103,10 +111,10 @@ def training_tensors(config: dict) -> list[Tensor]:
 
 
 def flow_tensors(config: dict) -> list[Tensor]:
-    """The 2-D flow's largest tensors (module docstring), one replica."""
+    """The flow's largest tensors (module docstring), one replica."""
     item = ITEM_BYTES[config["dtype"]]
     n, m = config["n_particles"], config["n_target"]
-    d = 1 if config["target"] == "gaussian_1d" else 2
+    d = {"gaussian_1d": 1, "gaussian_nd": config.get("dim", TOY_OPTIONS["dim"])}.get(config["target"], 2)
     bigger = "n_particles" if n >= m else "n_target"
     tensors = [
         Tensor("particles, source and noise [3, N, d]", 3 * item * n * d, "n_particles"),
@@ -119,8 +127,35 @@ def flow_tensors(config: dict) -> list[Tensor]:
     ]  # fmt: skip
     if config["flow"] in SOLVES_WITH_TARGET_GRAM:
         tensors.append(Tensor("the target's Gram and its factor [2, M, M]", 2 * item * m * m, "n_target"))
-    if d == 2:
+    if d > 1:
         tensors.append(Tensor("exact OT cost matrix [N, M] (float64)", 8 * n * m, bigger, host=True))
+    return tensors
+
+
+def dmmd_tensors(config: dict) -> list[Tensor]:
+    """The DMMD run's largest tensors (module docstring)."""
+    item, n = ITEM_BYTES[config["dtype"]], config["n_particles"]
+    d, m, held = 2, config["n_train"], config["n_eval"]
+    if config["target"] == "digits":  # the fixed split of studentteacher.digits
+        d, m, held = digits.SIDE**2, digits.SIZE - digits.HELD_OUT, digits.HELD_OUT
+    pairwise, rbf = config["sampler"] == "pairwise", config["kernel"] == "rbf"
+    grams = n * n * (pairwise or (rbf and config["sampler"] == "interacting")) + n * m * (pairwise or rbf)
+    tensors = [
+        Tensor("particles, their step and start [3, N, d]", 3 * item * n * d, "n_particles"),
+        Tensor("data [n_train + n_eval, d]", item * (m + held) * d, "n_train" if m >= held else "n_eval"),
+        Tensor("activations at the particles [N, 2 H layers + F]",
+               item * n * (2 * config["hidden"] * config["layers"] + config["features"]), "n_particles"),
+        Tensor("the sampler's Grams", item * grams, "n_particles"),
+        Tensor("snapshots [levels + 1, N, d]", item * n * d * (config["levels"] + 1), "n_particles", host=True),
+        Tensor("logged history", LOG_STEP_BYTES * (config["train_steps"] // config["log_every"] + config["levels"] + 2),
+               "log_every", host=True),
+    ]  # fmt: skip
+    if config["target"] != "digits":
+        bigger = "n_particles" if n >= held else "n_eval"
+        tensors += [
+            Tensor("reference MMD^2 Grams N^2 + n_eval^2 + N n_eval", item * (n * n + held * held + n * held), bigger),
+            Tensor("exact OT cost matrix [N, n_eval] (float64)", 8 * n * held, bigger, host=True),
+        ]
     return tensors
 
 
@@ -130,5 +165,10 @@ def check_training(config: dict) -> None:
 
 
 def check_flow(config: dict) -> None:
-    """Refuse (ConfigError naming the key) a validated 2-D flow config that cannot fit its device."""
+    """Refuse (ConfigError naming the key) a validated flow config that cannot fit its device."""
     _refuse_if_too_large(config, flow_tensors(config), resolve_device(config["device"]))
+
+
+def check_dmmd(config: dict) -> None:
+    """Refuse (ConfigError naming the key) a validated DMMD config that cannot fit its device."""
+    _refuse_if_too_large({**config, "replicas": 1}, dmmd_tensors(config), resolve_device(config["device"]))

@@ -15,7 +15,16 @@ name            target (M points)                                       source (
                 (std sqrt(0.3)), equal weights
 ``gaussian``    N(0, s^2 I) in 2-D with s = :data:`GAUSSIAN_SCALE`      N(1, I) (mean (1, 1))
 ``gaussian_1d`` N(0, 1) in 1-D                                          N(10, 0.5), 0.5 the *variance*
+``gaussian_nd`` N(0, sigma^2 I) in R^d, sigma = :data:`GAUSSIAN_ND_SCALE`  N(mu_0, sigma^2 I), mu_0 =
+                (d = ``dim``)                                           ``source_distance`` (1, ..., 1)
+                                                                        / sqrt(d), so |mu_0| =
+                                                                        ``source_distance``
+``swiss_roll``  (t cos t, t sin t) / 5 + N(0, 0.05^2 I), t = 1.5 pi     N(0, I) (the DMMD prior)
+                (1 + 2 u), u ~ U[0, 1] (:func:`swiss_roll`)
 =============== ====================================================== =============================
+
+``gaussian_nd`` is the setting of Proposition 3.1 of Galashov et al. (2025) (the adaptive bandwidth,
+:mod:`studentteacher.bandwidth`); ``dim`` and ``source_distance`` are used by it alone.
 
 The 1-D setting is the Gaussian experiment of Arbel et al. (2019, "Maximum mean discrepancy
 gradient flow"), who write N(10, 0.5); we read the second argument as a variance, as in their
@@ -36,10 +45,18 @@ import torch
 #: Standard deviation s of the ``gaussian`` target N(0, s^2 I).
 GAUSSIAN_SCALE = 0.5
 
-#: Bandwidth sigma of the reference Gaussian kernel exp(-|x-y|^2 / (2 sigma^2)) of the ``mmd2`` metric.
-REFERENCE_BANDWIDTH = {"three_rings": 0.15, "mog": 1.0, "gaussian": 1.0, "gaussian_1d": 1.0}
+#: Standard deviation sigma of the ``gaussian_nd`` target N(0, sigma^2 I) and source N(mu_0, sigma^2 I).
+GAUSSIAN_ND_SCALE = 1.0
+
+#: Bandwidth sigma of the reference Gaussian kernel exp(-|x-y|^2 / (2 sigma^2)) of the ``mmd2`` metric;
+#: for ``gaussian_nd`` it is multiplied by sqrt(d), the scale of |x - y| in R^d.
+REFERENCE_BANDWIDTH = {"three_rings": 0.15, "mog": 1.0, "gaussian": 1.0, "gaussian_1d": 1.0, "gaussian_nd": 1.0,
+                       "swiss_roll": 0.5}  # fmt: skip
 
 TARGETS = tuple(REFERENCE_BANDWIDTH)
+
+#: The keyword options of :func:`make_toy` (``gaussian_nd`` only) and their defaults.
+TOY_OPTIONS = {"dim": 2, "source_distance": 4.0}
 
 
 @dataclass(frozen=True)
@@ -83,8 +100,28 @@ def mixture_of_gaussians(n_target: int, generator: torch.Generator, dtype=torch.
     return centres[component] + math.sqrt(0.3) * noise
 
 
-def make_toy(name: str, n_particles: int, n_target: int, seed: int, dtype=torch.float64, device="cpu") -> Toy:
-    """The toy ``name`` (one of :data:`TARGETS`) with N source particles and M target points.
+def swiss_roll(n_target: int, generator: torch.Generator, dtype=torch.float64, device="cpu") -> torch.Tensor:
+    """The 2-D Swiss roll (t cos t, t sin t) / 5 + 0.05 eps, t = 1.5 pi (1 + 2 u), u ~ U[0, 1], eps ~ N(0, I)
+    (scikit-learn's ``make_swiss_roll`` in the plane, scaled to about [-2.8, 2.8]) -> ``[M, 2]``."""
+    t = 1.5 * math.pi * (1.0 + 2.0 * torch.rand(n_target, generator=generator, dtype=dtype, device=device))  # (M,)
+    noise = torch.randn(n_target, 2, generator=generator, dtype=dtype, device=device)  # (M, 2)
+    return torch.stack([t * torch.cos(t), t * torch.sin(t)], dim=1) / 5.0 + 0.05 * noise
+
+
+def _gaussian_nd(n_particles, n_target, dim, source_distance, streams, dtype, device):
+    """(source, target) of ``gaussian_nd``: N(mu_0, sigma^2 I) and N(0, sigma^2 I) in R^dim, |mu_0| = source_distance."""
+    if not (isinstance(dim, int) and dim >= 1):
+        raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
+    target = _normal(n_target, [0.0] * dim, GAUSSIAN_ND_SCALE, streams[0], dtype, device)
+    source = _normal(n_particles, [source_distance / math.sqrt(dim)] * dim, GAUSSIAN_ND_SCALE, streams[1], dtype, device)
+    return source, target
+
+
+def make_toy(name: str, n_particles: int, n_target: int, seed: int, dtype=torch.float64, device="cpu", *,
+             dim: int = TOY_OPTIONS["dim"],
+             source_distance: float = TOY_OPTIONS["source_distance"]) -> Toy:  # fmt: skip
+    """The toy ``name`` (one of :data:`TARGETS`) with N source particles and M target points
+    (``dim`` and ``source_distance``: ``gaussian_nd`` only).
 
     Points are drawn on the CPU from CPU generators, then moved to ``device``, so that a seed gives
     the same toy on every device.
@@ -93,7 +130,14 @@ def make_toy(name: str, n_particles: int, n_target: int, seed: int, dtype=torch.
         raise ValueError(f"target must be one of {list(TARGETS)}, got {name!r}")
     target_stream, source_stream = generators(seed, 2)
     device, on = "cpu", device
-    if name == "three_rings":
+    reference = REFERENCE_BANDWIDTH[name] * (math.sqrt(dim) if name == "gaussian_nd" else 1.0)
+    if name == "gaussian_nd":
+        source, target = _gaussian_nd(n_particles, n_target, dim, source_distance, (target_stream, source_stream),
+                                      dtype, device)  # fmt: skip
+    elif name == "swiss_roll":
+        target = swiss_roll(n_target, target_stream, dtype, device)
+        source = _normal(n_particles, [0.0, 0.0], 1.0, source_stream, dtype, device)
+    elif name == "three_rings":
         target = three_rings(n_target, dtype, device)
         source = _normal(n_particles, [0.0, -0.3], 0.01, source_stream, dtype, device)
     elif name == "mog":
@@ -105,4 +149,4 @@ def make_toy(name: str, n_particles: int, n_target: int, seed: int, dtype=torch.
     else:  # gaussian_1d
         target = _normal(n_target, [0.0], 1.0, target_stream, dtype, device)
         source = _normal(n_particles, [10.0], math.sqrt(0.5), source_stream, dtype, device)
-    return Toy(name, source.to(on), target.to(on), REFERENCE_BANDWIDTH[name])
+    return Toy(name, source.to(on), target.to(on), reference)

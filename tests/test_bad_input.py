@@ -2,7 +2,7 @@
 
 How the probes run (a Sacred start costs ~1.5 s of imports, hundreds of processes would take minutes):
 
-* the grid (every config key of both experiments, a value of the wrong type and a value out of
+* the grid (every config key of the three experiments, a value of the wrong type and a value out of
   range for each) and the special cases go through the real command line *in this process*:
   :meth:`ExperimentRuns.command_line` of each script, which is what ``python experiments/X.py``
   runs after its imports (parsing, Sacred's config resolution, validation, the checks against the
@@ -27,14 +27,18 @@ import yaml
 from conftest import import_script
 
 from studentteacher import sweep as sw
+from studentteacher import dmmd
 from studentteacher.config import SPEC
 from studentteacher.flows import CONFIG_KEYS
 from studentteacher.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN, FLOWS = ROOT / "experiments" / "train.py", ROOT / "experiments" / "flows2d.py"
+TRAIN, FLOWS, DMMD = (ROOT / "experiments" / name for name in ("train.py", "flows2d.py", "dmmd.py"))
 TINY = ["epochs=3", "n_particles=20", "n_train=100", "n_valid=50", "batch_size=50", "log_every=1"]
 TINY_FLOW = ["steps=5", "n_particles=30", "n_target=30"]
+TINY_DMMD = ["n_train=90", "n_eval=30", "hidden=8", "features=4", "embedding=4", "train_steps=2", "batch_size=16",
+             "levels=2", "steps_per_level=2", "n_particles=20"]
+TINY_OF = {"train": TINY, "flows": TINY_FLOW, "dmmd": TINY_DMMD}
 NO_CUDA = not torch.cuda.is_available()
 
 # key -> (a value of the wrong type, a value out of range or not among the choices); None: no such value
@@ -56,13 +60,23 @@ FLOW_BAD = {
     "lmbda": ("abc", 0), "noise_level": ("abc", -1), "noise_until": ("abc", -1), "dtype": (1, "float16"),
     "device": (1, "tpu"), "log_every": ("abc", 0), "snapshot_every": ("abc", 0), "replicas": ("abc", 0),
     "threads": ("abc", 0), "seed": ("abc", -1), "checkpoint_every": ("abc", -1),
-    "resume_from": (1, "/no/such/checkpoint.pt"),
+    "resume_from": (1, "/no/such/checkpoint.pt"), "dim": ("abc", 0), "source_distance": ("abc", -1),
+}  # fmt: skip
+DMMD_BAD = {
+    "target": (1, "square"), "n_train": ("abc", 1), "n_eval": ("abc", 1), "hidden": ("abc", 0), "layers": ("abc", 0),
+    "features": ("abc", 0), "embedding": ("abc", 3), "train_steps": ("abc", -1), "batch_size": ("abc", 30),
+    "levels_per_step": ("abc", 0), "lr": ("abc", 0), "l2_weight": ("abc", -1), "gp_weight": ("abc", -1),
+    "kernel": (1, "poly"), "rbf_bandwidth": ("abc", 0), "schedule": (1, "linear"), "levels": ("abc", 0),
+    "steps_per_level": ("abc", -1), "step_size": ("abc", 0), "sampler": (1, "langevin"), "n_particles": ("abc", 0),
+    "discriminator_from": (1, "/no/such/discriminator.pt"), "device": (1, "tpu"), "dtype": (1, "float16"),
+    "log_every": ("abc", 0), "replicas": ("abc", 0), "threads": ("abc", 0), "seed": ("abc", -1),
 }  # fmt: skip
 
 
 def test_the_grid_covers_every_config_key():
     assert set(TRAIN_BAD) == set(SPEC)
     assert set(FLOW_BAD) == set(CONFIG_KEYS)
+    assert set(DMMD_BAD) == set(dmmd.SPEC)
 
 
 def _grid(table: dict) -> list:
@@ -72,8 +86,9 @@ def _grid(table: dict) -> list:
 
 @pytest.fixture(scope="module")
 def scripts():
-    """The two scripts' ExperimentRuns, imported once."""
-    return {"train": import_script(TRAIN, "bad_input_train").runs, "flows": import_script(FLOWS, "bad_input_flows").runs}
+    """The three scripts' ExperimentRuns, imported once."""
+    scripts = {"train": TRAIN, "flows": FLOWS, "dmmd": DMMD}
+    return {name: import_script(path, f"bad_input_{name}").runs for name, path in scripts.items()}
 
 
 @pytest.fixture
@@ -105,33 +120,39 @@ def test_each_flow_key_refused(scripts, refused, key, value):
     assert f"config key '{key}'" in line
 
 
+@pytest.mark.parametrize("key, value", _grid(DMMD_BAD))
+def test_each_dmmd_key_refused(scripts, refused, key, value):
+    line = refused(scripts["dmmd"], "with", *TINY_DMMD, f"{key}={value}")
+    assert f"config key '{key}'" in line
+
+
 # ------------------------------------------------------------------------------ the special cases
 @pytest.mark.parametrize("script, update, key", [
     ("train", "lr=-1", "lr"), ("train", "batch_size=500", "batch_size"), ("flows", "bandwidth=-1.0", "bandwidth"),
-    ("flows", "n_target=31", "n_target"),
+    ("flows", "n_target=31", "n_target"), ("dmmd", "lr=-1", "lr"),
 ])  # fmt: skip
 def test_bad_value_with_replicas_is_refused_before_any_replica_starts(scripts, refused, script, update, key):
-    tiny = TINY if script == "train" else TINY_FLOW
+    tiny = TINY_OF[script]
     assert f"config key '{key}'" in refused(scripts[script], "with", *tiny, "replicas=2", update)
 
 
-@pytest.mark.parametrize("script", ["train", "flows"])
+@pytest.mark.parametrize("script", ["train", "flows", "dmmd"])
 @pytest.mark.parametrize("update, allowed", [
     ("seed=-1", "0 <= seed < 2**32"), ("seed=1099511627776", "0 <= seed < 2**32"),
     ("threads=0", "'auto' or an integer >= 1"), ("lrr=1", "lrr"),
 ])  # fmt: skip
 def test_seed_threads_and_unknown_keys_are_named(scripts, refused, script, update, allowed):
-    tiny = TINY if script == "train" else TINY_FLOW
+    tiny = TINY_OF[script]
     line = refused(scripts[script], "with", *tiny, update)
     assert allowed in line and repr(update.split("=")[0]) in line
 
 
-@pytest.mark.parametrize("script", ["train", "flows"])
+@pytest.mark.parametrize("script", ["train", "flows", "dmmd"])
 @pytest.mark.parametrize("device", [pytest.param(d, marks=pytest.mark.skipif(not NO_CUDA and d != "cuda:abc",
                                                                            reason="a CUDA device is present"))
                                     for d in ("cuda", "cuda:0", "cuda:abc")])  # fmt: skip
 def test_cuda_devices_that_cannot_work_are_refused(scripts, refused, script, device):
-    tiny = TINY if script == "train" else TINY_FLOW
+    tiny = TINY_OF[script]
     assert "config key 'device'" in refused(scripts[script], "with", *tiny, f"device={device}")
 
 
@@ -143,15 +164,16 @@ def test_flow_steps_of_the_wrong_type_is_named_not_a_type_error(scripts, refused
 @pytest.mark.parametrize("script, update, key", [
     ("train", "n_particles=10000000000", "n_particles"), ("train", "n_train=100000000000", "n_train"),
     ("flows", "n_particles=10000000000000", "n_particles"), ("flows", "n_target=3000000", "n_target"),
+    ("dmmd", "n_particles=10000000000", "n_particles"), ("dmmd", "n_eval=3000000", "n_eval"),
 ])  # fmt: skip
 def test_sizes_that_cannot_fit_in_memory_are_refused_naming_the_key(scripts, refused, script, update, key):
-    tiny = [a for a in (TINY if script == "train" else TINY_FLOW) if not a.startswith(update.split("=")[0])]
+    tiny = [a for a in TINY_OF[script] if not a.startswith(update.split("=")[0])]
     line = refused(scripts[script], "with", *tiny, update)
     assert f"config key '{key}'" in line and "memory" in line
 
 
-@pytest.mark.parametrize("script", ["train", "flows"])
-def test_sql_observer_is_refused_in_both_scripts(scripts, refused, script):
+@pytest.mark.parametrize("script", ["train", "flows", "dmmd"])
+def test_sql_observer_is_refused_in_every_script(scripts, refused, script):
     line = refused(scripts[script], "-s", "sqlite:///x.db", "with", "seed=1")
     assert "-s:" in line and "no table for metrics" in line
 

@@ -71,3 +71,13 @@ def test_bench_flows_and_scale_write_their_rows(tmp_path):
     assert [row["kind"] for row in rows] == ["student", "flow", "flow"], output
     assert all("error" not in row for row in rows), rows
     assert all(row["finite"] and row["within_budget"] for row in rows[1:])
+
+
+def test_bench_dmmd_times_training_and_the_three_samplers(tmp_path):
+    path = tmp_path / "dmmd.json"
+    _run("bench_dmmd.py", "--quick", "--dims", "2", "--devices", "cpu", "--json", str(path))
+    report = json.loads(path.read_text())
+    assert [row["dim"] for row in report["training"]] == [2] and report["training"][0]["seconds_per_step"] > 0
+    assert [row["n"] for row in report["sampling"]] == [20, 40]
+    assert all(set(row["seconds_per_step"]) == {"interacting", "approximate", "pairwise"} for row in report["sampling"])
+    assert all(row["pairwise_over_interacting"] > 0 for row in report["sampling"])

@@ -41,7 +41,8 @@ def test_kernel_gradients_finite_at_coinciding_points():
 
 
 def test_bad_kernel_and_bandwidth_name_the_argument():
-    with pytest.raises(ValueError, match=r"kernel must be one of \['energy', 'gaussian', 'imq', 'laplace'\], got 'rbf'"):
+    names = r"\['energy', 'gaussian', 'gaussian_scaled', 'imq', 'laplace'\]"
+    with pytest.raises(ValueError, match=rf"kernel must be one of {names}, got 'rbf'"):
         kernels.get_kernel("rbf", 1.0)
     with pytest.raises(ValueError, match="bandwidth must be > 0, got -1"):
         kernels.get_kernel("gaussian", -1.0)

@@ -40,7 +40,7 @@ def registered(monkeypatch):
 
 
 def test_registry_names_match_the_classes_and_the_config_names():
-    assert list(flows.FLOWS) == ["mmd", "mmd_noise", "drmmd", "drmmd_adaptive", "kale"]
+    assert list(flows.FLOWS) == ["mmd", "mmd_noise", "drmmd", "drmmd_adaptive", "kale", "mmd_adaptive_bandwidth"]
     for name, cls in flows.FLOWS.items():
         assert cls.name == name and issubclass(cls, flows.KernelFlow)
 

@@ -339,9 +339,11 @@ def test_shared_distances_step_equals_the_separate_reductions(name, flow_name):
 
 # ----------------------------------------------------------------------------- checkpoints and resume
 def _resume_configs(flow_name, seeds=(2,)):
-    """Small configs of ``flow_name`` whose noise (mmd_noise) ends after the stop step, one per seed."""
+    """Small configs of ``flow_name`` (with the first kernel it takes) whose noise (mmd_noise) ends after
+    the stop step, one per seed."""
     steps = {"kale": [1e-3, 2e-3, 5e-4]}.get(flow_name, [0.1, 0.2, 0.05])
-    return [dict(GOOD, flow=flow_name, target="gaussian", bandwidth=1.0, n_particles=24, n_target=21, steps=12,
+    kernel = (flows.FLOWS[flow_name].kernels or ("gaussian",))[0]
+    return [dict(GOOD, flow=flow_name, target="gaussian", kernel=kernel, bandwidth=1.0, n_particles=24, n_target=21, steps=12,
                  log_every=3, snapshot_every=4, step_size=steps[r], lmbda=[0.05, 0.1, 0.02][r],
                  noise_level=[0.5, 1.0, 0.2][r], noise_until=8, seed=seed)
             for r, seed in enumerate(seeds)]  # fmt: skip

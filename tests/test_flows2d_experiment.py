@@ -19,7 +19,7 @@ from conftest import import_script
 from studentteacher import flows
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "flows2d.py"
-METRICS = {"divergence", "mmd2", "w1", "w2", "lmbda", "step_size"}
+METRICS = {"divergence", "mmd2", "w1", "w2", "lmbda", "step_size", "bandwidth"}
 
 
 def _run(tmp_path, *updates, observer=True):

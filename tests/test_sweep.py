@@ -120,7 +120,7 @@ def test_zip_lists_of_different_lengths_are_an_error(odd_dir):
     ({"base": {"lr": 0.1}, "grid": {"lr": [0.2]}}, r"key 'lr' appears in both base and grid"),
     ({"seeds": []}, r"'seeds' must be a non-empty list of integers"),
     ({"seeds": [1, 1]}, r"'seeds' has repeated values"),
-    ({"experiment": "nope"}, r"'experiment' must be one of student_teacher, particle_flow, got 'nope'"),
+    ({"experiment": "nope"}, r"'experiment' must be one of student_teacher, particle_flow, dmmd, got 'nope'"),
     ({"grids": {}}, r"unknown key 'grids'; allowed keys: experiment, named_config, base, grid, zip, seeds, observer"),
 ])
 def test_malformed_sweep_files_name_the_key(odd_dir, spec, message):

@@ -5,16 +5,18 @@ Source particles ``Y: [N, d]`` (nu) flow towards the target ``X: [M, d]`` (pi) b
 steps y_i <- y_i - gamma_n grad phi_n(y_i + beta_n u_i) on a first variation phi of the divergence
 (:mod:`~studentteacher.flows.base`):
 
-=================== ============================================== ============================ =========
-flow                phi (first variation)                          gamma_n (logged step_size)   value
-=================== ============================================== ============================ =========
-``mmd``             f = mean_j k(., y_j) - mean_m k(., x_m)        ``step``                     MMD^2
-``mmd_noise``       f, evaluated at y_i + beta_n u_i               ``step``                     MMD^2
-``drmmd``           2 h_lambda (DrMMD witness, divergences.py)     lambda * ``step``            DrMMD_lambda
-``drmmd_adaptive``  2 h_{lambda_n}                                 max(lambda_n * ``step``,     DrMMD_{lambda_n}
-                                                                   1e-4)
-``kale``            (1+lambda) h* (KALE witness, divergences.py)   ``step``                     KALE_lambda
-=================== ============================================== ============================ =========
+========================== =========================================== ========================== ===============
+flow                       phi (first variation)                       gamma_n (logged step_size) value
+========================== =========================================== ========================== ===============
+``mmd``                    f = mean_j k(., y_j) - mean_m k(., x_m)     ``step``                   MMD^2
+``mmd_noise``              f, evaluated at y_i + beta_n u_i            ``step``                   MMD^2
+``drmmd``                  2 h_lambda (DrMMD witness, divergences.py)  lambda * ``step``          DrMMD_lambda
+``drmmd_adaptive``         2 h_{lambda_n}                              max(lambda_n * ``step``,   DrMMD_{lambda_n}
+                                                                       1e-4)
+``kale``                   (1+lambda) h* (KALE witness)                ``step``                   KALE_lambda
+``mmd_adaptive_bandwidth`` f under the scaled Gaussian k_{alpha_n},    ``step``                   MMD^2_{alpha_n}
+                           alpha_n = max(alpha*(mu_n), floor)
+========================== =========================================== ========================== ===============
 
 Moves are mean-field scaled (the per-particle move does not shrink with N); the modules
 :mod:`~.mmd`, :mod:`~.drmmd` and :mod:`~.kale` state each one in terms of the value's particle
@@ -31,9 +33,11 @@ from .drmmd import MIN_ADAPTIVE_STEP, AdaptiveDrMMDFlow, DrMMDFlow
 from .kale import KALEFlow
 from .metrics import METRICS, sample_distances, wasserstein
 from .mmd import MMDFlow, MMDNoiseFlow
+from .mmd_adaptive_bandwidth import AdaptiveBandwidthMMDFlow
 
 FLOWS: dict[str, type[KernelFlow]] = {
-    flow.name: flow for flow in (MMDFlow, MMDNoiseFlow, DrMMDFlow, AdaptiveDrMMDFlow, KALEFlow)
+    flow.name: flow
+    for flow in (MMDFlow, MMDNoiseFlow, DrMMDFlow, AdaptiveDrMMDFlow, KALEFlow, AdaptiveBandwidthMMDFlow)
 }
 
 
@@ -64,7 +68,8 @@ from .resume import load as load_checkpoint  # noqa: E402
 
 __all__ = [
     "FLOWS", "flow_class", "build_flow", "KernelFlow", "FirstVariation", "flow_velocity", "euler_step",
-    "MMDFlow", "MMDNoiseFlow", "DrMMDFlow", "AdaptiveDrMMDFlow", "KALEFlow", "MIN_ADAPTIVE_STEP",
+    "MMDFlow", "MMDNoiseFlow", "DrMMDFlow", "AdaptiveDrMMDFlow", "KALEFlow", "AdaptiveBandwidthMMDFlow",
+    "MIN_ADAPTIVE_STEP",
     "METRICS", "wasserstein", "sample_distances",
     "run_flow", "FlowRecord", "FlowTrajectory", "FlowDivergedError", "FlowInterrupted",
     "CONFIG_KEYS", "DTYPES", "REPLICA_KEYS", "validate_flow_config", "make_flow", "noise_stream", "FlowSetup",

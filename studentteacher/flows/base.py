@@ -46,8 +46,9 @@ class FirstVariation:
 
     ``value`` (0-dim, at the clean particles), ``particle_weights: [N]``, ``target_weights: [M]``,
     the ``lmbda`` in use (0 for the MMD flows, which have none; a finite stand-in so that logged
-    metrics stay valid JSON) and ``step_size`` gamma_n (float64, 0-dim). A batched flow of R
-    replicas gives each of them a leading dimension R.
+    metrics stay valid JSON), ``step_size`` gamma_n (float64, 0-dim) and the kernel ``bandwidth`` in
+    force at this step (float64, 0-dim; None: the flow's fixed kernel bandwidth,
+    :attr:`KernelFlow.bandwidth`). A batched flow of R replicas gives each of them a leading dimension R.
     """
 
     value: torch.Tensor
@@ -55,6 +56,7 @@ class FirstVariation:
     target_weights: torch.Tensor
     lmbda: torch.Tensor
     step_size: torch.Tensor
+    bandwidth: torch.Tensor | None = None
 
 
 class KernelFlow:
@@ -66,8 +68,9 @@ class KernelFlow:
     ``[...]`` of :meth:`moments` and the target's c = K_XX 1/M ``[..., M]`` and mean(K_XX) ``[...]``;
     a flow with noise injection also overrides :meth:`noise`, one whose step depends on more than
     the particles and n names those attributes in ``carried`` (checkpoints keep them), and one whose
-    sane step depends on lambda overrides :meth:`default_step_size`. Then it is one line in the
-    registry (:data:`studentteacher.flows.FLOWS`).
+    sane step depends on lambda overrides :meth:`default_step_size`; one that works with certain
+    kernels only names them in ``kernels`` (the config's validation refuses the others). Then it is
+    one line in the registry (:data:`studentteacher.flows.FLOWS`).
 
     Every kernel reduction goes through the blocked functions of :mod:`studentteacher.kernels`
     with ``budget_bytes`` per block (None: the device's default,
@@ -81,6 +84,8 @@ class KernelFlow:
 
     name: str = ""
     options: tuple[str, ...] = ()
+    #: the ``kernel`` config values the flow works with; () for any
+    kernels: tuple[str, ...] = ()
     #: attributes that carry over from one step to the next besides the particles (:meth:`state`)
     carried: tuple[str, ...] = ()
 
@@ -91,12 +96,18 @@ class KernelFlow:
         self.kernel = kernel
         self.step = as_hyper(step_size, target)  # (...)
         self.lmbda = as_hyper(0.0, target)  # (...): no lambda (MMD flows)
+        self.bandwidth = as_hyper(getattr(kernel, "bandwidth", 0.0), target)  # (...): 0 stands for "not known"
         self.budget = budget_bytes
         self._kept: tuple[torch.Tensor, torch.Tensor] | None = None  # (particles, distances) of this step
-        size = target.shape[-2]
-        uniform = torch.full(target.shape[:-1], 1.0 / size, dtype=target.dtype, device=target.device)  # (..., M)
-        self.c = self._matvec(target, target, uniform)  # c = K_XX 1/M: (..., M)
-        self.k_xx_mean = self.c.mean(-1)  # (...)
+        self.c, self.k_xx_mean = self.target_moments()
+
+    def target_moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """c = K_XX 1/M ``[..., M]`` and mean(K_XX) ``[...]`` under the current kernel (once, unless
+        the kernel changes: :class:`~studentteacher.flows.mmd_adaptive_bandwidth.AdaptiveBandwidthMMDFlow`)."""
+        size = self.target.shape[-2]
+        uniform = torch.full(self.target.shape[:-1], 1.0 / size, dtype=self.target.dtype, device=self.target.device)
+        c = self._matvec(self.target, self.target, uniform)  # (..., M)
+        return c, c.mean(-1)
 
     def first_variation(self, particles: torch.Tensor) -> FirstVariation:
         raise NotImplementedError

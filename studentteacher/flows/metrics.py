@@ -4,7 +4,9 @@ particles and the target.
 MMD^2 (V-statistic) under a reference Gaussian kernel exp(-|x-y|^2 / (2 sigma_ref^2)) (sigma_ref
 fixed per toy, see :mod:`studentteacher.toys`), so that flows with different kernels compare, and
 exact optimal-transport W1 and W2 between uniform measures on the particles ``[N, d]`` and the
-target ``[M, d]`` (the papers' "W2" is this W1).
+target ``[M, d]`` (the papers' "W2" is this W1). Beside them the flow's own ``divergence``, its
+``lmbda``, its ``step_size`` and the kernel ``bandwidth`` in force (fixed, or re-chosen every
+step by ``mmd_adaptive_bandwidth``).
 """
 from __future__ import annotations
 
@@ -18,8 +20,8 @@ import torch
 from .. import divergences
 from ..kernels import get_kernel
 
-#: The metrics logged at each log step (names of :class:`~studentteacher.flows.run.FlowRecord`).
-METRICS = ("divergence", "mmd2", "w1", "w2", "lmbda", "step_size")
+#: The metrics logged at each log step (fields of :class:`FlowRecord`).
+METRICS = ("divergence", "mmd2", "w1", "w2", "lmbda", "step_size", "bandwidth")
 
 
 def wasserstein(particles: torch.Tensor, target: torch.Tensor, power: int) -> float:
@@ -60,6 +62,7 @@ class FlowRecord:
     w2: float
     lmbda: float
     step_size: float
+    bandwidth: float = 0.0
     replica: int = 0
 
 

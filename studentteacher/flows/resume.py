@@ -27,6 +27,7 @@ import torch
 
 from ..checkpoints import check_resumable, read_checkpoint, save_atomically
 from ..config import ConfigError
+from ..toys import TOY_OPTIONS
 from .base import KernelFlow
 from .metrics import FlowRecord, FlowTrajectory
 
@@ -74,8 +75,8 @@ def checked_checkpoint(config: dict) -> FlowCheckpoint | None:
     if path is None:
         return None
     checkpoint = load(path)
-    if checkpoint.config is not None:
-        check_resumable(path, checkpoint.config, config, RESUMABLE_CHANGES)
+    if checkpoint.config is not None:  # a checkpoint older than the toy's options was written with their defaults
+        check_resumable(path, {**TOY_OPTIONS, **checkpoint.config}, config, RESUMABLE_CHANGES)
     if config["steps"] < checkpoint.step:
         raise ConfigError(f"config key 'steps': got {config['steps']!r} but the checkpoint {path!r} is at step "
                           f"{checkpoint.step}; allowed: an integer >= {checkpoint.step}")  # fmt: skip

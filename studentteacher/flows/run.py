@@ -2,9 +2,9 @@
 
 :func:`run_flow` advances a flow (one, or R batched replicas) for ``steps`` Euler steps; at every
 ``log_every``-th step (and the last) it logs the flow's value, the reference MMD^2, W1, W2
-(:mod:`~studentteacher.flows.metrics`), lambda and the step size, and keeps snapshots of the
-particles every ``snapshot_every``-th step (and the last). It writes checkpoints and resumes from
-them (:mod:`~studentteacher.flows.resume`).
+(:mod:`~studentteacher.flows.metrics`), lambda, the step size and the kernel bandwidth, and keeps
+snapshots of the particles every ``snapshot_every``-th step (and the last). It writes checkpoints
+and resumes from them (:mod:`~studentteacher.flows.resume`).
 
 Failure rule. The step runs on the device without host synchronisation: bad replicas are flagged
 there and read at log, snapshot and checkpoint steps, where a replica that went bad stops alone
@@ -43,7 +43,7 @@ from tqdm import tqdm
 from ..config import SEED_LIMIT, ConfigError, check_device, resolve_device
 from ..kernels import KERNELS, Kernel, get_kernel
 from ..threads import check_threads
-from ..toys import TARGETS, Toy, generators, make_toy
+from ..toys import TARGETS, TOY_OPTIONS, Toy, generators, make_toy
 from . import FLOWS, build_flow, flow_class
 from .base import FirstVariation, KernelFlow, euler_step, flow_velocity
 from .metrics import FlowRecord, FlowTrajectory, sample_distances
@@ -137,20 +137,24 @@ class _Recorder:
 
     def __init__(self, flow: KernelFlow, replicas: int, reference_bandwidth: float, on_log):
         self.targets = flow.target.reshape(replicas, *flow.target.shape[-2:])  # (R, M, d)
+        self.fixed_bandwidth = flow.bandwidth  # (...)
         self.reference_bandwidth, self.on_log = reference_bandwidth, on_log
         self.trajectories = [FlowTrajectory() for _ in range(replicas)]
 
     def record(self, step: int, first: FirstVariation, particles: torch.Tensor, alive: list[bool], logging: bool,
                snapshot: bool) -> None:  # fmt: skip
         views = particles.reshape(len(alive), *particles.shape[-2:])  # (R, N, d)
-        columns = [first.value, first.lmbda, first.step_size]
-        values, lmbdas, step_sizes = (column.expand(particles.shape[:-2]).reshape(-1).tolist() for column in columns)
+        bandwidth = self.fixed_bandwidth if first.bandwidth is None else first.bandwidth
+        columns = [first.value, first.lmbda, first.step_size, bandwidth]
+        values, lmbdas, step_sizes, bandwidths = (column.expand(particles.shape[:-2]).reshape(-1).tolist()
+                                                  for column in columns)  # fmt: skip
         for replica in (r for r in range(len(alive)) if alive[r]):
             trajectory, view = self.trajectories[replica], views[replica]
             if logging:
                 distances = sample_distances(view, self.targets[replica], self.reference_bandwidth)
                 record = FlowRecord(step, values[replica], **distances, lmbda=lmbdas[replica],
-                                    step_size=step_sizes[replica], replica=replica)  # fmt: skip
+                                    step_size=step_sizes[replica], bandwidth=bandwidths[replica],
+                                    replica=replica)  # fmt: skip
                 trajectory.records.append(record)
                 if self.on_log is not None:
                     self.on_log(record)
@@ -246,12 +250,13 @@ def run_flow(
 # ----------------------------------------------------------------------------- config
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 CONFIG_KEYS = (
-    "target", "flow", "kernel", "bandwidth", "n_particles", "n_target", "steps", "step_size", "lmbda",
+    "target", "dim", "source_distance", "flow", "kernel", "bandwidth", "n_particles", "n_target", "steps", "step_size", "lmbda",
     "noise_level", "noise_until", "dtype", "device", "log_every", "snapshot_every", "replicas", "threads", "seed",
     "checkpoint_every", "resume_from",
 )  # fmt: skip
-#: Keys a config may leave out, with the value it then has.
-OPTIONAL_KEYS = {"checkpoint_every": 0, "resume_from": None, "threads": "auto"}
+#: Keys a config may leave out, with the value it then has (the toy's ``dim`` and ``source_distance``:
+#: :data:`~studentteacher.toys.TOY_OPTIONS`).
+OPTIONAL_KEYS = {"checkpoint_every": 0, "resume_from": None, "threads": "auto", **TOY_OPTIONS}
 #: Config keys in which the replicas of one batched run may differ (every other key is shared).
 REPLICA_KEYS = ("seed", "step_size", "lmbda", "noise_level", "noise_until", "replicas", "resume_from")
 
@@ -289,11 +294,16 @@ def validate_flow_config(config: dict) -> None:
         _fail("noise_level", config["noise_level"], "a finite number >= 0")
     config = {**OPTIONAL_KEYS, **config}
     for key, low in (("n_particles", 1), ("n_target", 1), ("steps", 0), ("noise_until", 0), ("log_every", 1),
-                     ("snapshot_every", 1), ("replicas", 1), ("checkpoint_every", 0)):  # fmt: skip
+                     ("snapshot_every", 1), ("replicas", 1), ("checkpoint_every", 0), ("dim", 1)):  # fmt: skip
         if not (_is_int(config[key]) and config[key] >= low):
             _fail(key, config[key], f"an integer >= {low}")
+    if not (_is_real(config["source_distance"]) and config["source_distance"] >= 0):
+        _fail("source_distance", config["source_distance"], "a finite number >= 0")
     if config["target"] == "three_rings" and config["n_target"] % 3:
         _fail("n_target", config["n_target"], "a multiple of 3 for target 'three_rings'")
+    kernels = FLOWS[config["flow"]].kernels
+    if kernels and config["kernel"] not in kernels:
+        _fail("kernel", config["kernel"], f"one of {list(kernels)} for flow {config['flow']!r}")
     if not (_is_int(config["seed"]) and 0 <= config["seed"] <= SEED_LIMIT - config["replicas"]):
         _fail("seed", config["seed"], "an integer 0 <= seed < 2**32 (numpy's seed range: Sacred seeds numpy with it; "
               "with replicas, seed + replicas - 1 < 2**32)")
@@ -391,7 +401,8 @@ def setup_flow(configs: list[dict]) -> FlowSetup:
     resume = _resume_points(configs)
     first = configs[0]
     device, dtype = resolve_device(first["device"]), DTYPES[first["dtype"]]
-    toys = [make_toy(c["target"], c["n_particles"], c["n_target"], c["seed"], dtype, device) for c in configs]
+    toys = [make_toy(c["target"], c["n_particles"], c["n_target"], c["seed"], dtype, device,
+                     **{key: c.get(key, default) for key, default in TOY_OPTIONS.items()}) for c in configs]  # fmt: skip
     kernel = get_kernel(first["kernel"], first["bandwidth"])
     hyper = [[c[key] for c in configs] for key in ("step_size", "lmbda", "noise_level", "noise_until")]
     if len(configs) == 1:

@@ -2,7 +2,7 @@
 
 A sweep file (DESIGN §5)::
 
-    experiment: student_teacher      # or particle_flow
+    experiment: student_teacher      # or particle_flow, dmmd
     named_config: drmmd_paper        # optional (a name, or a list of names applied in order)
     base: {epochs: 15000, readout: dense}                    # fixed keys
     grid: {method: [sgd, drmmd], noise_level: [0.0, 1.0]}    # cartesian product

@@ -38,6 +38,8 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
                                       ("valid_mmd2", "train_mmd2")),
     "particle_flow": ExperimentSpec("studentteacher.flows:validate_flow_config", "studentteacher.flows:REPLICA_KEYS",
                                     ("divergence", "mmd2", "w1", "w2")),
+    "dmmd": ExperimentSpec("studentteacher.dmmd:validate_dmmd_config", "studentteacher.dmmd:REPLICA_KEYS",
+                           ("sample_w1", "sample_w2", "sample_mmd2", "sample_fd", "sample_class_coverage")),
 }
 
 

@@ -143,7 +143,8 @@ def collect(sweep: Sweep, metrics: list[str] | None = None, how: str = "last"):
     """(per-run table, summary table) of the latest attempt of every index that has a run.
 
     ``metrics`` default to the experiment's (student_teacher: valid_mmd2, train_mmd2;
-    particle_flow: divergence, mmd2, w1, w2), those no run logged left out; ``how`` is
+    particle_flow: divergence, mmd2, w1, w2; dmmd: sample_w1, sample_w2, sample_mmd2, sample_fd,
+    sample_class_coverage), those no run logged left out; ``how`` is
     ``"last"`` or ``"best"`` (:func:`studentteacher.results.per_run`). The per-run table has the
     index, the varied keys, ``run_id``, ``status`` and the final value of each metric. The
     summary is :func:`studentteacher.results.final_table` of each metric over the seeds (mean,

@@ -186,7 +186,7 @@ def run_batch(sweep: Sweep, indices: list[int], validate_all: bool = True) -> li
 
     The tasks must share every config key but the experiment's replica keys (student_teacher:
     seed, lr, lmbda, noise schedule and initial scales; particle_flow: seed, step_size, lmbda,
-    noise_level, noise_until). Each task is still its own run in its own ``<index>-<attempt>``
+    noise_level, noise_until; dmmd: seed, and its runs go one after the other). Each task is still its own run in its own ``<index>-<attempt>``
     directory, with the metrics of its plain run. When a task would resume from a checkpoint,
     the tasks run one by one instead.
     """
