@@ -210,7 +210,8 @@ def train(batch: sacred_runs.Batch) -> None:
 
     try:
         trajectories = setup.run(on_log=_log_into(runs), on_failure=on_failure, should_stop=batch.should_stop,
-                                 progress=sys.stderr.isatty(), checkpoint_paths=batch.checkpoint_paths)  # fmt: skip
+                                 progress=sys.stderr.isatty(), checkpoint_paths=batch.checkpoint_paths,
+                                 before_checkpoint=batch.flush)  # fmt: skip
     except flows.FlowInterrupted as stop:
         for run, path in zip(runs, stop.checkpoint_paths):
             run.info["checkpoint"] = path

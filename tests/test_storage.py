@@ -2,8 +2,9 @@
 
 * a disk that fills during the final writes fails the run with the reason (a real 200 KiB tmpfs,
   mounted by the test; skipped where mounting is not permitted);
-* a run killed with SIGKILL has stored its metrics up to its latest checkpoint (a heartbeat precedes
-  every checkpoint), so its next attempt continues from what was logged;
+* a run (student-teacher or 2-D flow) killed with SIGKILL has stored its metrics up to its latest
+  checkpoint (metrics are flushed before every checkpoint), so its next attempt continues from what
+  was logged;
 * a stop signal that arrives while a finished flow writes its artifacts leaves it COMPLETED with
   exit status 0;
 * ``sweep status`` calls a RUNNING run dead after 3 of its heartbeat intervals.
@@ -89,6 +90,24 @@ def test_sigkill_keeps_the_metrics_up_to_the_latest_checkpoint(tmp_path):
     epoch = torch.load(checkpoint, weights_only=False)["epoch"]
     steps = load(tmp_path / "1", "metrics.json")["valid_mmd2"]["steps"]
     assert epoch >= 40 and steps[: epoch + 1] == list(range(epoch + 1)), (epoch, steps[-1])
+
+
+def test_sigkill_keeps_a_flows_metrics_up_to_its_latest_checkpoint(tmp_path):
+    """Regression: a 2-D flow wrote checkpoints without flushing its logged metrics first."""
+    config = ["flow=mmd", "n_particles=20", "n_target=30", "log_every=1", "snapshot_every=100000000",
+              "checkpoint_every=20", "steps=100000000", "seed=1", "-b", "600"]  # fmt: skip
+    process = subprocess.Popen([sys.executable, str(FLOWS), "with", *config, "-F", str(tmp_path)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)  # fmt: skip
+    checkpoint = tmp_path / "1" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not checkpoint.exists():
+        time.sleep(0.05)
+    time.sleep(1.0)  # several more checkpoints, no Sacred heartbeat (-b 600)
+    process.kill()
+    process.wait()
+    step = torch.load(checkpoint, weights_only=False)["step"]  # the checkpoint holds steps 0 .. step - 1
+    steps = load(tmp_path / "1", "metrics.json")["mmd2"]["steps"]
+    assert step >= 40 and steps[:step] == list(range(step)), (step, steps[-1])
 
 
 def test_a_stop_signal_while_a_finished_flow_stores_its_artifacts_completes_it(tmp_path):

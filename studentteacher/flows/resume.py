@@ -22,6 +22,7 @@ with the same config up to :data:`RESUMABLE_CHANGES` (:func:`checked_checkpoint`
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import torch
 
@@ -92,11 +93,13 @@ def streams_of(generator, replicas: int) -> list:
 class Checkpoints:
     """Where and when :func:`~studentteacher.flows.run_flow` writes checkpoints: replica r to
     ``paths[r]`` (None: not that one) every ``every`` steps (0: only on a stop request), each with
-    ``configs[r]`` (None: no config)."""
+    ``configs[r]`` (None: no config). ``before_write()`` runs first (the experiment flushes the
+    metrics it logged, so that a checkpoint never holds steps its logged metrics lack)."""
 
     paths: list[str | None]
     every: int = 0
     configs: list[dict | None] | None = None
+    before_write: Callable[[], None] | None = None
 
     def due(self, step: int) -> bool:
         return bool(self.every) and step % self.every == 0
@@ -104,6 +107,8 @@ class Checkpoints:
     def write(self, step: int, particles: torch.Tensor, flow: KernelFlow, generator, trajectories: list[FlowTrajectory],
               alive: list[bool]) -> list[str | None]:  # fmt: skip
         """Each live replica's checkpoint at the start of ``step``; the paths written (None where none)."""
+        if self.before_write is not None:
+            self.before_write()
         replicas = len(trajectories)
         views = particles.reshape(replicas, *particles.shape[-2:])  # (R, N, d)
         streams, state = streams_of(generator, replicas), flow.state()

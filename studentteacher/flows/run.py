@@ -362,15 +362,17 @@ class FlowSetup:
     configs: list[dict] = field(default_factory=list)
     resume: list[FlowCheckpoint] | None = None
 
-    def run(self, checkpoint_paths: list[str | None] | None = None, **hooks) -> list[FlowTrajectory]:
+    def run(self, checkpoint_paths: list[str | None] | None = None, before_checkpoint: Callable[[], None] | None = None,
+            **hooks) -> list[FlowTrajectory]:  # fmt: skip
         """:func:`run_flow` with the config's steps and log/snapshot periods from the stacked sources
         ``[R, N, d]`` (``[N, d]`` for one config): one trajectory per config. Config r's checkpoints
-        go to ``checkpoint_paths[r]`` (every ``checkpoint_every`` steps and on a stop request).
-        ``hooks``: ``on_log``, ``on_failure``, ``should_stop``, ``progress``."""
+        go to ``checkpoint_paths[r]`` (every ``checkpoint_every`` steps and on a stop request), each
+        after ``before_checkpoint()``. ``hooks``: ``on_log``, ``on_failure``, ``should_stop``, ``progress``."""
         batched = len(self.toys) > 1
         source = torch.stack([toy.source for toy in self.toys]) if batched else self.toys[0].source
         every = self.config.get("checkpoint_every", OPTIONAL_KEYS["checkpoint_every"])
-        checkpoints = None if checkpoint_paths is None else Checkpoints(list(checkpoint_paths), every, self.configs)
+        checkpoints = None if checkpoint_paths is None else Checkpoints(list(checkpoint_paths), every, self.configs,
+                                                                            before_checkpoint)
         trajectories = run_flow(
             self.flow, source, self.config["steps"], reference_bandwidth=self.toys[0].reference_bandwidth,
             log_every=self.config["log_every"], snapshot_every=self.config["snapshot_every"],
