@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from studentteacher import results
+from studentteacher import flows, results
 from studentteacher.sweep import spec, tasks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,6 +35,8 @@ FIGURES = {
 }
 # how a run executes, not what it computes (runs from before the key was added have none)
 EXECUTION_KEYS = ("threads",)
+# keys a config may leave out, with the value it then has (a run from before the key was added has none)
+OPTIONAL_KEYS = {"particle_flow": flows.OPTIONAL_KEYS}
 
 
 def committed_run_dirs() -> dict[str, list[Path]]:
@@ -70,6 +72,7 @@ def test_committed_runs_load_completed_with_their_sweep_config(stem):
         index = int(run["sweep_index"])
         expected = helper.resolve_config(sweep.experiment, sweep.config_updates(index), list(sweep.named_configs))
         stored = json.loads((Path(run["run_dir"]) / "config.json").read_text())
+        stored = {**OPTIONAL_KEYS.get(sweep.experiment, {}), **stored}
         wrong = {key: (stored.get(key), value) for key, value in expected.items()
                  if stored.get(key) != value and key not in EXECUTION_KEYS}
         assert wrong == {}, f"{run['run_dir']}: (committed, sweep) differ"
