@@ -1,8 +1,9 @@
 """Sacred at the edge: the one module, beside the experiment definitions, that runs Sacred.
 
 ``train.py`` (``student_teacher``), ``flows2d.py`` (``particle_flow``) and ``dmmd.py`` (``dmmd``)
-define a config, named configs and a function that trains a :class:`Batch` of R >= 1 runs together; they hand it to
-:class:`ExperimentRuns` and call :meth:`ExperimentRuns.run_as_script`. The rest lives here, once:
+define a config, named configs and a function that trains a :class:`Batch` of R >= 1 runs together;
+they hand it to :class:`ExperimentRuns` and call :meth:`ExperimentRuns.run_as_script`. The rest
+lives here, once:
 
 * **observers** (:meth:`ExperimentRuns.observers`): the default :class:`RunStore` (a Sacred
   FileStorageObserver) in :func:`studentteacher.results.default_runs_dir` (``$STUDENTTEACHER_RUNS``
@@ -506,9 +507,10 @@ class ReplicaGroup:
                 if stopped:
                     raise RuntimeError(f"replica {stopped[0]} ended before training started: {self.errors[stopped[0]]}")
             configs, runs = zip(*self.slots)
-            paths = [checkpoint_path(run, r) for r, run in enumerate(runs)]
-            for run in runs if self.runs.checkpoints else ():
-                run.info["batch_checkpoints"] = paths  # how replica 0's checkpoint finds the others
+            if self.runs.checkpoints:  # how replica 0's checkpoint finds the others
+                paths = [checkpoint_path(run, r) for r, run in enumerate(runs)]
+                for run in runs:
+                    run.info["batch_checkpoints"] = paths
             self.runs.start_batch(Batch(list(configs), list(runs), self.finish))
         except BaseException as error:  # Ctrl-C interrupts every replica; any other error fails them
             for replica in range(self.replicas):
