@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402
 from sacred import Experiment  # noqa: E402
 
 from studentteacher import flows, preflight, toys  # noqa: E402
+from studentteacher.checkpoints import read_checkpoint  # noqa: E402
 from studentteacher.replicas import check_compatible  # noqa: E402
 
 ex = Experiment("particle_flow")
@@ -176,8 +177,9 @@ def _save_artifacts(_run, trajectory, toy) -> None:
 
 
 def check_before_work(config: dict) -> None:
-    """What a valid config may still fail on here: the memory."""
+    """What a valid config may still fail on here: the ``resume_from`` checkpoint, the memory."""
     flows.validate_flow_config(config)
+    flows.checked_checkpoint(config)
     preflight.check_flow(config)
 
 
@@ -224,7 +226,8 @@ def train(batch: sacred_runs.Batch) -> None:
             batch.finish(replica, outcome or _result(trajectory))
 
 
-runs = sacred_runs.ExperimentRuns(ex, train, flows.validate_flow_config, check_before_work)
+runs = sacred_runs.ExperimentRuns(ex, train, flows.validate_flow_config, check_before_work,
+                                  checkpoint_config=lambda path: read_checkpoint(path)["config"])
 run_replicas = runs.run_replicas
 
 if __name__ == "__main__":

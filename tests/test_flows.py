@@ -408,15 +408,15 @@ def test_resume_refuses_a_changed_config_naming_the_key(tmp_path):
     (config,) = _resume_configs("drmmd_adaptive")
     path = str(tmp_path / "checkpoint.pt")
     _interrupted([config], [path], 5)
-    flows.validate_flow_config(dict(config, resume_from=path, steps=20, log_every=2, snapshot_every=7, device="cpu",
+    flows.checked_checkpoint(dict(config, resume_from=path, steps=20, log_every=2, snapshot_every=7, device="cpu",
                                     checkpoint_every=3))  # fmt: skip
     for key, value in (("lmbda", 0.2), ("seed", 3), ("step_size", 0.3), ("n_particles", 25), ("dtype", "float32")):
         with pytest.raises(ValueError, match=f"config key '{key}'.*checkpoint"):
-            flows.validate_flow_config(dict(config, resume_from=path, **{key: value}))
+            flows.checked_checkpoint(dict(config, resume_from=path, **{key: value}))
     with pytest.raises(ValueError, match="config key 'steps'.*step 5"):
-        flows.validate_flow_config(dict(config, resume_from=path, steps=4))
+        flows.checked_checkpoint(dict(config, resume_from=path, steps=4))
     with pytest.raises(ValueError, match="config key 'resume_from'.*existing checkpoint"):
-        flows.validate_flow_config(dict(config, resume_from=str(tmp_path / "none.pt")))
+        flows.checked_checkpoint(dict(config, resume_from=str(tmp_path / "none.pt")))
     with pytest.raises(ValueError, match=r"config key 'resume_from'.*of one step, or none \(got steps none, 5\)"):
         flows.setup_flow([dict(config, resume_from=path), dict(config, seed=9)])
 

@@ -217,3 +217,17 @@ def test_sigterm_then_resume_from_the_checkpoint_equals_the_uninterrupted_run(tm
     arrays = np.load(run / "trajectory.npz")
     assert arrays["step"].tolist() == metrics["step"].tolist() and arrays["step"][0] == 0
     assert (arrays["w1"] == metrics["w1"].numpy()).all() and (arrays["particles"] == expected.particles.numpy()).all()
+
+
+def test_resume_without_repeating_the_config_takes_it_and_the_seed_from_the_checkpoint(tmp_path):
+    """Regression: resuming a flow without repeating its seed drew a new one (and the checkpoint refused it)."""
+    first = _run(tmp_path, "flow=mmd_noise", "noise_level=0.5", "n_particles=21", "n_target=21", "steps=200",
+                 "log_every=50", "checkpoint_every=100", "seed=7")  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    checkpoint = tmp_path / "runs" / "1" / "checkpoint.pt"
+    resumed = _run(tmp_path, f"resume_from={checkpoint}", "steps=300")
+    assert resumed.returncode == 0, resumed.stderr
+    before, after = _read(tmp_path / "runs" / "1", "config.json"), _read(tmp_path / "runs" / "2", "config.json")
+    assert after["seed"] == 7 and {k: v for k, v in after.items() if k not in ("steps", "resume_from")} == {
+        k: v for k, v in before.items() if k not in ("steps", "resume_from")}
+    assert _read(tmp_path / "runs" / "2", "metrics.json")["w1"]["steps"] == [200, 250, 300]

@@ -64,6 +64,7 @@ from .run import (  # noqa: E402
     FlowCheckpoint, FlowDivergedError, FlowInterrupted, FlowRecord, FlowSetup, FlowTrajectory, default_step_size,
     make_flow, noise_stream, run_flow, setup_flow, validate_flow_config,
 )  # fmt: skip
+from .resume import checked_checkpoint  # noqa: E402
 from .resume import load as load_checkpoint  # noqa: E402
 
 __all__ = [
@@ -74,5 +75,6 @@ __all__ = [
     "run_flow", "FlowRecord", "FlowTrajectory", "FlowDivergedError", "FlowInterrupted",
     "CONFIG_KEYS", "DTYPES", "REPLICA_KEYS", "validate_flow_config", "make_flow", "noise_stream", "FlowSetup",
     "setup_flow", "OPTIONAL_KEYS", "RESUMABLE_CHANGES", "RUNAWAY_DIAMETERS", "Checkpoints", "FlowCheckpoint",
+    "checked_checkpoint",
     "load_checkpoint", "default_step_size",
 ]  # fmt: skip
