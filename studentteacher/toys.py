@@ -15,8 +15,8 @@ name            target (M points)                                       source (
                 (std sqrt(0.3)), equal weights
 ``gaussian``    N(0, s^2 I) in 2-D with s = :data:`GAUSSIAN_SCALE`      N(1, I) (mean (1, 1))
 ``gaussian_1d`` N(0, 1) in 1-D                                          N(10, 0.5), 0.5 the *variance*
-``gaussian_nd`` N(0, sigma^2 I) in R^d, sigma = :data:`GAUSSIAN_ND_SCALE`  N(mu_0, sigma^2 I), mu_0 =
-                (d = ``dim``)                                           ``source_distance`` (1, ..., 1)
+``gaussian_nd`` N(0, sigma^2 I) in R^d (d = ``dim``),                   N(mu_0, sigma^2 I), mu_0 =
+                sigma = :data:`GAUSSIAN_ND_SCALE`                       ``source_distance`` (1, ..., 1)
                                                                         / sqrt(d), so |mu_0| =
                                                                         ``source_distance``
 ``swiss_roll``  (t cos t, t sin t) / 5 + N(0, 0.05^2 I), t = 1.5 pi     N(0, I) (the DMMD prior)

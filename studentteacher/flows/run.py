@@ -250,9 +250,9 @@ def run_flow(
 # ----------------------------------------------------------------------------- config
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 CONFIG_KEYS = (
-    "target", "dim", "source_distance", "flow", "kernel", "bandwidth", "n_particles", "n_target", "steps", "step_size", "lmbda",
-    "noise_level", "noise_until", "dtype", "device", "log_every", "snapshot_every", "replicas", "threads", "seed",
-    "checkpoint_every", "resume_from",
+    "target", "dim", "source_distance", "flow", "kernel", "bandwidth", "n_particles", "n_target", "steps",
+    "step_size", "lmbda", "noise_level", "noise_until", "dtype", "device", "log_every", "snapshot_every", "replicas",
+    "threads", "seed", "checkpoint_every", "resume_from",
 )  # fmt: skip
 #: Keys a config may leave out, with the value it then has (the toy's ``dim`` and ``source_distance``:
 #: :data:`~studentteacher.toys.TOY_OPTIONS`).
