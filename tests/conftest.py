@@ -16,7 +16,13 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-from studentteacher.networks import Architecture, init_params
+from studentteacher.threads import flush_denormals  # noqa: E402
+
+# Denormal floats flushed to zero, as in every experiment run (experiments/sacred_runs.py does it on
+# import, and tests import it in this process): one numeric regime whatever the order of the tests.
+flush_denormals()
+
+from studentteacher.networks import Architecture, init_params  # noqa: E402
 
 
 def tiny_network(readout="particle", bias=False, d_out=1, n_particles=4, d_in=5, hidden=3, seed=0):

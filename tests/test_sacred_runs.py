@@ -98,6 +98,7 @@ def test_threads_key_sets_and_records_the_threads(train, tmp_path):
     assert command(train, "with", *TINY, "replicas=2", "-F", tmp_path) == 0
     infos = [load(d, "info.json") for d in run_dirs(tmp_path)]
     assert infos[0]["threads"] == 2
+    assert all(info["flush_denormals"] for info in infos), "denormals flushed in every run"
     assert [info["threads"] for info in infos[1:]] == [1, 1], "auto: OMP_NUM_THREADS=1 in the tests"
 
 
