@@ -71,3 +71,11 @@ def test_bench_flows_and_scale_write_their_rows(tmp_path):
     assert [row["kind"] for row in rows] == ["student", "flow", "flow"], output
     assert all("error" not in row for row in rows), rows
     assert all(row["finite"] and row["within_budget"] for row in rows[1:])
+
+
+def test_bench_denormals_times_both_modes_and_compares_the_runs(tmp_path):
+    path = tmp_path / "denormals.json"
+    _run("bench_denormals.py", "--methods", "sgd", "--epochs", "3", "--n-particles", "20", "--json", str(path))
+    (row,) = json.loads(path.read_text())["rows"]
+    assert row["method"] == "sgd" and row["kept_seconds"] > 0 and row["flushed_seconds"] > 0
+    assert row["max_param_difference"] == 0.0, "a small sgd run has no denormals to flush: bitwise equal"
