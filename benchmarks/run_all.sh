@@ -15,6 +15,7 @@ run() { echo; echo "== $*"; python "$@"; }
 
 if [[ $device == cpu ]]; then
     run benchmarks/bench_updates.py --json "$out/updates-cpu.json"   # package vs reference-style baseline (CPU)
+    run benchmarks/bench_denormals.py --json "$out/denormals-cpu.json"  # dense epochs, denormals kept vs flushed
 fi
 compile=off  # on CUDA also time the step as a CUDA graph (config key compile); on this CPU it did not pay
 if [[ $device == cuda ]]; then compile=reduce-overhead; fi

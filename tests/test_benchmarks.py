@@ -81,3 +81,11 @@ def test_bench_dmmd_times_training_and_the_three_samplers(tmp_path):
     assert [row["n"] for row in report["sampling"]] == [20, 40]
     assert all(set(row["seconds_per_step"]) == {"interacting", "approximate", "pairwise"} for row in report["sampling"])
     assert all(row["pairwise_over_interacting"] > 0 for row in report["sampling"])
+
+
+def test_bench_denormals_times_both_modes_and_compares_the_runs(tmp_path):
+    path = tmp_path / "denormals.json"
+    _run("bench_denormals.py", "--methods", "sgd", "--epochs", "3", "--n-particles", "20", "--json", str(path))
+    (row,) = json.loads(path.read_text())["rows"]
+    assert row["method"] == "sgd" and row["kept_seconds"] > 0 and row["flushed_seconds"] > 0
+    assert row["max_param_difference"] == 0.0, "a small sgd run has no denormals to flush: bitwise equal"
