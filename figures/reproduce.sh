@@ -52,12 +52,18 @@ declare -A behind=(
     [adaptive_lambda]="three_rings"
     [mmd_flow_gaussians]="mmd_flow_gaussians"
     [readout_ablation]="readout_ablation drmmd_student_teacher mmd_flow_student_teacher"
+    [adaptive_bandwidth]="adaptive_bandwidth"
+    [dmmd_discriminator]="dmmd"
+    [dmmd_samples]="dmmd dmmd_baselines dmmd_baselines_adaptive"
+    [dmmd_samplers]="dmmd_samplers"
 )
 order=(mmd_flow_student_teacher drmmd_student_teacher drmmd_lambda_ablation readout_ablation
-       three_rings adaptive_lambda three_rings_lambda mmd_flow_gaussians)
+       three_rings adaptive_lambda three_rings_lambda mmd_flow_gaussians
+       adaptive_bandwidth dmmd_discriminator dmmd_samples dmmd_samplers)
 files=()
 for stem in mmd_flow_student_teacher drmmd_student_teacher drmmd_lambda_ablation readout_ablation \
-            three_rings three_rings_lambda mmd_flow_gaussians; do
+            three_rings three_rings_lambda mmd_flow_gaussians \
+            adaptive_bandwidth dmmd dmmd_baselines dmmd_baselines_adaptive dmmd_samplers; do
     files+=("$sweeps/$stem$suffix.yaml")
 done
 
