@@ -11,7 +11,8 @@ sweep tasks or other experiments sharing the machine. Policies: ``1`` / ``2`` th
 (``torch.set_num_threads``, OpenMP threads waiting actively: torch's behaviour before this
 package set a default), ``2-passive`` (2 threads, ``OMP_WAIT_POLICY=PASSIVE``: idle threads sleep
 instead of spinning), ``auto`` (the package's defaults: passive waiting and
-:func:`studentteacher.threads.choose_threads`). Prints seconds per epoch and the ratio
+:func:`studentteacher.threads.choose_threads` with the experiment's ``light`` rule,
+:func:`studentteacher.config.light_work`). Prints seconds per epoch and the ratio
 to one thread under the same load; never asserts. Run it on an otherwise idle machine.
 """
 from __future__ import annotations
@@ -38,7 +39,8 @@ import statistics, sys, time, json
 from studentteacher.threads import apply_threads, flush_denormals  # the package first: its OpenMP wait policy
 import torch
 flush_denormals()  # as every run does, before the OpenMP workers start
-threads = apply_threads(sys.argv[2])
+from studentteacher.config import light_work
+threads = apply_threads(sys.argv[2], light=light_work(json.loads(sys.argv[1])))
 from studentteacher.training import Trainer
 trainer = Trainer({**json.loads(sys.argv[1]), "seed": 1, "device": "cpu"})
 epochs = int(sys.argv[3])

@@ -551,13 +551,16 @@ class ExperimentRuns:
     ``checkpoint_config(path)`` reads the config a checkpoint was written with (None: ``resume_from``
     takes nothing from the checkpoint); ``preflight`` refuses the keys that may not differ from it.
     ``checkpoints``: whether ``train`` writes checkpoints (False: a batch's runs list none in info.json).
+    ``light(config)``: whether the run's tensors are too small to share between threads (``threads``
+    "auto" then takes one, :mod:`studentteacher.threads`).
     """
 
     def __init__(self, ex: Experiment, train: Callable[[Batch], None], validate: Callable[[dict], object],
                  preflight: Callable[[dict], object] = lambda config: None,
-                 checkpoint_config: Callable[[str], dict] | None = None, checkpoints: bool = True):
+                 checkpoint_config: Callable[[str], dict] | None = None,
+                 light: Callable[[dict], bool] = lambda config: False, checkpoints: bool = True):
         self.ex, self.train, self.validate, self.preflight = ex, train, validate, preflight
-        self.checkpoint_config, self.checkpoints = checkpoint_config, checkpoints
+        self.checkpoint_config, self.checkpoints, self.light = checkpoint_config, checkpoints, light
         ex.captured_out_filter = apply_backspaces_and_linefeeds
 
         def check_config(config, command_name, logger):
@@ -586,7 +589,7 @@ class ExperimentRuns:
         """Threads (the config's ``threads``) and denormals flushed, both recorded in info.json,
         heartbeats, then ``train(batch)``."""
         flushed = flush_denormals() and FLUSHED_DENORMALS  # this thread, and the workers started after import
-        threads = apply_threads(batch.configs[0].get("threads", "auto"))
+        threads = apply_threads(batch.configs[0].get("threads", "auto"), light=self.light(batch.configs[0]))
         for run in batch.runs:
             run.info["threads"] = threads
             run.info["flush_denormals"] = flushed

@@ -24,7 +24,7 @@ from sacred import Experiment  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from studentteacher import preflight  # noqa: E402
-from studentteacher.config import DEFAULTS, validate  # noqa: E402
+from studentteacher.config import DEFAULTS, light_work, validate  # noqa: E402
 from studentteacher.training import BatchedTrainer, TrainingInterrupted, check_resume, read_checkpoint  # noqa: E402
 
 ex = Experiment("student_teacher")
@@ -100,7 +100,7 @@ def train(batch: sacred_runs.Batch) -> None:
 
 
 runs = sacred_runs.ExperimentRuns(ex, train, validate, check_before_work,
-                                  checkpoint_config=lambda path: read_checkpoint(path)["config"])
+                                  checkpoint_config=lambda path: read_checkpoint(path)["config"], light=light_work)
 run_replicas = runs.run_replicas
 
 if __name__ == "__main__":

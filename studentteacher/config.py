@@ -200,3 +200,9 @@ def resolve_device(value: str) -> torch.device:
     if value == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(value)
+
+
+def light_work(config: dict) -> bool:
+    """Whether a run's tensors are too small to share between CPU threads (``threads="auto"`` then
+    takes one, :mod:`studentteacher.threads`): the particle readout's, [B, N, H] per step."""
+    return config.get("readout") == "particle"

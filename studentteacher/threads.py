@@ -1,12 +1,18 @@
-"""How many CPU threads a run uses: the ``threads`` config key ("auto" or a count).
+"""How a run uses the CPU: the ``threads`` config key ("auto" or a count), and denormals flushed.
 
 ``"auto"`` is ``SLURM_CPUS_PER_TASK`` where SLURM sets it (the allocation), else ``OMP_NUM_THREADS``
-where the user sets it, else the cores this process may run on that are not already busy:
-``max(1, usable cores - round(1-minute load average))``, at most :data:`AUTO_MAX`. torch's own
-default (every core) waits on each core in turn when other processes share them: on a 2-core
-machine with two busy processes an epoch took 3-20x longer with 2 threads than with 1
-(``benchmarks/bench_threads.py``), while on an idle machine 2 threads run the dense paper configs
-~1.7x faster. The choice is made once, at the start of a run, and recorded in ``info.json``.
+where the user sets it, else 1 for *light* work (tiny tensors, e.g. the particle readout: the
+experiment says which), else the cores this process may run on that are idle now:
+``max(1, usable cores - busy cores)``, at most :data:`AUTO_MAX`, with the busy cores read from
+``/proc/stat`` over :data:`SAMPLE_SECONDS` (the 1-minute load average where that cannot be read:
+it lags, and right after other work ends it still counts those cores busy). Measured on a 2-core
+machine (``benchmarks/bench_threads.py``, 2026-12-02, torch's OpenMP threads waiting passively,
+as this package sets): the particle readout's epoch is 1.44x slower with 2 threads than with 1 on
+an idle machine (the threads wake for tensors too small to share), and 0.95-1.2x with 1-2 busy
+cores; the dense paper config is 0.62x (faster) with 2 threads when idle, 1.02x with one busy
+core; torch's own default (every core, threads spinning while they wait) was 1.5-2.7x slower than
+1 thread as soon as one core was busy. The choice is made once, at the start of a run, and
+recorded in ``info.json``.
 
 :func:`flush_denormals` sets the CPU to flush denormal floats to zero (|x| < 1.2e-38 in float32,
 2.2e-308 in float64, become 0). The Gaussian features exp(-u^2 / sigma^2) of particles far from
@@ -20,11 +26,13 @@ does under any change of thread count or BLAS (its dynamics amplify rounding).
 from __future__ import annotations
 
 import os
+import time
 
 import torch
 
 AUTO = "auto"
 AUTO_MAX = 8
+SAMPLE_SECONDS = 0.2
 
 
 def usable_cores() -> int:
@@ -35,13 +43,35 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def idle_cores() -> int:
-    """Usable cores minus the 1-minute load average (rounded), at least 1."""
+def _cpu_times() -> tuple[float, float] | None:
+    """(busy, total) jiffies of all CPUs from ``/proc/stat`` (None where it cannot be read)."""
     try:
-        busy = round(os.getloadavg()[0])
+        with open("/proc/stat") as stat:
+            fields = [float(value) for value in stat.readline().split()[1:9]]  # guest time is in user
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_cores() -> float:
+    """Cores busy now: the busy share of all CPUs over :data:`SAMPLE_SECONDS` times their count
+    (``/proc/stat``), else the 1-minute load average."""
+    first = _cpu_times()
+    if first is not None:
+        time.sleep(SAMPLE_SECONDS)
+        second = _cpu_times()
+        if second is not None and second[1] > first[1]:
+            return (second[0] - first[0]) / (second[1] - first[1]) * (os.cpu_count() or 1)
+    try:
+        return os.getloadavg()[0]
     except OSError:
-        busy = 0
-    return max(1, usable_cores() - busy)
+        return 0.0
+
+
+def idle_cores() -> int:
+    """Usable cores minus the busy ones (rounded), at least 1."""
+    return max(1, usable_cores() - round(busy_cores()))
 
 
 def check_threads(value) -> int | str:
@@ -54,20 +84,21 @@ def check_threads(value) -> int | str:
     raise ValueError(f"config key 'threads': got {value!r}; allowed: {AUTO!r} or an integer >= 1")
 
 
-def choose_threads(requested: int | str = AUTO) -> int:
-    """The thread count for ``requested`` (a positive count, or "auto": see the module docstring)."""
+def choose_threads(requested: int | str = AUTO, light: bool = False) -> int:
+    """The thread count for ``requested`` (a positive count, or "auto": see the module docstring;
+    ``light``: the run's tensors are too small to share between threads)."""
     if requested != AUTO:
         return int(requested)
     for variable in ("SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS"):
         value = os.environ.get(variable, "")
         if value.isdigit() and int(value) > 0:
             return int(value)
-    return min(idle_cores(), AUTO_MAX)
+    return 1 if light else min(idle_cores(), AUTO_MAX)
 
 
-def apply_threads(requested: int | str = AUTO) -> int:
-    """``torch.set_num_threads(choose_threads(requested))``; returns the count set."""
-    threads = choose_threads(requested)
+def apply_threads(requested: int | str = AUTO, light: bool = False) -> int:
+    """``torch.set_num_threads(choose_threads(requested, light))``; returns the count set."""
+    threads = choose_threads(requested, light)
     torch.set_num_threads(threads)
     return threads
 

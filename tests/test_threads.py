@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from studentteacher import threads
 from studentteacher.threads import check_threads, choose_threads
 
 
@@ -25,6 +26,30 @@ def test_auto_takes_the_slurm_allocation_then_omp_num_threads():
     assert python(code, OMP_NUM_THREADS="2") == "2"
     assert int(python(code)) >= 1
     assert choose_threads(4) == 4
+
+
+def test_auto_takes_one_thread_for_light_work_and_the_idle_cores_otherwise(monkeypatch):
+    code = "from studentteacher.threads import choose_threads; print(choose_threads('auto', light=True))"
+    assert python(code) == "1", "tiny tensors: one thread even on an idle machine"
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 4)
+    for busy, expected in ((0.1, 4), (1.4, 3), (2.6, 1), (7.0, 1)):
+        monkeypatch.setattr(threads, "busy_cores", lambda busy=busy: busy)
+        assert choose_threads("auto") == expected, busy
+        assert choose_threads("auto", light=True) == 1
+
+
+def test_busy_cores_are_read_from_two_samples_of_proc_stat(monkeypatch):
+    """The busy share of all CPUs between two readings, times their count (not the lagging load average)."""
+    readings = iter([(100.0, 1000.0), (160.0, 1080.0)])  # 60 of 80 jiffies busy
+    monkeypatch.setattr(threads, "_cpu_times", lambda: next(readings))
+    monkeypatch.setattr(threads.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    assert threads.busy_cores() == pytest.approx(1.5)
+    monkeypatch.setattr(threads, "_cpu_times", lambda: None)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (0.7, 0.0, 0.0))
+    assert threads.busy_cores() == 0.7, "the load average where /proc/stat cannot be read"
 
 
 @pytest.mark.parametrize("value", [0, -1, "two", 1.5, True])
