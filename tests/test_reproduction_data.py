@@ -39,8 +39,9 @@ FIGURES = {
 }
 # experiment -> the config key of its last logged step (a dmmd run logs training and sampling steps)
 LAST_STEP = {"student_teacher": "epochs", "particle_flow": "steps"}
-# how a run executes, not what it computes (runs from before the key was added have none)
-EXECUTION_KEYS = ("threads",)
+# how a run executes, not what it computes (runs from before the key was added have none; a resumed
+# attempt names the checkpoint it continues)
+EXECUTION_KEYS = ("threads", "resume_from")
 # keys a config may leave out, with the value it then has (a run from before the key was added has none)
 OPTIONAL_KEYS = {"particle_flow": flows.OPTIONAL_KEYS}
 
@@ -71,8 +72,12 @@ def test_committed_runs_load_completed_with_their_sweep_config(stem):
     df = results.load_runs(RUN_DIRS[stem])
     table = results.runs(df)
     assert len(table) == len(RUN_DIRS[stem]), "every committed run directory loads"
-    assert set(table["status"]) == {"COMPLETED"}, table.loc[table["status"] != "COMPLETED", "run_dir"].tolist()
-    assert not table["sweep_index"].duplicated().any(), "one committed attempt per sweep index"
+    latest = table.sort_values("attempt").groupby("sweep_index").tail(1)
+    assert set(latest["status"]) == {"COMPLETED"}, latest.loc[latest["status"] != "COMPLETED", "run_dir"].tolist()
+    earlier = table.drop(latest.index)
+    assert set(earlier["status"]) <= {"INTERRUPTED"}, "an earlier attempt is one the latest resumed"
+    joined = results.join_attempts(df)
+    assert len(results.runs(joined)) == len(latest), "the attempts of an index join into one run"
     helper = tasks.helper()
     for _, run in table.iterrows():
         index = int(run["sweep_index"])
@@ -82,10 +87,10 @@ def test_committed_runs_load_completed_with_their_sweep_config(stem):
         wrong = {key: (stored.get(key), value) for key, value in expected.items()
                  if stored.get(key) != value and key not in EXECUTION_KEYS}
         assert wrong == {}, f"{run['run_dir']}: (committed, sweep) differ"
+    for index, steps in df.groupby("sweep_index")["step"]:
+        expected = helper.resolve_config(sweep.experiment, sweep.config_updates(int(index)), list(sweep.named_configs))
         if sweep.experiment in LAST_STEP:
-            last = expected[LAST_STEP[sweep.experiment]]
-            logged = df.loc[df["run_dir"] == run["run_dir"], "step"].max()
-            assert logged == last, f"{run['run_dir']} logged up to step {logged} of {last}"
+            assert steps.max() == expected[LAST_STEP[sweep.experiment]], f"index {index} logged to its end"
 
 
 @pytest.mark.parametrize("figure", sorted(FIGURES))
