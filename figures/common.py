@@ -76,8 +76,9 @@ def theme() -> None:
 
 
 def not_completed_note(df: pd.DataFrame, label_column: str | None = None) -> str:
-    """A footnote naming the runs left out of the curves (status != COMPLETED)."""
-    table = results.runs(df)
+    """A footnote naming the runs left out of the curves (status != COMPLETED), after joining the
+    attempts of each run (an interrupted attempt that a later one continued is not left out)."""
+    table = results.runs(results.join_attempts(df))
     bad = table[table["status"] != "COMPLETED"]
     if bad.empty:
         return ""

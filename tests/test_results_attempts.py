@@ -89,3 +89,26 @@ def test_repeated_sweep_attempts_count_once(tmp_path):
     table = results.final_table(df, [], "valid_mmd2")
     assert table["count"].tolist() == [1] and table["n_runs"].tolist() == [1]
     assert results.runs(results.join_attempts(df))["run_id"].tolist() == ["00000-2"]
+
+
+def test_figure_footnotes_do_not_leave_out_an_attempt_that_was_continued(resumed, tmp_path, monkeypatch):
+    """Regression: the full-scale Figure 2 said its resumed runs were "left out (INTERRUPTED)"."""
+    import shutil
+
+    monkeypatch.syspath_prepend(str(REPO / "figures"))
+    import common
+
+    chain = tmp_path / "chain"
+    shutil.copytree(resumed[0], chain)
+    config = chain / "2" / "config.json"  # the copy resumes from the copy's checkpoint
+    config.write_text(config.read_text().replace(str(resumed[0]), str(chain)))
+
+    def set_status(run_id: str, status: str) -> None:  # what SIGTERM or a crash leaves in run.json
+        path = chain / run_id / "run.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "status": status}))
+
+    set_status("1", "INTERRUPTED")
+    assert common.not_completed_note(results.load_runs(chain), "method") == ""
+    set_status("2", "FAILED")
+    assert common.not_completed_note(results.load_runs(chain), "method") == "left out (not completed): " \
+        "noise_injection seed 5: FAILED"
