@@ -74,39 +74,37 @@ def test_a_full_disk_fails_a_sweep_task_and_status_says_so(small_disk, tmp_path,
     assert not list((small_disk / "sweep").glob("*/*.tmp"))
 
 
-def test_sigkill_keeps_the_metrics_up_to_the_latest_checkpoint(tmp_path):
-    """Regression: metrics reached metrics.json only at heartbeats, so a kill lost hundreds of points."""
-    config = ["n_particles=10", "n_train=40", "n_valid=20", "batch_size=20", "d_in=5", "log_every=1",
-              "checkpoint_every=20", "epochs=100000000", "seed=1", "-b", "600"]  # fmt: skip
-    process = subprocess.Popen([sys.executable, str(TRAIN), "with", *config, "-F", str(tmp_path)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)  # fmt: skip
-    checkpoint = tmp_path / "1" / "checkpoint.pt"
+def killed_after_checkpoints(script: Path, config: list[str], folder: Path) -> tuple[dict, dict]:
+    """Run ``script`` with a checkpoint every 20 steps and no Sacred heartbeat (-b 600), SIGKILL it
+    about a second after its first checkpoint; (its last checkpoint, its metrics.json)."""
+    process = subprocess.Popen([sys.executable, str(script), "with", *config, "checkpoint_every=20", "seed=1",
+                                "-b", "600", "-F", str(folder)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=ENV)  # fmt: skip
+    checkpoint = folder / "1" / "checkpoint.pt"
     deadline = time.time() + 120
     while time.time() < deadline and not checkpoint.exists():
         time.sleep(0.05)
-    time.sleep(1.0)  # several more checkpoints, no Sacred heartbeat (-b 600)
+    time.sleep(1.0)  # several more checkpoints
     process.kill()
     process.wait()
-    epoch = torch.load(checkpoint, weights_only=False)["epoch"]
-    steps = load(tmp_path / "1", "metrics.json")["valid_mmd2"]["steps"]
+    return torch.load(checkpoint, weights_only=False), load(folder / "1", "metrics.json")
+
+
+def test_sigkill_keeps_the_metrics_up_to_the_latest_checkpoint(tmp_path):
+    """Regression: metrics reached metrics.json only at heartbeats, so a kill lost hundreds of points."""
+    config = ["n_particles=10", "n_train=40", "n_valid=20", "batch_size=20", "d_in=5", "log_every=1",
+              "epochs=100000000"]  # fmt: skip
+    checkpoint, metrics = killed_after_checkpoints(TRAIN, config, tmp_path)
+    epoch, steps = checkpoint["epoch"], metrics["valid_mmd2"]["steps"]
     assert epoch >= 40 and steps[: epoch + 1] == list(range(epoch + 1)), (epoch, steps[-1])
 
 
 def test_sigkill_keeps_a_flows_metrics_up_to_its_latest_checkpoint(tmp_path):
     """Regression: a 2-D flow wrote checkpoints without flushing its logged metrics first."""
     config = ["flow=mmd", "n_particles=20", "n_target=30", "log_every=1", "snapshot_every=100000000",
-              "checkpoint_every=20", "steps=100000000", "seed=1", "-b", "600"]  # fmt: skip
-    process = subprocess.Popen([sys.executable, str(FLOWS), "with", *config, "-F", str(tmp_path)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)  # fmt: skip
-    checkpoint = tmp_path / "1" / "checkpoint.pt"
-    deadline = time.time() + 120
-    while time.time() < deadline and not checkpoint.exists():
-        time.sleep(0.05)
-    time.sleep(1.0)  # several more checkpoints, no Sacred heartbeat (-b 600)
-    process.kill()
-    process.wait()
-    step = torch.load(checkpoint, weights_only=False)["step"]  # the checkpoint holds steps 0 .. step - 1
-    steps = load(tmp_path / "1", "metrics.json")["mmd2"]["steps"]
+              "steps=100000000"]  # fmt: skip
+    checkpoint, metrics = killed_after_checkpoints(FLOWS, config, tmp_path)
+    step, steps = checkpoint["step"], metrics["mmd2"]["steps"]  # the checkpoint holds steps 0 .. step - 1
     assert step >= 40 and steps[:step] == list(range(step)), (step, steps[-1])
 
 
