@@ -752,8 +752,18 @@ class ExperimentRuns:
         return report(statuses)
 
     def run_as_script(self) -> None:
-        """``sys.exit`` with the exit status of this process's command line."""
-        sys.exit(self.command_line(sys.argv[1:], until_exit=True))
+        """``sys.exit`` with the exit status of this process's command line. The stop signals are
+        ignored from then on: Python's shutdown puts back their default handlers, which would end a
+        process whose runs are already stored (exit 143 with the run COMPLETED)."""
+        status = self.command_line(sys.argv[1:], until_exit=True)
+        ignore_stop_signals()
+        sys.exit(status)
+
+
+def ignore_stop_signals() -> None:
+    """Ignore SIGTERM and SIGUSR2 until the process ends (called once its work is stored)."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def batch_checkpoints(path: str, replicas: int) -> list[str]:

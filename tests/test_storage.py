@@ -108,21 +108,64 @@ def test_sigkill_keeps_a_flows_metrics_up_to_its_latest_checkpoint(tmp_path):
     assert step >= 40 and steps[:step] == list(range(step)), (step, steps[-1])
 
 
-def test_a_stop_signal_while_a_finished_flow_stores_its_artifacts_completes_it(tmp_path):
-    """Regression: a SIGTERM during the artifacts of a finished flow gave exit 143 with run.json COMPLETED."""
-    process = subprocess.Popen([sys.executable, str(FLOWS), "with", "flow=mmd", "n_particles=20", "n_target=30",
-                                "steps=120", "snapshot_every=1", "log_every=120", "-F", str(tmp_path)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)  # fmt: skip
-    npz = tmp_path / "1" / "trajectory.npz"
-    deadline = time.time() + 120
-    while time.time() < deadline and process.poll() is None and not npz.exists():
-        time.sleep(0.02)
-    assert process.poll() is None, "the flow.gif of 121 frames takes seconds: the signal comes while it is drawn"
+def _finished_flow(folder: Path, scratch: Path) -> subprocess.Popen:
+    """A 2-D flow of 120 steps with a snapshot each step: its flow.gif of 121 frames takes seconds, drawn in
+    a temporary folder under ``scratch`` after ``snapshots.png``."""
+    scratch.mkdir()
+    return subprocess.Popen([sys.executable, str(FLOWS), "with", "flow=mmd", "n_particles=20", "n_target=30",
+                             "steps=120", "snapshot_every=1", "log_every=120", "-F", str(folder)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**ENV, "TMPDIR": str(scratch)})  # fmt: skip
+
+
+def _assert_completed_after_stop(process: subprocess.Popen, folder: Path) -> None:
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
-    run = load(tmp_path / "1", "run.json")
+    run = load(folder / "1", "run.json")
     assert (process.returncode, run["status"]) == (0, "COMPLETED"), stderr
     assert {"trajectory.npz", "snapshots.png", "flow.gif"} <= set(run["artifacts"])
+
+
+def test_a_stop_signal_while_a_finished_flow_stores_its_artifacts_completes_it(tmp_path):
+    """Regression: a SIGTERM during the artifacts of a finished flow gave exit 143 with run.json COMPLETED."""
+    scratch = tmp_path / "scratch"
+    process = _finished_flow(tmp_path / "runs", scratch)
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None and not list(scratch.glob("*/snapshots.png")):
+        time.sleep(0.01)
+    assert process.poll() is None and not list(scratch.glob("*/flow.gif")), "the signal comes while the GIF is drawn"
+    _assert_completed_after_stop(process, tmp_path / "runs")
+
+
+# Runs the flow script as __main__ with one object that, when Python's shutdown clears __main__ (after it has put
+# back the default signal handlers), touches a marker file and holds the process for a few seconds.
+SLOW_SHUTDOWN = """
+import pathlib, runpy, sys, time
+class HeldShutdown:
+    def __init__(self, marker):
+        self.touch, self.sleep = pathlib.Path(marker).touch, time.sleep
+    def __del__(self):
+        self.touch()
+        self.sleep(5)
+held = HeldShutdown(sys.argv.pop(1))
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_a_stop_signal_while_a_completed_run_shuts_down_leaves_exit_0(tmp_path):
+    """Regression (CI, 2026-12-02): a SIGTERM while a COMPLETED run's process shut down ended it with -15."""
+    marker, folder = tmp_path / "shutting-down", tmp_path / "runs"
+    process = subprocess.Popen([sys.executable, "-c", SLOW_SHUTDOWN, str(marker), str(FLOWS), "with", "flow=mmd",
+                                "n_particles=20", "n_target=30", "steps=20", "-F", str(folder)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None and not marker.exists():
+        time.sleep(0.01)
+    assert process.poll() is None and marker.exists(), "the signal comes while the process shuts down"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert (process.returncode, load(folder / "1", "run.json")["status"]) == (0, "COMPLETED"), stderr
 
 
 def test_a_run_is_dead_after_three_of_its_heartbeat_intervals():
