@@ -26,22 +26,26 @@ def main(argv=None) -> None:
     runs = results.runs(df)
     quality = "sample_fd" if "sample_fd" in set(df["metric"].dropna()) else "sample_w1"
     second = "sample_class_coverage" if quality == "sample_fd" else "sample_mmd2"
+    samplers = [sampler for sampler in COLORS if sampler in set(runs["sampler"])]  # those with runs, in order
+    particle_counts = sorted(set(runs["n_particles"]))
     common.theme()
     fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
     for ax, metric in zip(axes[:3], [quality, second, "sample_seconds"]):
         table = results.final_table(df, ["sampler", "n_particles"], metric)
-        for sampler, color in COLORS.items():
+        for sampler in samplers:
             rows = table[table["sampler"] == sampler]
             ax.errorbar(rows["n_particles"], rows["mean"], yerr=rows["sd"].fillna(0.0), marker="o", capsize=3,
-                        label=sampler, color=color)  # fmt: skip
+                        label=sampler, color=COLORS[sampler])  # fmt: skip
         ax.set_xscale("log")
+        ax.set_xticks(particle_counts, [str(count) for count in particle_counts])
+        ax.minorticks_off()
         ax.set_yscale("log" if metric == "sample_seconds" else "linear")
         ax.set_xlabel("particles N")
         ax.set_ylabel(f"{metric} (final)")
         ax.legend(fontsize=8)
     largest = runs["n_particles"].max()
     rows = results.curves(df[df["n_particles"] == largest], quality)
-    common.curve(axes[3], rows, hue="sampler", hue_order=list(COLORS), palette=COLORS, logy=False)
+    common.curve(axes[3], rows, hue="sampler", hue_order=samplers, palette=COLORS, logy=False)
     axes[3].set_xlabel("sampler step (a level every steps_per_level steps)")
     axes[3].set_ylabel(f"{quality} (N = {largest})")
     tables = [(results.final_table(df, ["sampler", "n_particles"], metric), f"{NAME}: final {metric}")
