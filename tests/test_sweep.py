@@ -5,6 +5,7 @@ with a tiny config, so each takes about a second.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -275,6 +276,10 @@ def test_sigterm_interrupts_and_rerun_resumes_from_checkpoint(odd_dir):
     assert sw.main(["run", str(path), "--index", "0"]) == sw.EXIT_COMPLETED
     (state,) = sw.status(sweep)
     assert (state.state, state.run_id, state.detail) == ("completed", "00000-2", "resumed from 00000-1")
+    attempts = [json.loads((sweep.observer / f"00000-{a}" / "run.json").read_text()) for a in (1, 2)]
+    took = [dt.datetime.fromisoformat(r["stop_time"]) - dt.datetime.fromisoformat(r["start_time"]) for r in attempts]
+    assert state.seconds == pytest.approx(sum(t.total_seconds() for t in took)) and min(took).total_seconds() > 0
+    assert "wall time of all attempts" in sw.format_status(sweep, [state]), "the time of both attempts is shown"
 
 
 def test_killed_run_is_dead_once_its_heartbeat_is_stale_and_resumes(odd_dir):

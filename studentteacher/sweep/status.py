@@ -6,6 +6,7 @@ Run directories are read only through :mod:`studentteacher.results`; what a back
 States: ``completed``, ``failed`` (with the last line of the fail trace), ``interrupted``,
 ``running``, ``dead`` (RUNNING but the heartbeat is stale: killed without a chance to say so),
 ``queued`` (waiting or starting in a backend) and ``missing``. Each index's latest attempt decides.
+Its time is the wall time of all its attempts together (:func:`run_seconds`).
 
 **Stale rule.** A RUNNING run is dead once its last heartbeat (or, before the first one, its start)
 is older than :data:`STALE_BEATS` of its own heartbeat intervals (``meta.beat_interval`` in
@@ -45,11 +46,41 @@ class TaskStatus:
     detail: str = ""  # fail reason, heartbeat age, SLURM job
     result: Any = None
     name: str | None = None  # the latest attempt's run name (results.run_name)
+    seconds: float | None = None  # wall time of all its attempts (run_seconds), None without a run
 
     def as_dict(self) -> dict:
         """The fields as a JSON-ready dict."""
         return {"index": self.index, "state": self.state, "attempts": self.attempts, "run_id": self.run_id,
-                "name": self.name, "detail": self.detail, "result": self.result}
+                "name": self.name, "detail": self.detail, "result": self.result, "seconds": self.seconds}
+
+
+def run_seconds(run: dict, now: dt.datetime) -> float:
+    """Wall time of one attempt (its run.json), in seconds: from its start to its stop time, or, before
+    it has one, to its last heartbeat (to ``now`` while it runs); 0 without a start time."""
+    start = _parse_time(run.get("start_time"))
+    if start is None:
+        return 0.0
+    end = _parse_time(run.get("stop_time"))
+    if end is None:
+        end = now if run.get("status") == "RUNNING" else _parse_time(run.get("heartbeat")) or start
+    return max((end - start).total_seconds(), 0.0)
+
+
+def _seconds_per_index(sweep: Sweep, now: dt.datetime) -> dict[int, float]:
+    """index -> wall time of all its attempts (:func:`run_seconds`)."""
+    seconds: dict[int, float] = {}
+    for index, _, path in results.sweep_attempts(sweep.observer):
+        seconds[index] = seconds.get(index, 0.0) + run_seconds(results.read_run_json(path), now)
+    return seconds
+
+
+def _duration_text(seconds: float | None) -> str:
+    """``seconds`` as ``42 s``, ``12.5 min`` or ``2.1 h``; ``-`` for None."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def latest_attempts(sweep: Sweep) -> dict[int, tuple[int, Path]]:
@@ -107,6 +138,7 @@ def status(sweep: Sweep, stale_after: float | None = None) -> list[TaskStatus]:
     latest = latest_attempts(sweep)
     waiting = queued(sweep)
     now = dt.datetime.utcnow()
+    seconds = _seconds_per_index(sweep, now)
     statuses = []
     for index in range(len(sweep)):
         attempts, path = latest.get(index, (0, None))
@@ -117,20 +149,22 @@ def status(sweep: Sweep, stale_after: float | None = None) -> list[TaskStatus]:
             run_id, result, name = path.name, run.get("result"), results.run_name(run)
         if index in waiting and state != "running":
             state, detail = "queued", waiting[index]
-        statuses.append(TaskStatus(index, state, attempts, run_id, detail, result, name))
+        statuses.append(TaskStatus(index, state, attempts, run_id, detail, result, name, seconds.get(index)))
     return statuses
 
 
 def format_status(sweep: Sweep, statuses: list[TaskStatus]) -> str:
     """A plain-text table of :func:`status`, one line per index, and a count per state."""
     width = max([4, *(len(s.name or "-") for s in statuses)])
-    lines = [f"{'index':>5}  {'state':<11}  {'attempts':>8}  {'run':<9}  {'name':<{width}}  config / detail"]
+    lines = [f"{'index':>5}  {'state':<11}  {'attempts':>8}  {'time':>9}  {'run':<9}  {'name':<{width}}  "
+             f"config / detail"]
     for s in statuses:
         detail = sweep.describe(s.index) + (f"  | {s.detail}" if s.detail else "")
-        lines.append(f"{s.index:>5}  {s.state:<11}  {s.attempts:>8}  {s.run_id or '-':<9}  {s.name or '-':<{width}}  "
-                     f"{detail}")
+        lines.append(f"{s.index:>5}  {s.state:<11}  {s.attempts:>8}  {_duration_text(s.seconds):>9}  "
+                     f"{s.run_id or '-':<9}  {s.name or '-':<{width}}  {detail}")
     counts = {state: sum(s.state == state for s in statuses) for state in STATES}
-    lines.append(f"{len(statuses)} tasks: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n))
+    lines.append(f"{len(statuses)} tasks: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+                 + f"; wall time of all attempts {_duration_text(sum(s.seconds or 0.0 for s in statuses))}")
     return "\n".join(lines)
 
 
