@@ -5,7 +5,7 @@
 Observers, flags, checks before work, stop signals and replica groups are the helper's
 (``sacred_runs.py``): with no observer flag the run is stored in ``$STUDENTTEACHER_RUNS`` (default
 ``./runs``). Metrics (step = flow step):
-``divergence``, ``mmd2``, ``w1``, ``w2``, ``lmbda``, ``step_size``, ``bandwidth``; artifacts: ``trajectory.npz``
+``divergence``, ``mmd2``, ``w1``, ``w2``, ``lmbda``, ``step_size``, ``bandwidth``, ``mean_gap``; artifacts: ``trajectory.npz``
 (metrics, snapshot steps, snapshots [S, N, d], target, final particles), ``snapshots.png``,
 ``flow.gif``. The result is ``{"w1", "w2", "mmd2", "divergence"}`` at the last step. A non-finite
 value or particles that ran away (:mod:`studentteacher.flows.run`) fail the run (Sacred marks it

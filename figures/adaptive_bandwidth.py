@@ -2,7 +2,7 @@
 bandwidth alpha* against |mu| between N(mu, I) and N(0, I) for several d, the formula
 ReLU(|mu|^2 / (d + 2) - 2 sigma^2)^(1/2) (lines) against the numerical argmax of the closed-form gradient
 norm |grad_mu MMD^2_alpha| over a grid of alpha (markers); (b) the flows of the sweep, per dimension d
-(rows): the distance of the particles' mean from the target's (from the snapshots in ``trajectory.npz``),
+(rows): the distance of the particles' mean from the target's (the logged ``mean_gap``),
 W2 (exact OT) and MMD^2 (reference Gaussian kernel of bandwidth sqrt(d)) over flow steps, the adaptive
 flow against fixed bandwidths of the scaled kernel (colour), one line style per |mu_0| (mean +- 1 sd over seeds).
 
@@ -11,8 +11,6 @@ flow against fixed bandwidths of the scaled kernel (colour), one line style per 
 Runs: experiments/sweeps/figures/adaptive_bandwidth[_small].yaml.
 """
 from __future__ import annotations
-
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -47,20 +45,6 @@ def panel_optimal_bandwidth(ax) -> None:
     ax.legend(fontsize=6)
 
 
-def mean_gaps(runs: pd.DataFrame) -> pd.DataFrame:
-    """Rows (run_dir, step, value = |mean(Y_step) - mean(X)|) from each completed run's snapshots."""
-    rows = []
-    for _, run in runs[runs["status"] == "COMPLETED"].iterrows():
-        path = Path(run["run_dir"]) / "trajectory.npz"
-        if not path.exists():
-            continue
-        data = np.load(path)
-        gaps = np.linalg.norm(data["snapshots"].mean(1) - data["target"].mean(0), axis=1)  # (S,)
-        rows += [{"run_dir": run["run_dir"], "step": int(step), "value": float(gap)}
-                 for step, gap in zip(data["snapshot_steps"], gaps)]  # fmt: skip
-    return pd.DataFrame(rows, columns=["run_dir", "step", "value"])
-
-
 def label(row) -> str:
     if row["flow"] == "mmd_adaptive_bandwidth":
         return f"adaptive (floor {row['bandwidth']:g})"
@@ -78,13 +62,12 @@ def main(argv=None) -> None:
     df = df.assign(config=df["run_dir"].map(labels), start=df["run_dir"].map(distance))
     order = sorted(set(labels), key=lambda name: (not name.startswith("adaptive"), float(name.split()[-1].strip(")"))))
     dims = sorted(set(runs["dim"]))
-    gaps = mean_gaps(runs).assign(config=lambda t: t["run_dir"].map(labels), start=lambda t: t["run_dir"].map(distance))
     common.theme()
     fig, axes = plt.subplots(len(dims), 4, figsize=(19, 3.6 * len(dims)), squeeze=False)
     panel_optimal_bandwidth(axes[0, 0])
     for row, d in enumerate(dims):
         in_d = set(runs.loc[runs["dim"] == d, "run_dir"])
-        panels = [(gaps[gaps["run_dir"].isin(in_d)], "|mean(Y) - mean(X)|"),
+        panels = [(results.curves(df[df["run_dir"].isin(in_d)], "mean_gap"), "|mean(Y) - mean(X)|"),
                   (results.curves(df[df["run_dir"].isin(in_d)], "w2"), "W2 (exact OT)"),
                   (results.curves(df[df["run_dir"].isin(in_d)], "mmd2"), f"MMD^2 (reference sigma sqrt({d}))")]
         for ax, (rows, ylabel) in zip(axes[row, 1:], panels):
@@ -98,16 +81,15 @@ def main(argv=None) -> None:
             axes[row, 0].set_axis_off()
     table = results.final_table(df.assign(dim_start=df["dim"].astype(str) + ", " + df["start"]), ["dim_start", "config"],
                                 "w2")  # fmt: skip
-    finals = gaps.sort_values("step").groupby("run_dir").tail(1)
-    gap_table = finals.assign(dim=finals["run_dir"].map(runs.set_index("run_dir")["dim"])).groupby(
-        ["dim", "start", "config"])["value"].agg(["mean", "std", "count"]).reset_index()  # fmt: skip
+    gap_table = results.final_table(df.assign(dim_start=df["dim"].astype(str) + ", " + df["start"]),
+                                    ["dim_start", "config"], "mean_gap")  # fmt: skip
     common.finish(
         fig, args.out, NAME,
         f"MMD flow N(mu_0, I) -> N(0, I) with the scaled Gaussian kernel: adaptive alpha_n = max(alpha*(mean gap), floor) "
         f"against fixed bandwidths; N = {common.values_text(df, 'n_particles')}, {common.values_text(df, 'steps')} steps, "
         f"step {common.values_text(df, 'step_size')} (per d)\n{common.seeds_text(df)}",
         notes=[common.not_completed_note(df, "config")],
-        tables=[(gap_table, f"{NAME}: final distance of the means (mean, sd, count over seeds)"),
+        tables=[(gap_table, f"{NAME}: final distance of the means"),
                 (table, f"{NAME}: final W2")],
     )  # fmt: skip
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 from .base import FirstVariation, KernelFlow, euler_step, flow_velocity
 from .drmmd import MIN_ADAPTIVE_STEP, AdaptiveDrMMDFlow, DrMMDFlow
 from .kale import KALEFlow
-from .metrics import METRICS, sample_distances, wasserstein
+from .metrics import METRICS, mean_gap, sample_distances, wasserstein
 from .mmd import MMDFlow, MMDNoiseFlow
 from .mmd_adaptive_bandwidth import AdaptiveBandwidthMMDFlow
 
@@ -71,7 +71,7 @@ __all__ = [
     "FLOWS", "flow_class", "build_flow", "KernelFlow", "FirstVariation", "flow_velocity", "euler_step",
     "MMDFlow", "MMDNoiseFlow", "DrMMDFlow", "AdaptiveDrMMDFlow", "KALEFlow", "AdaptiveBandwidthMMDFlow",
     "MIN_ADAPTIVE_STEP",
-    "METRICS", "wasserstein", "sample_distances",
+    "METRICS", "wasserstein", "sample_distances", "mean_gap",
     "run_flow", "FlowRecord", "FlowTrajectory", "FlowDivergedError", "FlowInterrupted",
     "CONFIG_KEYS", "DTYPES", "REPLICA_KEYS", "validate_flow_config", "make_flow", "noise_stream", "FlowSetup",
     "setup_flow", "OPTIONAL_KEYS", "RESUMABLE_CHANGES", "RUNAWAY_DIAMETERS", "Checkpoints", "FlowCheckpoint",

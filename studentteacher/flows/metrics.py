@@ -6,7 +6,8 @@ fixed per toy, see :mod:`studentteacher.toys`), so that flows with different ker
 exact optimal-transport W1 and W2 between uniform measures on the particles ``[N, d]`` and the
 target ``[M, d]`` (the papers' "W2" is this W1). Beside them the flow's own ``divergence``, its
 ``lmbda``, its ``step_size`` and the kernel ``bandwidth`` in force (fixed, or re-chosen every
-step by ``mmd_adaptive_bandwidth``).
+step by ``mmd_adaptive_bandwidth``), and ``mean_gap`` = |mean_i Y_i - mean_j X_j|, the distance of the
+particles' mean from the target's (what the adaptive bandwidth is chosen from).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from .. import divergences
 from ..kernels import get_kernel
 
 #: The metrics logged at each log step (fields of :class:`FlowRecord`).
-METRICS = ("divergence", "mmd2", "w1", "w2", "lmbda", "step_size", "bandwidth")
+METRICS = ("divergence", "mmd2", "w1", "w2", "lmbda", "step_size", "bandwidth", "mean_gap")
 
 
 def wasserstein(particles: torch.Tensor, target: torch.Tensor, power: int) -> float:
@@ -37,6 +38,11 @@ def wasserstein(particles: torch.Tensor, target: torch.Tensor, power: int) -> fl
     weights_x = np.full(x.shape[0], 1.0 / x.shape[0])
     value = float(ot.emd2(weights_y, weights_x, cost, numItermax=10_000_000))
     return value if power == 1 else math.sqrt(max(value, 0.0))
+
+
+def mean_gap(particles: torch.Tensor, target: torch.Tensor) -> float:
+    """|mean_i Y_i - mean_j X_j| for ``particles: [N, d]`` and ``target: [M, d]``, as a plain float."""
+    return float(torch.linalg.vector_norm(particles.mean(0) - target.mean(0)))
 
 
 def sample_distances(particles: torch.Tensor, target: torch.Tensor, reference_bandwidth: float) -> dict[str, float]:
@@ -63,6 +69,7 @@ class FlowRecord:
     lmbda: float
     step_size: float
     bandwidth: float = 0.0
+    mean_gap: float = math.nan  # nan in the records of checkpoints written before it was logged
     replica: int = 0
 
 

@@ -46,7 +46,7 @@ from ..threads import check_threads
 from ..toys import TARGETS, TOY_OPTIONS, Toy, generators, make_toy
 from . import FLOWS, build_flow, flow_class
 from .base import FirstVariation, KernelFlow, euler_step, flow_velocity
-from .metrics import FlowRecord, FlowTrajectory, sample_distances
+from .metrics import FlowRecord, FlowTrajectory, mean_gap, sample_distances
 from .resume import RESUMABLE_CHANGES, Checkpoints, FlowCheckpoint, checked_checkpoint, restore
 
 
@@ -154,7 +154,7 @@ class _Recorder:
                 distances = sample_distances(view, self.targets[replica], self.reference_bandwidth)
                 record = FlowRecord(step, values[replica], **distances, lmbda=lmbdas[replica],
                                     step_size=step_sizes[replica], bandwidth=bandwidths[replica],
-                                    replica=replica)  # fmt: skip
+                                    mean_gap=mean_gap(view, self.targets[replica]), replica=replica)  # fmt: skip
                 trajectory.records.append(record)
                 if self.on_log is not None:
                     self.on_log(record)
