@@ -79,6 +79,20 @@ def final_particles(run_dir: str):
     return None
 
 
+def score_text(row) -> str:
+    """A panel's score: 'W1 mean +- sd (n)' of a summary row, or for the digits 'FD ...'."""
+    for header, short in (("W1", "W1"), ("FD (digits)", "FD")):
+        if isinstance(row.get(header), str):
+            return f"{short} {row[header]}"
+    return ""
+
+
+def outside(particles: np.ndarray, window) -> int:
+    """How many of ``particles: [N, 2]`` lie outside ``window`` ((x_low, y_low), (x_high, y_high))."""
+    low, high = window
+    return int((~np.all((particles >= low) & (particles <= high), axis=1)).sum())
+
+
 def main(argv=None) -> None:
     args = common.parser(__doc__.split("\n\n")[0]).parse_args(argv)
     df = _tidy(args)
@@ -86,6 +100,8 @@ def main(argv=None) -> None:
     done = runs[runs["status"] == "COMPLETED"].sort_values("seed")
     targets = [t for t in ("three_rings", "mog", "swiss_roll", "digits") if t in set(runs["target"])]
     methods = sorted(set(runs["method"]), key=lambda m: (not m.startswith("DMMD"), m))
+    table = summary(df).set_index(["target", "method"])
+    scores = {key: score_text(row) for key, row in table.iterrows()}
     common.theme()
     fig, axes = plt.subplots(len(targets), len(methods), figsize=(2.6 * len(methods), 2.7 * len(targets)), squeeze=False)
     for row, target in enumerate(targets):
@@ -95,10 +111,16 @@ def main(argv=None) -> None:
             if drawn is None:
                 ax.set_axis_off()
                 continue
-            window = flow_pictures.fixed_window(drawn[0], drawn[1][None]) if drawn[0].shape[1] == 2 else None
-            flow_pictures.draw_sample(ax, *drawn, f"{target}: {method}\nseed {chosen.iloc[0]['seed']}", window, fontsize=7)
-    common.finish(fig, args.out, NAME, f"DMMD against particle-flow baselines: final samples\n{common.seeds_text(df)}",
-                  notes=[common.not_completed_note(df, "method")], tables=[(summary(df), f"{NAME}: final metrics")])
+            title = f"{target}: {method}, seed {chosen.iloc[0]['seed']}\n{scores.get((target, method), '')}"
+            window = None
+            if drawn[0].shape[1] == 2:
+                window = flow_pictures.fixed_window(drawn[0], drawn[0][None], margin=0.15)
+                title += f", {outside(drawn[1], window)} outside"
+            flow_pictures.draw_sample(ax, *drawn, title, window, fontsize=7)
+    common.finish(fig, args.out, NAME, "DMMD against particle-flow baselines: final particles of the first seed "
+                  f"(grey: held-out target, red: particles)\nin each title: {common.seeds_text(df)}; "
+                  "panels show the target's window, 'outside': particles beyond it",
+                  notes=[common.not_completed_note(df, "method")], tables=[(table.reset_index(), f"{NAME}: final metrics")])
 
 
 if __name__ == "__main__":
