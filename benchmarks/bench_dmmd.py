@@ -26,6 +26,9 @@ from pathlib import Path
 import torch
 
 from studentteacher import dmmd
+from studentteacher.threads import flush_denormals
+
+FLUSHED = flush_denormals()  # as every run does (experiments/sacred_runs.py), before the OpenMP workers start
 
 SAMPLER_NAMES = ("interacting", "approximate", "pairwise")
 
@@ -111,6 +114,7 @@ def main() -> None:
     devices = arguments.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "torch": torch.__version__, "cpu_threads": torch.get_num_threads(), "dtype": "float32",
+              "flush_denormals": FLUSHED,
               "training": [], "sampling": []}  # fmt: skip
     for device in map(torch.device, devices):
         report.setdefault("devices", {})[str(device)] = (torch.cuda.get_device_name(device) if device.type == "cuda"
