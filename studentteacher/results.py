@@ -339,16 +339,20 @@ def runs(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _predecessors(table: pd.DataFrame) -> dict[str, str]:
-    """run_dir -> the run_dir of the attempt it resumed from (its ``resume_from`` checkpoint's folder)."""
+    """run_dir -> the run_dir of the attempt it resumed from: its ``resume_from`` checkpoint's
+    folder, or, when the runs were moved or cloned since (the recorded path is absolute), the
+    folder of that name beside the run."""
     if "resume_from" not in table:
         return {}
     known = set(table["run_dir"])
     previous = {}
     for run_dir, checkpoint in zip(table["run_dir"], table["resume_from"]):
         if isinstance(checkpoint, str) and checkpoint:
-            parent = str(Path(checkpoint).resolve().parent)
-            if parent in known and parent != run_dir:
-                previous[run_dir] = parent
+            recorded = Path(checkpoint).resolve().parent
+            moved = Path(run_dir).parent / recorded.name
+            found = [str(folder) for folder in (recorded, moved) if str(folder) in known and str(folder) != run_dir]
+            if found:
+                previous[run_dir] = found[0]
     return previous
 
 

@@ -102,8 +102,9 @@ def test_committed_runs_load_completed_with_their_sweep_config(stem):
                  if stored.get(key) != value and key not in EXECUTION_KEYS}
         assert wrong == {}, f"{run['run_dir']}: (committed, sweep) differ"
     completed = set(latest.loc[latest["status"] == "COMPLETED", "sweep_index"])
-    for index, steps in df[df["sweep_index"].isin(completed)].groupby("sweep_index")["step"]:
+    for index, steps in joined[joined["sweep_index"].isin(completed)].groupby("sweep_index")["step"]:
         expected = helper.resolve_config(sweep.experiment, sweep.config_updates(int(index)), list(sweep.named_configs))
+        assert steps.min() == 0, f"index {index}: its attempts join into one curve from step 0 (in any clone)"
         if sweep.experiment in LAST_STEP:
             assert steps.max() == expected[LAST_STEP[sweep.experiment]], f"index {index} logged to its end"
 

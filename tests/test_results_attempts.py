@@ -7,6 +7,7 @@ second attempt resumed from it to epoch 12 must read as one curve equal to the u
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,22 @@ def test_a_resumed_run_reads_as_one_curve_equal_to_the_uninterrupted_run(resumed
     curve = results.curves(results.load_runs(chain), "valid_mmd2").sort_values("step")
     assert curve["step"].tolist() == reference["steps"] == list(range(0, 13, 2))
     np.testing.assert_allclose(curve["value"].to_numpy(), reference["values"], rtol=0, atol=1e-12)
+
+
+def test_attempts_join_after_the_runs_folder_is_moved(resumed, tmp_path):
+    """Regression: resume_from holds an absolute path, so a cloned or moved folder (the committed
+    reproduction data) read its resumed runs from the resume epoch on, in two pieces."""
+    chain, _ = resumed
+    moved = tmp_path / "elsewhere" / "chain"
+    shutil.copytree(chain, moved)
+    recorded = json.loads((moved / "2" / "config.json").read_text())["resume_from"]
+    assert not recorded.startswith(str(moved)), "the copy must still name the old folder"
+    joined = results.join_attempts(results.load_runs(moved))
+    assert results.runs(joined)[["run_id", "attempts", "resumed"]].values.tolist() == [["2", 2, True]]
+    original = results.curves(results.load_runs(chain), "valid_mmd2").sort_values("step")
+    copied = results.curves(results.load_runs(moved), "valid_mmd2").sort_values("step")
+    assert copied["step"].tolist() == list(range(0, 13, 2))
+    np.testing.assert_array_equal(copied["value"].to_numpy(), original["value"].to_numpy())
 
 
 def test_best_and_final_of_a_resumed_run_use_the_joined_curve(resumed):
