@@ -7,10 +7,12 @@ chosen from (issue: a run next to two busy processes was 20x slower with torch's
 For each (config, load, policy) a fresh process builds the run's :class:`Trainer`, takes two
 warm-up epochs, then times ``--epochs`` epochs (median of three chunks). ``load`` = the number of
 busy single-threaded torch processes (a matrix-product loop each) started beside it, the case of
-sweep tasks or other experiments sharing the machine. Policies: ``1`` / ``2`` threads
-(``torch.set_num_threads``, OpenMP threads waiting actively: torch's behaviour before this
-package set a default), ``2-passive`` (2 threads, ``OMP_WAIT_POLICY=PASSIVE``: idle threads sleep
-instead of spinning), ``auto`` (the package's defaults: passive waiting and
+sweep tasks or other experiments sharing the machine. Policies: ``torch-default`` (what a run got
+before this package set a default: torch imported first with ``OMP_WAIT_POLICY`` unset, so OpenMP
+keeps its own spin-then-sleep policy, and torch's thread count, one per core), ``1`` / ``2``
+threads (``torch.set_num_threads``, OpenMP threads waiting actively, ``OMP_WAIT_POLICY=ACTIVE``),
+``2-passive`` (2 threads, ``OMP_WAIT_POLICY=PASSIVE``: idle threads sleep instead of spinning),
+``auto`` (the package's defaults: passive waiting and
 :func:`studentteacher.threads.choose_threads` with the experiment's ``light`` rule,
 :func:`studentteacher.config.light_work`). Prints seconds per epoch and the ratio
 to one thread under the same load; never asserts. Run it on an otherwise idle machine.
@@ -36,11 +38,16 @@ EPOCHS = {"particle": 40, "dense": 6}
 LOAD = "import torch\ntorch.set_num_threads(1)\na = torch.randn(600, 600)\nwhile True:\n    a = torch.tanh(a @ a)\n"
 TIMER = """
 import statistics, sys, time, json
-from studentteacher.threads import apply_threads, flush_denormals  # the package first: its OpenMP wait policy
+if sys.argv[2] == "torch":  # torch first: its OpenMP starts with the wait policy unset
+    import torch
+from studentteacher.threads import apply_threads, flush_denormals  # else the package first: its wait policy
 import torch
-flush_denormals()  # as every run does, before the OpenMP workers start
+flush_denormals()  # as every run does (every policy: this benchmark compares threads alone)
 from studentteacher.config import light_work
-threads = apply_threads(sys.argv[2], light=light_work(json.loads(sys.argv[1])))
+if sys.argv[2] == "torch":
+    threads = torch.get_num_threads()
+else:
+    threads = apply_threads(sys.argv[2], light=light_work(json.loads(sys.argv[1])))
 from studentteacher.training import Trainer
 trainer = Trainer({**json.loads(sys.argv[1]), "seed": 1, "device": "cpu"})
 epochs = int(sys.argv[3])
@@ -60,8 +67,8 @@ def measure(config: str, policy: str, load: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "SLURM_CPUS_PER_TASK"):
         env.pop(name, None)
-    threads = {"1": "1", "2": "2", "2-passive": "2", "auto": "auto"}[policy]
-    if policy != "auto":  # "auto" = the package's defaults (passive waiting, thread count from the load)
+    threads = {"torch-default": "torch", "1": "1", "2": "2", "2-passive": "2", "auto": "auto"}[policy]
+    if policy not in ("auto", "torch-default"):  # "auto" = the package's defaults (passive waiting, thread count from the load)
         env["OMP_WAIT_POLICY"] = "PASSIVE" if policy == "2-passive" else "ACTIVE"
     loaders = [subprocess.Popen([sys.executable, "-c", LOAD], env={**env, "OMP_NUM_THREADS": "1"}) for _ in range(load)]
     try:
@@ -78,8 +85,8 @@ def measure(config: str, policy: str, load: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--policies", nargs="+", default=["1", "2", "2-passive", "auto"],
-                        choices=["1", "2", "2-passive", "auto"])
+    parser.add_argument("--policies", nargs="+", default=["1", "torch-default", "2", "2-passive", "auto"],
+                        choices=["1", "torch-default", "2", "2-passive", "auto"])
     parser.add_argument("--loads", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()

@@ -12,8 +12,9 @@ params                 the flattened config (``seed`` included; nested keys ``ou
                        lists as JSON), exactly as :func:`studentteacher.results.load_runs`
                        flattens ``config.json``
 metrics                every ``log_scalar`` (same name, step and time); buffered and written
-                       with ``MlflowClient.log_batch`` at Sacred's heartbeats (every 10 s) and
-                       at the end, from Sacred's heartbeat thread, never per epoch
+                       with ``MlflowClient.log_batch`` at Sacred's heartbeats (every
+                       ``sacred_runs.BEAT_SECONDS`` = 5 s, and before every checkpoint)
+                       and at the end, never per epoch
 status                 COMPLETED -> FINISHED, FAILED -> FAILED, INTERRUPTED -> KILLED; the
                        Sacred status itself in the tag ``sacred.status``, a failure's last
                        line in ``sacred.fail_reason`` (and the run's description)

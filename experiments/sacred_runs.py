@@ -234,10 +234,11 @@ class RunStore(FileStorageObserver):
 
 
 def environment_observers() -> list:
-    """Observers that every observed run gets from the environment, beside the default or the flags'.
+    """Observers that every observed run gets from the environment, beside the default or the flags':
+    none today (``STUDENTTEACHER_MLFLOW`` is read by :func:`use_mlflow`'s option, as ``--mlflow``).
 
-    THE place to add them (e.g. an MLflow observer from ``STUDENTTEACHER_MLFLOW=URI``). Each call
-    returns new objects: an observer belongs to one run.
+    The one place to add such an observer (tests add a recorder here). Each call returns new
+    objects: an observer belongs to one run.
     """
     return []
 
