@@ -6,6 +6,7 @@ experiments/train.py ...`` runs after its imports), with one run and with two re
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -18,12 +19,19 @@ from studentteacher import results
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "experiments" / "train.py"
+FLOWS2D = ROOT / "experiments" / "flows2d.py"
 TINY = ["epochs=2", "n_particles=10", "n_train=40", "n_valid=20", "batch_size=20", "log_every=1", "d_in=5"]
+TINY_FLOW = ["steps=5", "n_particles=21", "n_target=21", "device=cpu"]  # three rings: n_target a multiple of 3
 
 
 @pytest.fixture(scope="module")
 def train():
     return import_script(TRAIN, "sacred_runs_train")
+
+
+@pytest.fixture(scope="module")
+def flows2d():
+    return import_script(FLOWS2D, "sacred_runs_flows2d")
 
 
 @pytest.fixture(autouse=True)
@@ -45,11 +53,13 @@ def command(train, *argv) -> int:
 
 
 @pytest.mark.parametrize("replicas", [1, 2])
-def test_loglevel_flag_is_not_refused_as_a_replica_flag(train, tmp_path, capsys, replicas):
+def test_loglevel_flag_is_not_refused_as_a_replica_flag(train, tmp_path, capsys, caplog, replicas):
     """Regression: ``-l WARNING with ...`` said '-l is not supported with replicas > 1' with replicas = 1."""
+    caplog.set_level(logging.INFO)  # without -l the run logs "Running command 'main'" etc. at INFO
     assert command(train, "-l", "WARNING", "with", *TINY, f"replicas={replicas}", "-F", tmp_path) == 0
     err = capsys.readouterr().err
-    assert "not supported" not in err and "INFO - student_teacher" not in err, err
+    assert "not supported" not in err, err
+    assert [r.getMessage() for r in caplog.records if r.name == "student_teacher" and r.levelno < logging.WARNING] == []
     assert [load(d, "run.json")["status"] for d in run_dirs(tmp_path)] == ["COMPLETED"] * replicas
 
 
@@ -71,6 +81,20 @@ def test_sacreds_flags_work_with_one_run_and_with_replicas(train, tmp_path, caps
 def test_unobserved_runs_store_nothing(train, tmp_path, monkeypatch, replicas):
     monkeypatch.setenv("STUDENTTEACHER_RUNS", str(tmp_path / "default"))
     assert command(train, "with", *TINY, f"replicas={replicas}", "-u") == 0
+    assert not (tmp_path / "default").exists()
+
+
+def test_loglevel_flag_quiets_a_2d_flow_run_and_stores_it(flows2d, tmp_path, capsys, caplog):
+    caplog.set_level(logging.INFO)  # without -l the run logs "Running command 'main'" etc. at INFO
+    assert command(flows2d, "-l", "WARNING", "with", *TINY_FLOW, "-F", tmp_path) == 0
+    assert "not supported" not in capsys.readouterr().err
+    assert [r.getMessage() for r in caplog.records if r.name == "particle_flow"] == []
+    assert [load(d, "run.json")["status"] for d in run_dirs(tmp_path)] == ["COMPLETED"]
+
+
+def test_unobserved_2d_flow_run_stores_nothing(flows2d, tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDENTTEACHER_RUNS", str(tmp_path / "default"))
+    assert command(flows2d, "with", *TINY_FLOW, "-u") == 0
     assert not (tmp_path / "default").exists()
 
 

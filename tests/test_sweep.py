@@ -241,6 +241,40 @@ def test_failed_run_reports_its_reason(odd_dir, capsys):
     assert second["state"] == "failed" and "TrainingDiverged" in second["detail"] and "diverged" in second["detail"]
 
 
+def test_collect_shows_a_configuration_whose_runs_all_failed(odd_dir, capsys):
+    """Regression (issue 16): `sweep collect` dropped a configuration whose runs all failed."""
+    path = write_sweep(odd_dir, grid={"lr": [0.1, 1e30]}, seeds=[1, 2])  # lr 1e30 diverges at epoch 1
+    for index in range(4):
+        cli("run", path, "--index", index)
+    runs, summary = sw.collect(sw.load(path))
+    assert list(runs["status"]) == ["COMPLETED", "COMPLETED", "FAILED", "FAILED"]
+    failed = summary.loc[1e30, "valid_mmd2"]
+    assert (failed["count"], failed["n_runs"], failed["excluded"]) == (0, 2, "FAILED: 2")
+    capsys.readouterr()
+    assert cli("collect", path) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("1.000000e+30")]
+    assert len(rows) == 2, "one row in the block of each metric (valid_mmd2, train_mmd2)"
+    for row in rows:  # lr, mean, sd, count, n_runs, seeds, excluded, names
+        assert row[3:5] == ["0", "2"] and row[6:8] == ["FAILED:", "2"], row
+
+
+def test_collect_says_so_when_every_run_failed_before_logging_a_metric(odd_dir, capsys):
+    """Regression: `sweep collect` printed nothing at all when no run had logged a metric."""
+    path = write_sweep(odd_dir, grid={"lr": [1e30]}, seeds=[1])  # lr 1e30 diverges at epoch 1
+    assert cli("run", path, "--index", 0) == sw.EXIT_FAILED
+    # A diverging run logs epoch 0 first; what a run that fails before its first log leaves is
+    # Sacred's empty metrics.json (its last heartbeat stores no metric): written here by hand.
+    (sw.load(path).observer / "00000-1" / "metrics.json").write_text("{}")
+    runs, summary = sw.collect(sw.load(path))
+    assert list(runs["status"]) == ["FAILED"] and summary.empty
+    capsys.readouterr()
+    assert cli("collect", path) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "no run logged any of valid_mmd2, train_mmd2; one row per run:"
+    assert out[1].split() == ["index", "lr", "seed", "run_id", "status"]
+    assert out[2].split() == ["0", "1.000000e+30", "1", "00000-1", "FAILED"]
+
+
 def _wait_for(predicate, timeout, what):
     deadline = time.time() + timeout
     while time.time() < deadline:

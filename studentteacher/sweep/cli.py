@@ -6,7 +6,7 @@ import json
 import sys
 
 from .backends import BACKENDS, SubmitError, make_backend
-from .spec import Sweep, SweepError, load
+from .spec import EXPERIMENTS, Sweep, SweepError, load
 from .status import collect, format_status, status
 from .submit import submit
 from .tasks import EXIT_COMPLETED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, exit_status, run_batch, validate
@@ -159,12 +159,16 @@ def _submit(sweep: Sweep, args) -> int:
 
 
 def _collect(sweep: Sweep, args) -> int:
-    """Print the final tables of :func:`collect` (one block per metric); 0."""
+    """Print the final tables of :func:`collect` (one block per metric), or, when no run logged any of
+    the metrics (e.g. every run failed before its first log), say so and print the runs; 0."""
     runs, summary = collect(sweep, args.metric, args.how)
     if runs.empty:
         print("no runs yet")
         return 0
-    if args.runs:
+    if summary.empty:
+        metrics = ", ".join(args.metric or EXPERIMENTS[sweep.experiment].metrics)
+        print(f"no run logged any of {metrics}; one row per run:")
+    if args.runs or summary.empty:
         print(runs.to_string(index=False), end="\n\n")
     for metric in summary.columns.get_level_values(0).unique():
         print(f"{metric} ({args.how} value; statistics over COMPLETED runs):")

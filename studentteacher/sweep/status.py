@@ -184,7 +184,7 @@ def collect(sweep: Sweep, metrics: list[str] | None = None, how: str = "last"):
     summary is :func:`studentteacher.results.final_table` of each metric over the seeds (mean,
     sd, count, n_runs, seeds, excluded: only COMPLETED runs enter the statistics), one row per
     config (the varied keys but the seed), columns ``(metric, statistic)``. Both are pandas
-    DataFrames, empty without runs.
+    DataFrames, empty without runs; the summary is also empty when no run logged any of the metrics.
     """
     import pandas as pd
 
