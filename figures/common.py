@@ -59,7 +59,9 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def load(dirs: Sequence[str], experiment: str) -> pd.DataFrame:
-    """The tidy table of the runs of ``experiment`` under ``dirs`` (warnings are printed)."""
+    """The tidy table of the runs of ``experiment`` under ``dirs``, attempts joined
+    (:func:`results.join_attempts`: a resumed run is one run with its whole curve, under the
+    latest attempt's status); warnings are printed."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         df = results.load_runs(*dirs)
@@ -68,7 +70,7 @@ def load(dirs: Sequence[str], experiment: str) -> pd.DataFrame:
     df = df[df["experiment"] == experiment]
     if df.empty:
         raise SystemExit(f"no {experiment} runs under {', '.join(map(str, dirs))}")
-    return df
+    return results.join_attempts(df)
 
 
 def theme() -> None:
@@ -76,8 +78,8 @@ def theme() -> None:
 
 
 def not_completed_note(df: pd.DataFrame, label_column: str | None = None) -> str:
-    """A footnote naming the runs left out of the curves (status != COMPLETED), after joining the
-    attempts of each run (an interrupted attempt that a later one continued is not left out)."""
+    """A footnote naming the runs left out of the curves (status != COMPLETED) of the joined runs
+    (:func:`load`: an interrupted attempt that a later one continued is not left out)."""
     table = results.runs(results.join_attempts(df))
     bad = table[table["status"] != "COMPLETED"]
     if bad.empty:

@@ -5,26 +5,31 @@
     python -m studentteacher.results overlay runs/smoke/00000-1 runs/smoke/00003-1 --metric valid_mmd2
 
 ``table`` prints :func:`studentteacher.results.final_table` (mean, sd, count over seeds per group,
-and the group's run names); ``plot`` draws the metric against the step, one line per group of
-``--by`` keys (labelled by those values and the group's run name), the mean over seeds with a +- 1
-sd band, and prints the table of the values it drew at the last step; ``overlay`` draws named runs
-one line each, labelled by the run's name. Attempts of a run are joined (a resumed run is one
-curve); runs that did not complete are left out of means and named. matplotlib is imported only
-by ``plot`` and ``overlay``, so the package itself never imports it.
+how many of the group's runs were resumed, and its run names); ``plot`` draws the metric against
+the step, one line per group of ``--by`` keys (labelled by those values, its number of runs and
+how many of them were resumed; the legend sits below the axes), the mean over seeds with a
++- 1 sd band, and prints the table of the values it drew at the last step; ``overlay`` draws named
+runs one line each, labelled by the run's name (and "resumed, K attempts" for a resumed run).
+Attempts of a run are joined (a resumed run is one curve); runs that did not complete are left out
+of means and named. When runs of one group differ in a config key other than the seed and the
+``--by`` keys, a warning names the keys. matplotlib is imported only by ``plot`` and ``overlay``,
+so the package itself never imports it.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from . import results
 
 EXIT_INVALID = 2
+# Config keys that do not change what a run computes: runs may differ in them within a group.
+NOT_SETTINGS = ("seed", "resume_from", "checkpoint_every", "threads", "attempts", "resumed")
 
 
 def _load(paths: list[str]) -> pd.DataFrame:
@@ -39,16 +44,49 @@ def _load(paths: list[str]) -> pd.DataFrame:
 
 
 def _label(members: pd.DataFrame, by: list[str]) -> str:
-    """A legend label: the group's ``--by`` values, then its run name when its runs share one."""
-    names = list(dict.fromkeys(members["name"].dropna())) if "name" in members else []
-    values = ", ".join(f"{key}={members.iloc[0][key]}" for key in by)
-    name = names[0] if len(names) == 1 else ""
-    return ": ".join(part for part in (values, name) if part) or "all runs"
+    """A group's label: its ``--by`` values (its run names are in the printed table)."""
+    return ", ".join(f"{key}={members.iloc[0][key]}" for key in by) or "all runs"
 
 
 def _table(df: pd.DataFrame, args) -> pd.DataFrame:
+    """:func:`results.final_table` with a ``resumed`` column (runs of the group that were resumed)."""
     window = tuple(args.window) if args.window else None
-    return results.final_table(df, args.by, args.metric, how=args.how, at=args.at, window=window)
+    table = results.final_table(df, args.by, args.metric, how=args.how, at=args.at, window=window)
+    if "resumed" not in table:
+        table.insert(table.columns.get_loc("n_runs") + 1, "resumed", _resumed_counts(df, args.by, table))
+    return table
+
+
+def _resumed_counts(df: pd.DataFrame, by: list[str], table: pd.DataFrame) -> list[int]:
+    """The number of resumed runs of each group (row) of ``table``."""
+    counts: dict[tuple, int] = {}
+    for _, run in results.runs(df).iterrows():
+        counts[_group_key(run, by)] = counts.get(_group_key(run, by), 0) + int(run["resumed"])
+    return [counts.get(_group_key(row, by), 0) for _, row in table.iterrows()]
+
+
+def _group_key(row: pd.Series, by: list[str]) -> tuple:
+    """The ``by`` values of a row, a missing value (NaN or None) as None."""
+    return tuple(None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+                 for value in row[by])
+
+
+def _warn_mixed(df: pd.DataFrame, by: list[str]) -> None:
+    """One warning line when runs of one ``--by`` group differ in a config key other than the seed
+    (and :data:`NOT_SETTINGS`)."""
+    runs = results.runs(df)
+    keys = [key for key in runs.columns if key not in results.RESERVED and key not in (*by, *NOT_SETTINGS)]
+    groups = runs.groupby(by, dropna=False, sort=False) if by else [((), runs)]
+    mixed = {}
+    for _, members in groups:
+        differ = [key for key in keys if members[key].astype(str).nunique() > 1]
+        if differ:
+            mixed[_label(members, by)] = differ
+    if mixed:
+        differing = list(dict.fromkeys(key for differ in mixed.values() for key in differ))
+        where = "; ".join(f"{', '.join(differ)} ({label})" for label, differ in mixed.items())
+        print(f"warning: runs of one group differ in {where}; add {', '.join(differing)} to --by to draw them apart",
+              file=sys.stderr)
 
 
 def _print(table: pd.DataFrame, title: str) -> None:
@@ -57,13 +95,14 @@ def _print(table: pd.DataFrame, title: str) -> None:
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
 
 
-def _axes(title: str, metric: str, logy: bool):
+def _axes(title: str, metric: str, logy: bool, lines: int):
+    """A figure with room for a legend of ``lines`` entries below the axes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = plt.subplots(figsize=(7.5, 4.0 + 0.16 * lines))
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("step")
     ax.set_ylabel(metric)
@@ -73,10 +112,15 @@ def _axes(title: str, metric: str, logy: bool):
     return fig, ax
 
 
+def _legend(ax) -> None:
+    """The legend below the axes, one entry a line (many groups would cover the curves)."""
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.13), frameon=False)
+
+
 def _save(fig, out: str) -> None:
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
     print(f"wrote {out}")
 
 
@@ -85,18 +129,24 @@ def plot(df: pd.DataFrame, args) -> None:
     rows = results.curves(df, args.metric)
     if rows.empty:
         raise ValueError(f"no completed run logged {args.metric!r}")
+    groups = list(rows.groupby(args.by, sort=True, dropna=False)) if args.by else [((), rows)]
     fig, ax = _axes(f"{args.metric}: mean +- 1 sd over seeds, by {', '.join(args.by) or 'nothing'}",
-                    args.metric, args.logy)
-    groups = rows.groupby(args.by, sort=True, dropna=False) if args.by else [((), rows)]
+                    args.metric, args.logy, len(groups))
     for key, members in groups:
         stats = members.groupby("step")["value"].agg(["mean", "std", "count"]).sort_index()
-        label = _label(members, args.by) + f" ({members['run_dir'].nunique()} runs)"
-        line, = ax.plot(stats.index, stats["mean"], label=label)
+        line, = ax.plot(stats.index, stats["mean"], label=_label(members, args.by) + f" ({_runs_text(members)})")
         ax.fill_between(stats.index, stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0),
                         color=line.get_color(), alpha=0.2, lw=0)
-    ax.legend(fontsize=7)
+    _legend(ax)
     _save(fig, args.out)
     _print(_table(df, args), f"{args.metric} ({args.how}) by {', '.join(args.by) or 'nothing'}")
+
+
+def _runs_text(members: pd.DataFrame) -> str:
+    """'3 runs', or '3 runs, 1 resumed' when some of the runs of ``members`` were resumed."""
+    runs = members.drop_duplicates("run_dir")
+    resumed = int(runs["resumed"].sum())
+    return f"{len(runs)} run{'s' * (len(runs) != 1)}" + (f", {resumed} resumed" if resumed else "")
 
 
 def overlay(df: pd.DataFrame, args) -> None:
@@ -104,13 +154,16 @@ def overlay(df: pd.DataFrame, args) -> None:
     rows = results.curves(df, args.metric, statuses=None)
     if rows.empty:
         raise ValueError(f"no run logged {args.metric!r}")
-    fig, ax = _axes(f"{args.metric} of {rows['run_dir'].nunique()} runs", args.metric, args.logy)
+    count = rows["run_dir"].nunique()
+    fig, ax = _axes(f"{args.metric} of {count} runs", args.metric, args.logy, count)
     for run_dir, members in rows.groupby("run_dir", sort=False):
         first = members.iloc[0]
         members = members.sort_values("step")
         label = f"{first.get('name') or first['experiment']} ({first['source']}/{first['run_id']}, {first['status']})"
+        if first["resumed"]:
+            label += f" (resumed, {first['attempts']} attempts)"
         ax.plot(members["step"], members["value"], label=label)
-    ax.legend(fontsize=7)
+    _legend(ax)
     _save(fig, args.out)
 
 
@@ -141,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             _print(_table(df, args), f"{args.metric} ({args.how}) by {', '.join(args.by) or 'nothing'}")
         else:
             {"plot": plot, "overlay": overlay}[args.command](df, args)
+        if args.command != "overlay":
+            _warn_mixed(df, args.by)
     except (ValueError, KeyError, FileNotFoundError) as err:
         print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
         return EXIT_INVALID
