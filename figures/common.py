@@ -205,7 +205,10 @@ def finish(fig, out: str | Path, name: str, title: str, notes: Sequence[str] = (
 
 
 def summary_print(table: pd.DataFrame, title: str) -> None:
-    """Print a final table (for REPRODUCTION.md), with %.4g numbers."""
+    """Print a final table (for REPRODUCTION.md), with %.4g numbers; an empty one as one line."""
     print(f"# {title}")
+    if table.empty:
+        print("(none: no run logged these steps)")
+        return
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
