@@ -2,8 +2,8 @@
 
 Importing the package makes OpenMP's idle threads sleep rather than spin (``OMP_WAIT_POLICY=PASSIVE``,
 unless the environment sets it) when torch is imported after it, as in every experiment and sweep
-task: with other processes on the same cores, spinning threads made a 2-thread run 4-11x slower
-than a 1-thread run, sleeping ones 1.1-1.2x (``benchmarks/bench_threads.py``). See
+task: with other processes on the same cores, spinning threads made a 2-thread run 1.3-3.7x slower
+than a 1-thread run, sleeping ones 0.6-1.3x (``benchmarks/bench_threads.py``, 2026-12-03). See
 :mod:`studentteacher.threads` for the thread count.
 """
 import os

@@ -5,13 +5,16 @@ where the user sets it, else 1 for *light* work (tiny tensors, e.g. the particle
 experiment says which), else the cores this process may run on that are idle now:
 ``max(1, usable cores - busy cores)``, at most :data:`AUTO_MAX`, with the busy cores read from
 ``/proc/stat`` over :data:`SAMPLE_SECONDS` (the 1-minute load average where that cannot be read:
-it lags, and right after other work ends it still counts those cores busy). Measured on a 2-core
-machine (``benchmarks/bench_threads.py``, 2026-12-02, torch's OpenMP threads waiting passively,
-as this package sets): the particle readout's epoch is 1.44x slower with 2 threads than with 1 on
-an idle machine (the threads wake for tensors too small to share), and 0.95-1.2x with 1-2 busy
-cores; the dense paper config is 0.62x (faster) with 2 threads when idle, 1.02x with one busy
-core; torch's own default (every core, threads spinning while they wait) was 1.5-2.7x slower than
-1 thread as soon as one core was busy. The choice is made once, at the start of a run, and
+it lags, and right after other work ends it still counts those cores busy). Measured on 2-core
+machines (``benchmarks/bench_threads.py``, ratios to one thread under the same load; torch's OpenMP
+threads waiting passively, as this package sets). Intel Xeon (AVX-512), 2026-12-02: the particle
+readout's epoch is 1.44x slower with 2 threads than with 1 on an idle machine (the threads wake for
+tensors too small to share), 0.95-1.2x with 1-2 busy cores; the dense paper config is 0.62x
+(faster) with 2 threads when idle, 1.02x with one busy core. AMD EPYC (AVX2), 2026-12-03: particle
+1.44x idle; dense 0.85x idle (spinning threads: 0.69-0.77x), 1.03x with one busy core. Under load
+"auto" stayed within 0.78-1.13x of one thread on both, where torch's own default (every core,
+threads spinning before they sleep) was 1.7-3.7x slower than one thread (AMD, 1-2 busy cores).
+The choice is made once, at the start of a run, and
 recorded in ``info.json``.
 
 :func:`flush_denormals` sets the CPU to flush denormal floats to zero (|x| < 1.2e-38 in float32,
