@@ -11,7 +11,7 @@ threads waiting passively, as this package sets). Intel Xeon (AVX-512), 2026-12-
 readout's epoch is 1.44x slower with 2 threads than with 1 on an idle machine (the threads wake for
 tensors too small to share), 0.95-1.2x with 1-2 busy cores; the dense paper config is 0.62x
 (faster) with 2 threads when idle, 1.02x with one busy core. AMD EPYC (AVX2), 2026-12-03: particle
-1.44x idle; dense 0.85x idle (spinning threads: 0.69-0.77x), 1.03x with one busy core. Under load
+1.44x idle; dense 0.64-0.85x idle over two runs (spinning threads: 0.54-0.77x), 1.03x with one busy core. Under load
 "auto" stayed within 0.78-1.13x of one thread on both, where torch's own default (every core,
 threads spinning before they sleep) was 1.7-3.7x slower than one thread (AMD, 1-2 busy cores).
 The choice is made once, at the start of a run, and
