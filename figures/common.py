@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -47,6 +48,7 @@ FLOW_LABELS = {
     "mmd_adaptive_bandwidth": "MMD adaptive bandwidth",
 }
 DPI = 110
+TITLE_CHARS_PER_INCH = 11  # a title line wraps beyond this many characters per inch of figure width (10 pt)
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -91,11 +93,32 @@ def not_completed_note(df: pd.DataFrame, label_column: str | None = None) -> str
     return "left out (not completed): " + "; ".join(parts)
 
 
-def seeds_text(df: pd.DataFrame) -> str:
-    table = results.runs(df)
-    table = table[table["status"] == "COMPLETED"]
+def completed(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per joined run of ``df`` that COMPLETED (the runs the curves draw)."""
+    table = results.runs(results.join_attempts(df))
+    return table[table["status"] == "COMPLETED"]
+
+
+def drawn_order(df: pd.DataFrame, column: str, order: Sequence) -> list:
+    """The values of ``order`` that some completed run of ``df`` has in ``column``: a legend
+    lists only what is drawn (a config whose runs are all still running has no curve)."""
+    present = set(completed(df)[column].tolist())
+    return [value for value in order if value in present]
+
+
+def seeds_text(df: pd.DataFrame, by: str | Sequence[str] = ()) -> str:
+    """'mean +- 1 sd over K seeds' of the completed runs; with ``by`` (run columns) the groups
+    with fewer seeds are named, e.g. '... over 3 seeds (MMD + diffusion: 1 seed)'."""
+    table = completed(df)
     seeds = sorted(set(table["seed"].tolist()))
-    return f"mean +- 1 sd over {len(seeds)} seed{'s' * (len(seeds) != 1)}"
+    text = f"mean +- 1 sd over {len(seeds)} seed{'s' * (len(seeds) != 1)}"
+    by = [by] if isinstance(by, str) else list(by)
+    if not by or table.empty:
+        return text
+    counts = table.groupby(by)["seed"].nunique()
+    fewer = [f"{' '.join(map(str, group)) if isinstance(group, tuple) else group}: {n} seed{'s' * (n != 1)}"
+             for group, n in counts.items() if n < len(seeds)]
+    return f"{text} ({', '.join(fewer)})" if fewer else text
 
 
 def values_text(df: pd.DataFrame, key: str) -> str:
@@ -194,7 +217,8 @@ def finish(fig, out: str | Path, name: str, title: str, notes: Sequence[str] = (
            tables: Sequence[tuple[pd.DataFrame, str]] = ()) -> list[Path]:
     """The ending every figure shares: title, footnote, layout, ``OUT/NAME.png`` + ``.pdf``, and
     the printed tables (``(table, caption)`` pairs); returns the written paths."""
-    fig.suptitle(title, fontsize=10)
+    width = int(fig.get_figwidth() * TITLE_CHARS_PER_INCH)
+    fig.suptitle("\n".join(textwrap.fill(line, width) for line in title.split("\n")), fontsize=10)
     lines = [line for line in notes if line]
     footnote(fig, *lines)
     fig.tight_layout(rect=(0, 0.02 + 0.025 * len(lines), 1, 1))

@@ -37,7 +37,7 @@ def main(argv=None) -> None:
     df = df.assign(config=df["run_dir"].map(labels))
     df = common.keep(df, df["config"].notna(), "sgd, noise_injection and fixed-lambda drmmd runs")
     lambdas = common.values_text(df[df["method"] == "drmmd"], "lmbda")
-    order = [c for c in ORDER if c in set(df["config"])]
+    order = common.drawn_order(df, "config", ORDER)
     common.theme()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
     for ax, metric in zip(axes, ["train_mmd2", "valid_mmd2"]):
@@ -50,7 +50,7 @@ def main(argv=None) -> None:
     common.finish(
         fig, args.out, NAME,
         f"Student-teacher, MMD vs DrMMD (lambda = {lambdas}, lr {common.values_text(df, 'lr')}): "
-        f"{common.st_setting(df)}\n{common.seeds_text(df)} (thin: each seed)",
+        f"{common.st_setting(df)}\n{common.seeds_text(df, by='config')} (thin: each seed)",
         notes=[common.not_completed_note(df, "config")],
         tables=[(table, f"{NAME}: final validation 1/2 MSE (valid_mmd2 / 2)"),
                 (common.at_epochs(df, ["config"], "valid_mmd2", EPOCHS), f"{NAME}: validation 1/2 MSE at epochs")],

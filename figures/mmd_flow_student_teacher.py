@@ -28,7 +28,7 @@ def main(argv=None) -> None:
     df = common.keep(df, df["method"].isin(METHODS), f"methods {', '.join(METHODS)}")
     horizon = int(results.runs(df)["epochs"].min())
     df = common.until(df, horizon).assign(rule=lambda d: d["method"].map(common.METHOD_LABELS))
-    order = [common.METHOD_LABELS[m] for m in METHODS if m in set(df["method"])]
+    order = common.drawn_order(df, "rule", [common.METHOD_LABELS[m] for m in METHODS])
     common.theme()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
     for ax, metric in zip(axes, ["train_mmd2", "valid_mmd2"]):
@@ -41,7 +41,7 @@ def main(argv=None) -> None:
     common.finish(
         fig, args.out, NAME,
         f"Student-teacher, MMD flow variants, read to epoch {horizon}: {common.st_setting(df)}, "
-        f"lr {common.values_text(df, 'lr')}\n{common.seeds_text(df)} (thin: each seed)",
+        f"lr {common.values_text(df, 'lr')}\n{common.seeds_text(df, by='rule')} (thin: each seed)",
         notes=[common.not_completed_note(df, "method")],
         tables=[(table, f"{NAME}: validation 1/2 MSE (valid_mmd2 / 2) at epoch {horizon}"),
                 (common.at_epochs(df, ["method"], "valid_mmd2", EPOCHS), f"{NAME}: validation 1/2 MSE at epochs")],

@@ -13,6 +13,7 @@ half the logged valid_mmd2 (the papers' "1/2 MSE"); mean +- 1 sd over seeds.
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import seaborn as sns
 
 import common
 from common import results
@@ -28,10 +29,8 @@ def main(argv=None) -> None:
     drawn = df["method"].isin(METHODS) & ~df["drmmd_noise"].astype(bool) & ~df["adaptive_lmbda"].astype(bool)
     df = common.keep(df, drawn, f"methods {', '.join(METHODS)} (drmmd without noise, fixed lambda)")
     df = df.assign(rule=df["method"].map(common.METHOD_LABELS))
-    completed = results.runs(df)
-    completed = completed[completed["status"] == "COMPLETED"]
-    order = [common.METHOD_LABELS[m] for m in METHODS if m in set(completed["method"])]
-    readouts = [r for r in ["dense", "particle"] if r in set(completed["readout"])]
+    order = common.drawn_order(df, "rule", [common.METHOD_LABELS[m] for m in METHODS])
+    readouts = common.drawn_order(df, "readout", ["dense", "particle"])
     horizon = int(results.runs(df)["epochs"].min())
     common.theme()
     fig, axes = plt.subplots(1, 1 + len(readouts), figsize=(max(12, 5 * (1 + len(readouts))), 4.6), squeeze=False)
@@ -50,8 +49,10 @@ def main(argv=None) -> None:
     axes[0].set_title(f"validation error at epoch {horizon}", fontsize=9)
     axes[0].legend(fontsize=8)
     rows = common.half(results.curves(df, "valid_mmd2"))
+    palette = dict(zip(order, sns.color_palette(n_colors=len(order))))  # one colour per rule in every panel
     for ax, readout in zip(axes[1:], readouts):
-        common.curve(ax, rows[rows["readout"] == readout], hue="rule", hue_order=order)
+        common.curve(ax, rows[rows["readout"] == readout], hue="rule", palette=palette,
+                     hue_order=common.drawn_order(df[df["readout"] == readout], "rule", order))
         ax.set_xlabel("epoch")
         ax.set_ylabel(common.HALF_MSE["valid_mmd2"])
         ax.set_title(f"{readout} readout ({common.values_text(df[df['readout'] == readout], 'epochs')} epochs)",
@@ -61,7 +62,7 @@ def main(argv=None) -> None:
     common.finish(
         fig, args.out, NAME,
         f"Student-teacher, dense vs particle readout (DrMMD lambda = {lambdas}): {common.st_setting(df)}\n"
-        f"{common.seeds_text(df)}",
+        f"{common.seeds_text(df, by=['readout', 'rule'])}",
         notes=[common.not_completed_note(df, "rule")],
         tables=[(table, f"{NAME}: validation 1/2 MSE (valid_mmd2 / 2) at epoch {horizon}"),
                 (common.at_epochs(df, ["readout", "rule"], "valid_mmd2", EPOCHS),

@@ -6,6 +6,8 @@ figures/mmd_flow_student_teacher.py draws, and a DrMMD run, which it does not.
 from __future__ import annotations
 
 import importlib
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +69,40 @@ def test_the_title_names_the_readout_of_the_runs(runs, tmp_path, monkeypatch):
     monkeypatch.setattr(common, "save", save_and_record)
     script.main(["--runs", str(runs["sgd"]), "--out", str(tmp_path)])
     assert len(titles) == 1 and "particle readout" in titles[0] and "dense" not in titles[0], titles
+
+
+@pytest.fixture
+def common_module(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "figures"))
+    return importlib.import_module("common")
+
+
+def test_a_legend_lists_only_configs_with_a_completed_run(runs, tmp_path, common_module):
+    failed = tmp_path / "drmmd_failed"
+    shutil.copytree(runs["drmmd"], failed)
+    record = json.loads((failed / "1" / "run.json").read_text())
+    (failed / "1" / "run.json").write_text(json.dumps({**record, "status": "FAILED"}))
+    order = ["ksd", "drmmd", "sgd"]
+    assert common_module.drawn_order(common_module.load([runs["sgd"], runs["drmmd"]], "student_teacher"), "method",
+                                     order) == ["drmmd", "sgd"]
+    assert common_module.drawn_order(common_module.load([runs["sgd"], failed], "student_teacher"), "method",
+                                     order) == ["sgd"]
+
+
+def test_the_seed_count_names_the_configs_with_fewer_seeds(runs, tmp_path, common_module):
+    train(tmp_path / "sgd_seed2", "method=sgd", "seed=2")
+    df = common_module.load([runs["sgd"], tmp_path / "sgd_seed2", runs["drmmd"]], "student_teacher")
+    assert common_module.seeds_text(df) == "mean +- 1 sd over 2 seeds"
+    assert common_module.seeds_text(df, by="method") == "mean +- 1 sd over 2 seeds (drmmd: 1 seed)"
+    assert common_module.seeds_text(df, by=["readout", "method"]) == "mean +- 1 sd over 2 seeds (particle drmmd: 1 seed)"
+    assert common_module.seeds_text(df[df["method"] == "sgd"], by="method") == "mean +- 1 sd over 2 seeds"
+
+
+def test_a_long_title_is_wrapped_to_the_figure_width(common_module, tmp_path):
+    fig = common_module.plt.figure(figsize=(4, 2))
+    common_module.finish(fig, tmp_path, "wrapped", "a title word " * 20 + "\nsecond line")
+    title = fig.get_suptitle()
+    width = 4 * common_module.TITLE_CHARS_PER_INCH
+    assert title.splitlines()[-1] == "second line" and len(title.splitlines()) > 2
+    assert max(len(line) for line in title.splitlines()) <= width
+    assert title.replace("\n", " ").split() == ("a title word " * 20 + "second line").split()
