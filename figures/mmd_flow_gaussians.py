@@ -36,7 +36,7 @@ def main(argv=None) -> None:
     runs = results.runs(df)
     labels = runs.set_index("run_dir").apply(label, axis=1)
     df = df.assign(config=df["run_dir"].map(labels))
-    order = list(dict.fromkeys(labels[runs.sort_values("flow")["run_dir"]]))
+    order = common.drawn_order(df, "config", list(dict.fromkeys(labels[runs.sort_values("flow")["run_dir"]])))
     common.theme()
     fig, axes = plt.subplots(1, 4, figsize=(19, 4.5))
     flow_sigma = common.values_text(df, "bandwidth")
@@ -69,7 +69,7 @@ def main(argv=None) -> None:
     common.finish(
         fig, args.out, NAME,
         "1-D Gaussians N(10, 0.5) -> N(0, 1), MMD flow with and without noise injection: "
-        f"{common.flow_setting(df)}, step {common.values_text(df, 'step_size')}\n{common.seeds_text(df)}",
+        f"{common.flow_setting(df)}, step {common.values_text(df, 'step_size')}\n{common.seeds_text(df, by='config')}",
         notes=[common.not_completed_note(df, "config")],
         tables=[(results.final_table(df, ["config"], metric, how="last"), f"{NAME}: final {metric}")
                 for metric in ["divergence", "mmd2", "w1"]],

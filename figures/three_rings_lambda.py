@@ -40,7 +40,7 @@ def main(argv=None) -> None:
     common.finish(
         fig, args.out, NAME,
         f"Three rings, DrMMD flow over lambda (rate = lambda * {common.values_text(df, 'step_size')}): "
-        f"{common.flow_setting(df)}\n{common.seeds_text(df)}",
+        f"{common.flow_setting(df)}\n{common.seeds_text(df, by='lmbda')}",
         notes=[common.not_completed_note(df, "lmbda")],
         tables=[(table, f"{NAME}: final w1")],
     )  # fmt: skip
