@@ -133,13 +133,19 @@ KERNELS: dict[str, Callable[..., torch.Tensor]] = {
 }
 
 
-def _radial_slope(name: str, sq: torch.Tensor, bandwidth: float) -> torch.Tensor:
+def _radial_slope(name: str, sq: torch.Tensor, bandwidth: float, value: torch.Tensor | None = None) -> torch.Tensor:
     """q(s) = 2 dk/ds at s = |x - y|^2 for the translation-invariant part of kernel ``name``, so that
-    grad_x k(x, y) = q (x - y); 0 where the distance is 0 (as the safe square root's gradient)."""
+    grad_x k(x, y) = q (x - y); 0 where the distance is 0 (as the safe square root's gradient).
+
+    ``value``: k(s) when the caller has it already; the Gaussian slope -k / sigma^2 and the IMQ slope
+    -k^3 / sigma^2 are then taken from it (bitwise the same numbers, one exponential or square root
+    fewer per entry)."""
     if name == "gaussian":
+        if value is not None:
+            return value.mul(-1.0 / bandwidth**2)
         return sq.mul(-0.5 / bandwidth**2).exp_().mul_(-1.0 / bandwidth**2)
     if name == "imq":
-        return torch.rsqrt(1.0 + sq / bandwidth**2) ** 3 / -(bandwidth**2)
+        return (torch.rsqrt(1.0 + sq / bandwidth**2) if value is None else value) ** 3 / -(bandwidth**2)
     dist = _safe_norm_from_squares(sq)
     positive = dist > 0
     safe = torch.where(positive, dist, 1.0)
@@ -178,8 +184,9 @@ def get_kernel(name: str, bandwidth) -> Kernel:
     It carries its ``bandwidth`` (a number; for ``gaussian_scaled`` also a tensor of the replica
     shape ``[R]``), ``weighted_gradient(x, y, w)``, the closed form of grad_x sum_j w_j k(x_i, y_j)
     ``[n, d]``, which :func:`kernel_matvec_grad` uses instead of autograd; the :data:`RADIAL`
-    kernels also carry ``radial_value(sq)`` and ``radial_slope(sq)``: k and q = 2 dk/ds (so that
-    grad_x k(x, y) = q (x - y)) from squared distances s = |x - y|^2, else both are None.
+    kernels also carry ``radial_value(sq)`` and ``radial_slope(sq, value=None)``: k and q = 2 dk/ds
+    (so that grad_x k(x, y) = q (x - y)) from squared distances s = |x - y|^2 (and k at them, when
+    known), else both are None.
     """
     if name not in KERNELS:
         raise ValueError(f"kernel must be one of {sorted(KERNELS)}, got {name!r}")
@@ -194,7 +201,7 @@ def get_kernel(name: str, bandwidth) -> Kernel:
     kernel.weighted_gradient = functools.partial(_weighted_gradient, name, bandwidth)
     radial = name in RADIAL
     kernel.radial_value = (lambda sq: _radial_value(name, sq, bandwidth)) if radial else None
-    kernel.radial_slope = (lambda sq: _radial_slope(name, sq, bandwidth)) if radial else None
+    kernel.radial_slope = (lambda sq, value=None: _radial_slope(name, sq, bandwidth, value)) if radial else None
     return kernel
 
 

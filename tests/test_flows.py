@@ -321,6 +321,21 @@ def test_batched_kernel_reductions_equal_each_replica(name):
 
 
 @pytest.mark.parametrize("name", kernels.RADIAL)
+def test_radial_slope_from_the_kernel_values_is_bitwise_the_slope_from_distances(name):
+    """q(s) taken from k(s) (what the shared-distances step does) == q(s) from s alone, bit for bit,
+    and q = 2 dk/ds by autograd through k(s) (away from s = 0, where the Laplace slope is set to 0)."""
+    particles, target = _problem()
+    kernel = kernels.get_kernel(name, 0.7)
+    sq = kernels.squared_distances(particles, torch.cat([particles, target]))  # (N, N + M)
+    slope = kernel.radial_slope(sq)
+    assert torch.equal(kernel.radial_slope(sq, kernel.radial_value(sq)), slope)
+    leaf = sq.clone().requires_grad_(True)
+    (derivative,) = torch.autograd.grad(kernel.radial_value(leaf).sum(), leaf)
+    apart = sq > 1e-6
+    torch.testing.assert_close(slope[apart], 2.0 * derivative[apart], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", kernels.RADIAL)
 @pytest.mark.parametrize("flow_name", ["mmd", "drmmd"])
 def test_shared_distances_step_equals_the_separate_reductions(name, flow_name):
     """One matrix of squared distances per step (radial kernels, small flows) == separate kernel

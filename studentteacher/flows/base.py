@@ -98,7 +98,7 @@ class KernelFlow:
         self.lmbda = as_hyper(0.0, target)  # (...): no lambda (MMD flows)
         self.bandwidth = as_hyper(getattr(kernel, "bandwidth", 0.0), target)  # (...): 0 stands for "not known"
         self.budget = budget_bytes
-        self._kept: tuple[torch.Tensor, torch.Tensor] | None = None  # (particles, distances) of this step
+        self._kept: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # (particles, distances, Gram) of this step
         self.c, self.k_xx_mean = self.target_moments()
 
     def target_moments(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,14 +150,16 @@ class KernelFlow:
     def moments(self, particles: torch.Tensor):
         """a = K_XY 1/N ``[..., M]`` and mean(K_YY) ``[...]`` at the clean particles ``[..., N, d]``.
 
-        Small flows with a radial kernel compute the squared distances to every centre of phi once
-        per step and keep them for :meth:`velocity` at the same particles (one kernel evaluation
-        per step instead of two); larger ones go through the blocked reductions."""
+        Small flows with a radial kernel compute the squared distances to every centre of phi and
+        the kernel at them once per step and keep both for :meth:`velocity` at the same particles
+        (one kernel evaluation per step instead of two, and the Gaussian's slope from its values);
+        larger ones go through the blocked reductions."""
         size = particles.shape[-2]
         distances = self._shared_distances(particles)
-        self._kept = None if distances is None else (particles, distances)
+        self._kept = None
         if distances is not None:
             gram = self.kernel.radial_value(distances)  # (..., N, N + M)
+            self._kept = (particles, distances, gram)
             return gram[..., size:].mean(-2), gram[..., :size].mean((-2, -1))
         uniform = torch.full(particles.shape[:-1], 1.0 / size, dtype=particles.dtype, device=particles.device)
         return self._matvec(self.target, particles, uniform), self._matvec(particles, particles, uniform).mean(-1)
@@ -173,7 +175,7 @@ class KernelFlow:
         weights = torch.cat([first.particle_weights, first.target_weights], dim=-1)  # (..., N + M)
         kept, self._kept = self._kept, None
         if kept is not None and kept[0] is particles and points is particles:
-            return radial_weighted_gradient(points, centres, self.kernel.radial_slope(kept[1]), weights)
+            return radial_weighted_gradient(points, centres, self.kernel.radial_slope(kept[1], kept[2]), weights)
         return kernel_matvec_grad(self.kernel, points, centres, weights, self.budget)
 
     def potential(self, first: FirstVariation, points: torch.Tensor, particles: torch.Tensor) -> torch.Tensor:
