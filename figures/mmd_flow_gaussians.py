@@ -2,7 +2,8 @@
 sigma = 2), with and without noise injection: MMD^2 vs steps with the flow's own kernel (the
 paper's statement is about it: the logged ``divergence``) and with the toy's reference kernel
 (sigma 1, the logged ``mmd2``), W1 vs steps (mean +- 1 sd over seeds, log y), and the final
-particles of the first seed (histograms over the whole range the particles reach, nothing cropped).
+particles of the first seed (histograms over the whole range the particles reach, nothing cropped);
+prints the final values and the fraction of particles stranded far from the target (|x| > 3).
 
     python figures/mmd_flow_gaussians.py --runs reproduction/runs/mmd_flow_gaussians --out figures/png/full
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 import common
 from common import results
@@ -26,6 +28,29 @@ def label(row) -> str:
     if row["flow"] == "mmd_noise":
         return f"MMD + noise (beta = {row['noise_level']:g} until step {row['noise_until']})"
     return "MMD (no noise)"
+
+
+#: A particle farther than this from the target's mean 0 (3 target sd) counts as stranded.
+STRANDED_BEYOND = 3.0
+#: The step at which the fraction stranded is also reported: the length of the runs before 2026-12-03.
+EARLIER_STEP = 20_000
+
+
+def stranded_table(done: pd.DataFrame) -> pd.DataFrame:
+    """Per completed run with a trajectory: the fraction of particles with |x| > STRANDED_BEYOND at
+    EARLIER_STEP (if snapshotted) and at the last step."""
+    rows = []
+    for _, run in done.sort_values(["config", "seed"]).iterrows():
+        path = Path(run["run_dir"]) / "trajectory.npz"
+        if not path.exists():
+            continue
+        data = np.load(path)
+        steps = list(data["snapshot_steps"])
+        earlier = (np.abs(data["snapshots"][steps.index(EARLIER_STEP), :, 0]) > STRANDED_BEYOND).mean() \
+            if EARLIER_STEP in steps else np.nan
+        rows.append({"config": run["config"], "seed": run["seed"], f"stranded at {EARLIER_STEP}": earlier,
+                     "stranded at the last step": (np.abs(data["particles"][:, 0]) > STRANDED_BEYOND).mean()})
+    return pd.DataFrame(rows)
 
 
 def main(argv=None) -> None:
@@ -72,7 +97,8 @@ def main(argv=None) -> None:
         f"{common.flow_setting(df)}, step {common.values_text(df, 'step_size')}\n{common.seeds_text(df, by='config')}",
         notes=[common.not_completed_note(df, "config")],
         tables=[(results.final_table(df, ["config"], metric, how="last"), f"{NAME}: final {metric}")
-                for metric in ["divergence", "mmd2", "w1"]],
+                for metric in ["divergence", "mmd2", "w1"]]
+        + [(stranded_table(done), f"{NAME}: fraction of the particles with |x| > {STRANDED_BEYOND:g}")],
     )  # fmt: skip
 
 
