@@ -75,7 +75,7 @@ def main(argv=None) -> None:
         ax.legend(title="lambda (lr)", fontsize=7)
     common.finish(
         fig, args.out, NAME,
-        f"Student-teacher, DrMMD lambda ablation: {common.st_setting(df)}\n{common.seeds_text(df)}",
+        f"Student-teacher, DrMMD lambda ablation: {common.st_setting(df)}\n{common.seeds_text(df, by=['noise', 'setting'])} (thin: each seed)",
         notes=[common.not_completed_note(df, "setting")],
         tables=[(table, f"{NAME}: final validation 1/2 MSE (valid_mmd2 / 2); lambda inf: MMD"),
                 (in_order(common.at_epochs(df, ["noise", "lmbda"], "valid_mmd2", EPOCHS)),
