@@ -8,8 +8,8 @@ with the MMD flow of the same noise setting beside them (the paper's Figure 3 dr
 Runs: experiments/sweeps/figures/drmmd_lambda_ablation[_small].yaml (the step lr paired with
 lambda as in the paper's code, see the sweep file) and Figure 2's runs: its DrMMD arms (lambda 0.1,
 lr 0.1) and its MMD arms (sgd without noise, noise injection with it), drawn as lambda = inf, the
-limit in which DrMMD is MMD. The legend gives each lambda's lr. Errors are half the logged valid_mmd2 (the papers' "1/2 MSE");
-mean +- 1 sd over the seeds each lambda has (the count is printed).
+limit in which DrMMD is MMD. The legend gives each lambda's lr. Errors are half the logged
+valid_mmd2 (the papers' "1/2 MSE"); mean +- 1 sd over the seeds each lambda has (the count is printed).
 """
 from __future__ import annotations
 
@@ -51,7 +51,6 @@ def main(argv=None) -> None:
     table = in_order(results.final_table(df, ["noise", "lmbda", "lr"], "valid_mmd2", how="last"))
     table[["mean", "sd"]] = table[["mean", "sd"]] / 2
     for noise, rows in table.groupby("noise", sort=False):
-        rows = rows.sort_values("lmbda")
         finite = rows[rows["lmbda"] < float("inf")]
         line = axes[0].errorbar(finite["lmbda"], finite["mean"], yerr=finite["sd"].fillna(0), marker="o", capsize=3,
                                 label=f"DrMMD {noise}")
@@ -66,7 +65,7 @@ def main(argv=None) -> None:
     palette = dict(zip(settings, sns.color_palette("viridis", len(settings))))
     palette.update({setting: "black" for setting in settings if setting.startswith("MMD")})
     rows = common.half(results.curves(df, "valid_mmd2"))
-    for ax, noise in zip(axes[1:], ["without noise", "with noise injection"]):
+    for ax, noise in zip(axes[1:], NOISE.values()):
         common.curve(ax, rows[rows["noise"] == noise], hue="setting", palette=palette, seeds=True,
                      hue_order=[s for s in settings if s in set(rows.loc[rows["noise"] == noise, "setting"])])
         ax.set_xlabel("epoch")
