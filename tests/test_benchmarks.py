@@ -89,3 +89,30 @@ def test_bench_denormals_times_both_modes_and_compares_the_runs(tmp_path):
     (row,) = json.loads(path.read_text())["rows"]
     assert row["method"] == "sgd" and row["kept_seconds"] > 0 and row["flushed_seconds"] > 0
     assert row["max_param_difference"] == 0.0, "a small sgd run has no denormals to flush: bitwise equal"
+
+
+def test_reference_parity_plumbing_with_the_package_in_the_reference_seat(tmp_path):
+    # The "reference" is a second package run drawn from another seed and then loaded with the first
+    # run's particles, data, batch order and noise stream: only the loading can make the curves agree.
+    prefix = tmp_path / "parity"
+    out = _run("reference_parity.py", "--reference", "package", "--config", "drmmd_paper_noise", "--epochs", "4",
+               "--log-every", "2", "--set", "n_particles=12", "--set", "n_train=200", "--set", "n_valid=100",
+               "--out", str(prefix))  # fmt: skip
+    report = json.loads(prefix.with_name("parity.json").read_text())
+    curves = report["curves"]
+    assert curves["epoch"] == [0, 2, 4]
+    assert curves["reference"] == curves["package"] and curves["ratio"] == [1.0, 1.0, 1.0]
+    assert curves["weight_difference"] == [0.0, 0.0, 0.0]
+    assert curves["package"][-1] != curves["package"][0]  # it trained (noise at beta 1 may raise the error at first)
+    assert report["summary"]["within_until"]["1e-06"] == 4 and report["config"]["package_config"]["n_particles"] == 12
+    assert prefix.with_name("parity.png").stat().st_size > 0 and "largest 0" in out
+
+
+def test_reference_parity_refuses_a_folder_without_the_reference_code(tmp_path):
+    completed = subprocess.run([sys.executable, str(BENCHMARKS / "reference_parity.py"), "--reference", str(tmp_path),
+                                "--config", "drmmd_paper", "--epochs", "1"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert completed.returncode != 0
+    assert completed.stderr.strip().splitlines() == [
+        f"--reference {tmp_path}: no networks.py, losses.py, trainer.py in it or in its student_teacher/ "
+        "(a checkout of github.com/hudsonchen/DrMMD, or 'package')"
+    ]
