@@ -1,23 +1,35 @@
 """Figure 2 (Chen et al. 2024, student-teacher): MMD, MMD + noise injection, DrMMD (lambda = 0.1)
 and DrMMD + noise injection; train and validation error vs epochs, mean +- 1 sd over seeds (each
-seed thin), log y.
+seed thin), log y; a third panel draws each DrMMD seed without noise alone, the runs to 30 000
+epochs included, with the drop threshold.
 
-    python figures/drmmd_student_teacher.py --runs reproduction/runs/drmmd_student_teacher --out figures/png/full
+    python figures/drmmd_student_teacher.py --runs reproduction/runs/drmmd_student_teacher \\
+        reproduction/runs/drmmd_student_teacher_seeds reproduction/runs/drmmd_student_teacher_30k --out figures/png/full
 
-Runs: experiments/sweeps/figures/drmmd_student_teacher[_small].yaml. The y-axes are half the
-logged MMD^2 (the papers' "1/2 MSE"), whatever the rule optimised. Prints the validation 1/2 MSE
-at the epochs the papers discuss and at the end, per configuration.
+Runs: experiments/sweeps/figures/drmmd_student_teacher[_small].yaml (seeds 1-3),
+drmmd_student_teacher_seeds.yaml (seeds 4-6) and drmmd_student_teacher_30k.yaml (DrMMD to 30 000
+epochs, seeds 1 and 2; their first 15 000 epochs repeat the 15 000-epoch runs of the same seeds, so
+they are drawn only in the third panel and enter only the drop table). The y-axes are half the
+logged MMD^2 (the papers' "1/2 MSE"), whatever the rule optimised. Prints, per configuration, the
+validation 1/2 MSE at the epochs the papers discuss and at the end (mean +- sd, then median and
+min-max), and for every seed the first logged epoch at which it falls below DROP (the drop), with
+the fraction of seeds that dropped by 10 000, 15 000 and 30 000 epochs.
 """
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import pandas as pd
 
 import common
 from common import results
 
 NAME = "drmmd_student_teacher"
 ORDER = ["MMD", "MMD + noise", "DrMMD", "DrMMD + noise"]
+LONG = "DrMMD, 30 000 epochs"
 EPOCHS = (500, 1000, 2000, 3000, 5000, 7500, 10000, 15000)
+SPREAD_EPOCHS = (5000, 10000)
+DROP = 0.01  # validation 1/2 MSE below which a run has dropped
+DROP_BY = (10000, 15000, 30000)
 
 
 def label(row) -> str | None:
@@ -26,8 +38,74 @@ def label(row) -> str | None:
     if row["method"] == "noise_injection":
         return "MMD + noise"
     if row["method"] == "drmmd" and not row["adaptive_lmbda"]:
+        if row["epochs"] > 15000:
+            return LONG
         return f"DrMMD{' + noise' if row['drmmd_noise'] else ''}"
     return None
+
+
+def spread_table(df: pd.DataFrame, order: list[str], epochs: tuple[int, ...]) -> pd.DataFrame:
+    """Validation 1/2 MSE per configuration at ``epochs`` and at the end: mean, sd, median, min, max, n."""
+    rows = []
+    for point in [*epochs, None]:
+        how = dict(how="last") if point is None else dict(how="at", at=point)
+        values = results.per_run(df, "valid_mmd2", **how)
+        values = values[values["status"] == "COMPLETED"]
+        for config in order:
+            half = values.loc[values["config"] == config, "final"].dropna() / 2
+            if half.empty:
+                continue
+            rows.append({"config": config, "epoch": "end" if point is None else point, "mean": half.mean(),
+                         "sd": half.std(ddof=1), "median": half.median(), "min": half.min(), "max": half.max(),
+                         "n": len(half)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def drop_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per completed run: its configuration, seed, length and the first logged epoch with validation
+    1/2 MSE < DROP (None: none by its last epoch); ``drop`` says the same as text."""
+    rows = common.half(results.curves(df, "valid_mmd2"))
+    table = []
+    for run_dir, curve in rows.groupby("run_dir", sort=False):
+        below = curve.loc[curve["value"] < DROP, "step"]
+        first = curve.iloc[0]
+        table.append({"config": first["config"], "seed": int(first["seed"]), "epochs": int(curve["step"].max()),
+                      "drop_epoch": int(below.min()) if not below.empty else None})  # fmt: skip
+    table = pd.DataFrame(table).sort_values(["config", "seed", "epochs"]).reset_index(drop=True)
+    return table.assign(drop=[f"none by {n}" if pd.isna(e) else str(int(e)) for e, n in zip(table["drop_epoch"], table["epochs"])])
+
+
+def drop_fractions(drops: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration, 'k of n' seeds dropped by each epoch of DROP_BY, counting for each seed
+    its longest run and only seeds whose run reached that epoch."""
+    longest = drops.sort_values("epochs").groupby(["config", "seed"]).tail(1)
+    rows = []
+    for config, runs in longest.groupby("config", sort=False):
+        row = {"config": config}
+        for epoch in DROP_BY:
+            reached = runs[runs["epochs"] >= epoch]
+            dropped = reached["drop_epoch"].notna() & (reached["drop_epoch"] <= epoch)
+            row[f"by {epoch}"] = f"{int(dropped.sum())} of {len(reached)}" if len(reached) else "-"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def long_panel(ax, df: pd.DataFrame) -> None:
+    """Each DrMMD seed without noise alone (15 000 and 30 000 epochs), validation 1/2 MSE, log y."""
+    rows = common.half(results.curves(df[df["config"].isin(["DrMMD", LONG])], "valid_mmd2"))
+    if rows.empty:
+        ax.text(0.5, 0.5, "no completed DrMMD run", ha="center", va="center", transform=ax.transAxes)
+        return
+    for (config, seed), curve in rows.groupby(["config", "seed"], sort=True):
+        style = dict(lw=1.4, ls="-") if config == LONG else dict(lw=0.8, ls="--")
+        style["color"] = f"C{(seed - 1) % 10}"  # one colour per seed, whatever the length
+        ax.plot(curve["step"], curve["value"], label=f"seed {seed}{', 30 000' if config == LONG else ''}", **style)
+    ax.axhline(DROP, color="0.4", lw=0.8, ls=":")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(common.HALF_MSE["valid_mmd2"])
+    ax.set_title(f"DrMMD (no noise), each seed; dotted: {DROP}", fontsize=9)
+    ax.legend(fontsize=7, ncol=2)
 
 
 def main(argv=None) -> None:
@@ -36,24 +114,30 @@ def main(argv=None) -> None:
     labels = results.runs(df).set_index("run_dir").apply(label, axis=1)
     df = df.assign(config=df["run_dir"].map(labels))
     df = common.keep(df, df["config"].notna(), "sgd, noise_injection and fixed-lambda drmmd runs")
+    main_runs = df[df["config"] != LONG]
     lambdas = common.values_text(df[df["method"] == "drmmd"], "lmbda")
-    order = common.drawn_order(df, "config", ORDER)
+    order = common.drawn_order(main_runs, "config", ORDER)
     common.theme()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     for ax, metric in zip(axes, ["train_mmd2", "valid_mmd2"]):
-        common.curve(ax, common.half(results.curves(df, metric)), hue="config", hue_order=order, seeds=True)
+        common.curve(ax, common.half(results.curves(main_runs, metric)), hue="config", hue_order=order, seeds=True)
         ax.set_xlabel("epoch")
         ax.set_ylabel(common.HALF_MSE[metric])
         ax.legend(title=None, fontsize=8)
-    table = results.final_table(df, ["config"], "valid_mmd2", how="last")
+    long_panel(axes[2], df)
+    table = results.final_table(main_runs, ["config"], "valid_mmd2", how="last")
     table[["mean", "sd"]] = table[["mean", "sd"]] / 2
+    drops = drop_table(df)
     common.finish(
         fig, args.out, NAME,
         f"Student-teacher, MMD vs DrMMD (lambda = {lambdas}, lr {common.values_text(df, 'lr')}): "
-        f"{common.st_setting(df)}\n{common.seeds_text(df, by='config')} (thin: each seed)",
+        f"{common.st_setting(main_runs)}\n{common.seeds_text(main_runs, by='config')} (thin: each seed)",
         notes=[common.not_completed_note(df, "config")],
         tables=[(table, f"{NAME}: final validation 1/2 MSE (valid_mmd2 / 2)"),
-                (common.at_epochs(df, ["config"], "valid_mmd2", EPOCHS), f"{NAME}: validation 1/2 MSE at epochs")],
+                (common.at_epochs(main_runs, ["config"], "valid_mmd2", EPOCHS), f"{NAME}: validation 1/2 MSE at epochs"),
+                (spread_table(main_runs, order, SPREAD_EPOCHS), f"{NAME}: validation 1/2 MSE over seeds"),
+                (drops.drop(columns="drop_epoch"), f"{NAME}: first logged epoch with validation 1/2 MSE < {DROP}"),
+                (drop_fractions(drops), f"{NAME}: seeds dropped below {DROP} by epoch (each seed's longest run)")],
     )  # fmt: skip
 
 

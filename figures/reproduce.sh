@@ -57,6 +57,10 @@ declare -A behind=(
     [dmmd_samples]="dmmd dmmd_baselines dmmd_baselines_adaptive"
     [dmmd_samplers]="dmmd_samplers"
 )
+# full scale only (no small variant): Figure 2's seeds 4-6 and its DrMMD runs to 30 000 epochs
+declare -A behind_full=(
+    [drmmd_student_teacher]="drmmd_student_teacher_seeds drmmd_student_teacher_30k"
+)
 order=(mmd_flow_student_teacher drmmd_student_teacher drmmd_lambda_ablation readout_ablation
        three_rings adaptive_lambda three_rings_lambda mmd_flow_gaussians
        adaptive_bandwidth dmmd_discriminator dmmd_samples dmmd_samplers)
@@ -66,6 +70,9 @@ for stem in mmd_flow_student_teacher drmmd_student_teacher drmmd_lambda_ablation
             adaptive_bandwidth dmmd dmmd_baselines dmmd_baselines_adaptive dmmd_samplers; do
     files+=("$sweeps/$stem$suffix.yaml")
 done
+if [[ $small == 0 ]]; then
+    files+=("$sweeps/drmmd_student_teacher_seeds.yaml" "$sweeps/drmmd_student_teacher_30k.yaml")
+fi
 
 start=$(date +%s)
 echo "== $scale reproduction: runs in $runs, figures in $out"
@@ -91,6 +98,9 @@ fi
 for name in "${order[@]}"; do
     dirs=()
     for stem in ${behind[$name]}; do dirs+=("$runs/$stem$suffix"); done
+    if [[ $small == 0 ]]; then
+        for stem in ${behind_full[$name]:-}; do [[ -d "$runs/$stem" ]] && dirs+=("$runs/$stem"); done
+    fi
     "$python" "$here/$name.py" --runs "${dirs[@]}" --out "$out"
 done
 echo "== $scale reproduction done in $(( $(date +%s) - start )) s: figures in $out"

@@ -22,6 +22,16 @@ def test_noise_schedule_halves_every_interval():
     assert [noise_at(cfg, e) for e in (0, 999, 1000, 2500)] == [1.0, 1.0, 0.5, 0.25]
 
 
+def test_noise_decay_one_keeps_a_fixed_noise_level():
+    # the camera-ready MMD-flow paper runs diffusion with a fixed beta: noise_decay = 1.0
+    cfg = validate(dict(noise_level=0.01, noise_decay=1.0, noise_decay_every=1))
+    assert [noise_at(cfg, e) for e in (0, 1, 999, 10_000)] == [0.01] * 4
+    trainer = Trainer(dict(SMALL, method="diffusion", noise_level=0.01, noise_decay=1.0, noise_decay_every=1, epochs=3,
+                           log_every=1))  # fmt: skip
+    trainer.run()
+    assert trainer.history["noise_level"] == [0.01] * 4
+
+
 def test_same_seed_same_bits_and_dataset_independent_of_student_size():
     first, second = Trainer(dict(SMALL)), Trainer(dict(SMALL))
     first.run(), second.run()
