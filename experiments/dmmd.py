@@ -47,6 +47,7 @@ from studentteacher import preflight  # noqa: E402
 from studentteacher.config import defaults  # noqa: E402
 from studentteacher.dmmd import SPEC, validate_dmmd_config  # noqa: E402
 from studentteacher.dmmd import run as dmmd_run  # noqa: E402
+from studentteacher.progress import RunProgress  # noqa: E402
 
 ex = Experiment("dmmd")
 use_mlflow(ex)  # --mlflow URI / $STUDENTTEACHER_MLFLOW: an MLflow copy of each run, next to FileStorage
@@ -99,24 +100,28 @@ def _save_artifacts(run, setup, training, trajectory) -> None:
             run.add_artifact(str(path), name=path.name)
 
 
-def _training_logger(run, should_stop):
+def _training_logger(run, progress: RunProgress, should_stop):
     def log(step: int, loss: float, curve: list[float]) -> None:
         run.log_scalar("loss", loss, step)
         for level, value in zip(dmmd_run.EVAL_LEVELS, curve):
             run.log_scalar(dmmd_run.level_metric(level), value, step)
+        progress.note({"loss": loss})
+        progress.update(step)
         if should_stop():
             raise _Stopped(f"stopped on request at training step {step}")
 
     return log
 
 
-def _level_logger(run, setup, progress: dict, should_stop):
+def _level_logger(run, setup, latest: dict, progress: RunProgress, should_stop):
     def log(k: int, level: float, particles) -> None:
         step = k * setup.config["steps_per_level"]
         run.log_scalar("noise_level", 1.0 if k == 0 else level, step)
-        progress["metrics"] = dmmd_run.sample_metrics(setup.data, particles)
-        for name, value in progress["metrics"].items():
+        latest["metrics"] = dmmd_run.sample_metrics(setup.data, particles)
+        for name, value in latest["metrics"].items():
             run.log_scalar(name, value, step)
+        progress.note(latest["metrics"])
+        progress.update(step)
         if should_stop() and k < setup.config["levels"]:
             raise _Stopped(f"stopped on request after noise level {k}")
 
@@ -127,10 +132,13 @@ def _run_one(config: dict, run, should_stop):
     """Train (or load) and sample for one run; its outcome: the result, or the exception it ends with
     (RunInterrupted on a stop request, FloatingPointError when it diverged), artifacts saved."""
     setup = dmmd_run.setup_dmmd(config)
-    progress, training, trajectory = {}, None, None
+    latest, training, trajectory = {}, None, None
     try:
-        training = dmmd_run.train(setup, on_log=_training_logger(run, should_stop))
-        trajectory = dmmd_run.sample(setup, on_level=_level_logger(run, setup, progress, should_stop))
+        if not setup.loaded:
+            with RunProgress("training step", setup.config["train_steps"]) as progress:
+                training = dmmd_run.train(setup, on_log=_training_logger(run, progress, should_stop))
+        with RunProgress("sampler step", setup.config["levels"] * setup.config["steps_per_level"]) as progress:
+            trajectory = dmmd_run.sample(setup, on_level=_level_logger(run, setup, latest, progress, should_stop))
     except (_Stopped, FloatingPointError) as stop:
         _save_artifacts(run, setup, training, trajectory)
         return sacred_runs.RunInterrupted(str(stop)) if isinstance(stop, _Stopped) else stop
@@ -139,7 +147,7 @@ def _run_one(config: dict, run, should_stop):
               "sample_seconds": trajectory.seconds}  # fmt: skip
     for name, value in timing.items():  # also as metrics, so that results tables (figures) can read them
         run.log_scalar(name, value, setup.config["levels"] * setup.config["steps_per_level"])
-    return {**progress["metrics"], **timing}
+    return {**latest["metrics"], **timing}
 
 
 def train(batch: sacred_runs.Batch) -> None:

@@ -38,6 +38,7 @@ from sacred import Experiment  # noqa: E402
 
 from studentteacher import flows, preflight, toys  # noqa: E402
 from studentteacher.checkpoints import read_checkpoint  # noqa: E402
+from studentteacher.progress import RunProgress  # noqa: E402
 from studentteacher.replicas import check_compatible  # noqa: E402
 
 ex = Experiment("particle_flow")
@@ -48,8 +49,10 @@ use_mlflow(ex)  # --mlflow URI / $STUDENTTEACHER_MLFLOW: an MLflow copy of each 
 def config():
     target = "three_rings"  # three_rings | mog | gaussian | gaussian_1d | gaussian_nd | swiss_roll
     # a key of studentteacher.flows.FLOWS: mmd | mmd_noise | drmmd | drmmd_adaptive | kale | mmd_adaptive_bandwidth
+    # | srmmd | hrmmd
     flow = "mmd"
-    # gaussian | laplace | imq | energy | gaussian_scaled (bandwidth convention: studentteacher.kernels)
+    # gaussian | laplace | imq | energy | gaussian_scaled (bandwidth convention: studentteacher.kernels);
+    # srmmd and hrmmd take gaussian or imq
     kernel = "gaussian"
     bandwidth = 0.15  # mmd_adaptive_bandwidth (kernel gaussian_scaled): the floor of the adaptive bandwidth
     dim = 2  # gaussian_nd only: the dimension d
@@ -58,10 +61,16 @@ def config():
     n_target = 300
     steps = 1000
     lmbda = 1e-3
-    # mmd/mmd_noise/kale: gamma itself; drmmd: gamma = lmbda * step_size (studentteacher/flows/drmmd.py)
+    # mmd/mmd_noise/kale/srmmd/hrmmd: gamma itself; drmmd: gamma = lmbda * step_size (studentteacher/flows/drmmd.py)
     step_size = flows.default_step_size(flow, lmbda)  # 0.1; kale: 0.1 * lmbda (studentteacher/flows/kale.py)
     noise_level = 0.0  # mmd_noise: beta_n = noise_level while step < noise_until, then 0
     noise_until = 0
+    # srmmd/hrmmd (studentteacher/flows/srmmd.py): move along grad f ("witness", the authors' code) or along the
+    # exact Wasserstein gradient of the divergence ("gradient"); the N d system per step by Cholesky ("dense")
+    # or conjugate gradients ("cg"); hrmmd: alpha, the weight of ||grad f||^2 (1 - alpha: of ||f||^2) under mu
+    velocity = "witness"
+    linear_solver = "dense"
+    hrmmd_alpha = 0.8
     dtype = "float64"
     device = "auto"  # "auto": cuda if available, else cpu
     # flow steps between metric logs and between snapshots (the last step is always both); a steps value
@@ -147,7 +156,13 @@ def _save_npz(path: Path, trajectory: flows.FlowTrajectory, toy: toys.Toy) -> No
 def picture_title(config: dict) -> str:
     """The run's settings, e.g. 'drmmd flow on three_rings: N = 300, M = 300, gaussian sigma 0.15, step 0.1,
     lambda 0.001, seed 1'."""
-    lmbda = f", lambda {config['lmbda']:g}" if config["flow"] in ("drmmd", "drmmd_adaptive", "kale") else ""
+    config = {**flows.SOBOLEV_OPTIONS, **config}
+    with_lmbda = ("drmmd", "drmmd_adaptive", "kale", "srmmd", "hrmmd")
+    lmbda = f", lambda {config['lmbda']:g}" if config["flow"] in with_lmbda else ""
+    if config["flow"] == "hrmmd":
+        lmbda += f", alpha {config['hrmmd_alpha']:g}"
+    if config["flow"] in ("srmmd", "hrmmd"):
+        lmbda += f", {config['velocity']} velocity"
     noise = (f", noise {config['noise_level']:g} until step {config['noise_until']}"
              if config["flow"] == "mmd_noise" else "")
     floor = " floor" if config["flow"] == "mmd_adaptive_bandwidth" else ""
@@ -188,12 +203,26 @@ def _result(trajectory: flows.FlowTrajectory) -> dict[str, float]:
     return {"w1": final.w1, "w2": final.w2, "mmd2": final.mmd2, "divergence": final.divergence}
 
 
-def _log_into(runs: list):
+#: The metrics a progress line shows.
+PROGRESS_METRICS = ("divergence", "mmd2", "w1")
+
+
+def _log_into(runs: list, progress: RunProgress):
     def log(record: flows.FlowRecord) -> None:
         for name in flows.METRICS:
             runs[record.replica].log_scalar(name, float(getattr(record, name)), record.step)
+        progress.note({name: getattr(record, name) for name in PROGRESS_METRICS}, record.replica)
 
     return log
+
+
+def _start_progress(setup: flows.FlowSetup, runs: list) -> RunProgress:
+    """The steps' progress (:mod:`studentteacher.progress`), after saying what a resumed flow resumes."""
+    done = setup.resume[0].step if setup.resume else 0
+    progress = RunProgress("step", setup.config["steps"], done)
+    if setup.resume:
+        progress.resuming([run._id for run in runs], setup.config["resume_from"])
+    return progress
 
 
 def train(batch: sacred_runs.Batch) -> None:
@@ -203,6 +232,7 @@ def train(batch: sacred_runs.Batch) -> None:
     check_compatible(batch.configs, flows.REPLICA_KEYS)
     setup = flows.setup_flow(batch.configs)
     runs, failed = batch.runs, set()
+    progress = _start_progress(setup, runs)
 
     def on_failure(error: flows.FlowDivergedError) -> None:
         replica = error.replica or 0
@@ -211,15 +241,17 @@ def train(batch: sacred_runs.Batch) -> None:
         batch.finish(replica, error)
 
     try:
-        trajectories = setup.run(on_log=_log_into(runs), on_failure=on_failure, should_stop=batch.should_stop,
-                                 progress=sys.stderr.isatty(), checkpoint_paths=batch.checkpoint_paths,
-                                 before_checkpoint=batch.flush)  # fmt: skip
+        trajectories = setup.run(on_log=_log_into(runs, progress), on_failure=on_failure,
+                                 should_stop=batch.should_stop, on_step=progress.update,
+                                 checkpoint_paths=batch.checkpoint_paths, before_checkpoint=batch.flush)  # fmt: skip
     except flows.FlowInterrupted as stop:
         for run, path in zip(runs, stop.checkpoint_paths):
             run.info["checkpoint"] = path
         trajectories, outcome = stop.trajectories, sacred_runs.RunInterrupted(f"{stop}; checkpoint: checkpoint.pt")
     else:
         outcome = None
+    finally:
+        progress.close()
     for replica, trajectory in enumerate(trajectories):
         if replica not in failed:
             _save_artifacts(runs[replica], trajectory, setup.toys[replica])

@@ -63,6 +63,7 @@ from sacred.serializer import flatten  # noqa: E402
 from sacred.utils import SacredInterrupt, apply_backspaces_and_linefeeds, print_filtered_stacktrace  # noqa: E402
 
 from studentteacher import results  # noqa: E402
+from studentteacher.progress import progress_seconds  # noqa: E402
 from studentteacher.sweep.tasks import (  # noqa: E402
     EXIT_COMPLETED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, exit_status,
 )
@@ -662,7 +663,8 @@ class ExperimentRuns:
     def prepare(self, plans: list[dict]) -> list[dict]:
         """Check every run of ``plans`` before any starts: its resolved config (:meth:`validate`,
         :meth:`preflight`) and its FileStorage folder; name it and set its heartbeat. ValueError naming
-        the key (or the flag) of the first problem; the plans, completed."""
+        the key (or the flag, or the environment variable) of the first problem; the plans, completed."""
+        progress_seconds()  # $STUDENTTEACHER_PROGRESS, read by every run's progress
         for plan in plans:
             config = self.resolve(plan["config_updates"], plan.get("named_configs", []))
             self.validate(config)

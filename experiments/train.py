@@ -21,10 +21,10 @@ from mlflow_observer import use_mlflow  # noqa: E402
 
 import numpy as np  # noqa: E402
 from sacred import Experiment  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 from studentteacher import preflight  # noqa: E402
 from studentteacher.config import DEFAULTS, light_work, validate  # noqa: E402
+from studentteacher.progress import RunProgress  # noqa: E402
 from studentteacher.training import BatchedTrainer, TrainingInterrupted, check_resume, read_checkpoint  # noqa: E402
 
 ex = Experiment("student_teacher")
@@ -51,15 +51,21 @@ def save_arrays(run, member) -> None:
         run.add_artifact(str(path), name="result.npz")
 
 
-def progress_bar(total: int, initial: int) -> tqdm:
-    """Epoch progress on stderr, throttled, off when stderr is not a terminal."""
-    return tqdm(total=total, initial=initial, unit="epoch", file=sys.stderr, disable=not sys.stderr.isatty(),
-                mininterval=1.0, dynamic_ncols=True)
+#: The metrics a progress line shows.
+PROGRESS_METRICS = ("train_mmd2", "valid_mmd2")
 
 
 def log_metrics(run, metrics) -> None:
     for name, value in metrics.values.items():
         run.log_scalar(name, float(value), metrics.epoch)
+
+
+def start_progress(trainer, runs: list) -> RunProgress:
+    """The epochs' progress (:mod:`studentteacher.progress`), after saying what a resumed run resumes."""
+    progress = RunProgress("epoch", trainer.config["epochs"], trainer.epoch)
+    if trainer.epoch > 0:
+        progress.resuming([run._id for run in runs], trainer.config["resume_from"])
+    return progress
 
 
 def train(batch: sacred_runs.Batch) -> None:
@@ -70,7 +76,11 @@ def train(batch: sacred_runs.Batch) -> None:
     runs = batch.runs
     for run in runs:
         run.info["device"] = str(trainer.device)
-    bar = progress_bar(trainer.config["epochs"], trainer.epoch)
+    progress = start_progress(trainer, runs)
+
+    def on_metrics(replica, metrics):
+        log_metrics(runs[replica], metrics)
+        progress.note({name: metrics.values[name] for name in PROGRESS_METRICS}, replica)
 
     def on_failure(replica, error):
         save_arrays(runs[replica], trainer.members[replica])
@@ -78,9 +88,9 @@ def train(batch: sacred_runs.Batch) -> None:
 
     try:
         results = trainer.run(
-            on_metrics=lambda replica, metrics: log_metrics(runs[replica], metrics),
+            on_metrics=on_metrics,
             on_failure=on_failure,
-            on_epoch=lambda epoch: bar.update(1),
+            on_epoch=progress.update,
             should_stop=batch.should_stop,
             checkpoint_paths=batch.checkpoint_paths,
             before_checkpoint=batch.flush,
@@ -92,7 +102,7 @@ def train(batch: sacred_runs.Batch) -> None:
             batch.finish(replica, sacred_runs.RunInterrupted(f"{stop}; checkpoint: {path}"))
         return
     finally:
-        bar.close()
+        progress.close()
     for replica, (run, result) in enumerate(zip(runs, results)):
         if result is not None:
             save_arrays(run, trainer.members[replica])

@@ -31,6 +31,7 @@ The feature kernel of the student-teacher problem is k(U, Z) = E_x[phi_U(x)^T ph
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -178,6 +179,60 @@ def _weighted_gradient(name: str, bandwidth: float, x: torch.Tensor, y: torch.Te
     return gradient
 
 
+#: The radial kernels whose k(s), s = |x - y|^2, has three continuous derivatives at every s >= 0,
+#: so that d_{1,l} d_{2,m} k(y, y) exists (the features d_{1,l} k(y, .) of SrMMD and HrMMD): the
+#: Laplace and energy kernels have no gradient at x = y.
+SMOOTH_RADIAL = ("gaussian", "imq")
+
+
+def _radial_derivatives(name: str, sq: torch.Tensor, bandwidth: float):
+    """(k, q, dq/ds, d^2q/ds^2) at s = |x - y|^2 ``[..., n, m]`` for a kernel of :data:`SMOOTH_RADIAL`,
+    q = 2 dk/ds as in :func:`_radial_slope`:
+
+    gaussian: k = exp(-s / (2 sigma^2)), q = -k / sigma^2, dq/ds = k / (2 sigma^4), d^2q/ds^2 = -k / (4 sigma^6);
+    imq: k = (1 + s / sigma^2)^(-1/2), q = -k^3 / sigma^2, dq/ds = 3 k^5 / (2 sigma^4),
+    d^2q/ds^2 = -15 k^7 / (4 sigma^6).
+    """
+    scale = 1.0 / bandwidth**2
+    if name == "gaussian":
+        value = torch.exp(sq * (-0.5 * scale))
+        return value, value * -scale, value * (0.5 * scale**2), value * (-0.25 * scale**3)
+    value = torch.rsqrt(1.0 + sq * scale)  # imq
+    return value, -scale * value**3, (1.5 * scale**2) * value**5, (-3.75 * scale**3) * value**7
+
+
+@dataclass(frozen=True)
+class RadialJet:
+    """A kernel k(z, c) = kappa(|z - c|^2) of :data:`SMOOTH_RADIAL` and its derivatives at the pairs of
+    points z_p ``[..., P, d]`` and centres c_j ``[..., J, d]``: ``difference`` z_p - c_j ``[..., P, J, d]``
+    and, at s = |z_p - c_j|^2, ``value`` k, ``slope`` q = 2 dk/ds, ``slope_ds`` dq/ds and ``slope_ds2``
+    d^2q/ds^2 (each ``[..., P, J]``), so that, with delta = z - c,
+
+    grad_z k(z, c) = q delta,   Hess_z k(z, c) = q I + 2 (dq/ds) delta delta^T.
+    """
+
+    difference: torch.Tensor
+    value: torch.Tensor
+    slope: torch.Tensor
+    slope_ds: torch.Tensor
+    slope_ds2: torch.Tensor
+
+    def columns(self, columns: slice) -> "RadialJet":
+        """The jet at the centres ``columns`` only."""
+        return RadialJet(self.difference[..., columns, :], self.value[..., columns], self.slope[..., columns],
+                         self.slope_ds[..., columns], self.slope_ds2[..., columns])  # fmt: skip
+
+
+def radial_jet(kernel: Kernel, points: torch.Tensor, centres: torch.Tensor) -> RadialJet:
+    """:class:`RadialJet` of ``kernel`` (from :func:`get_kernel`, one of :data:`SMOOTH_RADIAL`) at
+    ``points: [..., P, d]`` and ``centres: [..., J, d]``; ValueError for any other kernel."""
+    derivatives = getattr(kernel, "radial_derivatives", None)
+    if derivatives is None:
+        raise ValueError(f"the kernel must be one of {list(SMOOTH_RADIAL)} (from get_kernel), got {kernel!r}")
+    difference = points[..., :, None, :] - centres[..., None, :, :]  # (..., P, J, d)
+    return RadialJet(difference, *derivatives((difference * difference).sum(-1)))
+
+
 def get_kernel(name: str, bandwidth) -> Kernel:
     """The kernel ``name`` with its bandwidth bound: a callable ``(x, y) -> Gram``.
 
@@ -186,7 +241,8 @@ def get_kernel(name: str, bandwidth) -> Kernel:
     ``[n, d]``, which :func:`kernel_matvec_grad` uses instead of autograd; the :data:`RADIAL`
     kernels also carry ``radial_value(sq)`` and ``radial_slope(sq, value=None)``: k and q = 2 dk/ds
     (so that grad_x k(x, y) = q (x - y)) from squared distances s = |x - y|^2 (and k at them, when
-    known), else both are None.
+    known), else both are None; the :data:`SMOOTH_RADIAL` kernels also carry
+    ``radial_derivatives(sq)`` (:func:`_radial_derivatives`), else it is None.
     """
     if name not in KERNELS:
         raise ValueError(f"kernel must be one of {sorted(KERNELS)}, got {name!r}")
@@ -202,6 +258,8 @@ def get_kernel(name: str, bandwidth) -> Kernel:
     radial = name in RADIAL
     kernel.radial_value = (lambda sq: _radial_value(name, sq, bandwidth)) if radial else None
     kernel.radial_slope = (lambda sq, value=None: _radial_slope(name, sq, bandwidth, value)) if radial else None
+    smooth = name in SMOOTH_RADIAL
+    kernel.radial_derivatives = (lambda sq: _radial_derivatives(name, sq, bandwidth)) if smooth else None
     return kernel
 
 

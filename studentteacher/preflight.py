@@ -12,8 +12,10 @@ that passes may still be large:
   evaluation over the larger set (n N (H + 2 O): hidden units, pre-outputs, features);
 * flows: particles, source and noise (3 N d), the target (M d), the reference MMD^2's three
   Gram matrices at each log step (N^2 + M^2 + N M), M^2 for the flows that solve with the target's
-  Gram (drmmd, drmmd_adaptive, kale), and on the host the exact-OT cost matrix (N M float64, d > 1)
-  and the snapshots kept for the pictures (S N d);
+  Gram (drmmd, drmmd_adaptive, kale), for srmmd and hrmmd the kernel's derivatives from the particles to
+  every centre (N (N + M) (d + 4)) and, with the dense solve, the system of C = d (srmmd) or 1 + d
+  (hrmmd) unknowns per particle with its jet Gram and factor (3 (N C)^2), and on the host the
+  exact-OT cost matrix (N M float64, d > 1) and the snapshots kept for the pictures (S N d);
 * DMMD: the particles, their step and start (3 N d), the data ((n_train + n_eval) d), the
   discriminator's activations at the particles (N (2 H layers + F)), the sampler's Grams (pairwise
   and interacting rbf: N^2 + N n_train; approximate rbf: N n_train), for the 2-D targets the
@@ -37,6 +39,7 @@ from .toys import TOY_OPTIONS
 LOG_STEP_BYTES = 200
 ITEM_BYTES = {"float32": 4, "float64": 8}
 SOLVES_WITH_TARGET_GRAM = ("drmmd", "drmmd_adaptive", "kale")
+SOLVES_WITH_PARTICLE_JETS = ("srmmd", "hrmmd")
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,12 @@ def flow_tensors(config: dict) -> list[Tensor]:
     ]  # fmt: skip
     if config["flow"] in SOLVES_WITH_TARGET_GRAM:
         tensors.append(Tensor("the target's Gram and its factor [2, M, M]", 2 * item * m * m, "n_target"))
+    if config["flow"] in SOLVES_WITH_PARTICLE_JETS:
+        tensors.append(Tensor("kernel derivatives [N, N + M, d + 4]", item * n * (n + m) * (d + 4), bigger))
+        if config.get("linear_solver", "dense") == "dense":
+            size = n * (d if config["flow"] == "srmmd" else d + 1)
+            tensors.append(Tensor("the Sobolev system, its jet Gram and factor [3, N C, N C]", 3 * item * size * size,
+                                  "n_particles"))  # fmt: skip
     if d > 1:
         tensors.append(Tensor("exact OT cost matrix [N, M] (float64)", 8 * n * m, bigger, host=True))
     return tensors

@@ -513,7 +513,8 @@ class TrainingLoop:
         """Train every replica to ``epochs``; its result {valid_mmd2, best_valid_mmd2}, None if it failed.
 
         ``on_metrics(r, metrics)`` gets replica r's logged values, ``on_failure(r, error)`` its
-        :class:`TrainingDiverged` (the default raises it). ``should_stop()`` is polled after every
+        :class:`TrainingDiverged` (the default raises it); ``on_epoch(epoch)`` follows each epoch, once
+        its metrics are logged. ``should_stop()`` is polled after every
         epoch (host side): when true, each live replica's checkpoint is written to
         ``checkpoint_paths[r]`` and :class:`TrainingInterrupted` is raised. ``before_checkpoint()``
         precedes every checkpoint write (periodic or on a stop): the place to store what was logged,
@@ -529,11 +530,11 @@ class TrainingLoop:
         while self.epoch < cfg["epochs"] and not all(replica.failed for replica in self.replicas):
             loss = self.run_epoch()
             clock.tick()
-            on_epoch(self.epoch)
             if log_due(cfg, self.epoch):
                 seconds = clock.read()
                 self._check_finite(on_failure)
                 self._log(loss, seconds, on_metrics, on_failure)
+            on_epoch(self.epoch)
             stop = should_stop()
             if stop or (cfg["checkpoint_every"] and self.epoch % cfg["checkpoint_every"] == 0):
                 self._check_finite(on_failure)

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import tempfile
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Sweeps record where their runs are (studentteacher/sweep/runs_folder.py) under $XDG_STATE_HOME: the
+# tests' records stay out of the user's, here and in the processes they start.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="studentteacher-test-state-")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -40,6 +44,12 @@ def import_script(path, name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(autouse=True)
+def own_sweep_records(tmp_path_factory, monkeypatch):
+    """Each test its own $XDG_STATE_HOME: no test finds the runs folder another test's sweep recorded."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
 
 
 ARCH_CASES = [

@@ -48,7 +48,7 @@ TRAIN_BAD = {
     "n_train": ("abc", 0), "n_valid": ("abc", 0), "batch_size": ("abc", 0), "epochs": ("abc", 0),
     "lr": ("abc", -1), "method": (1, "adam"), "noise_level": ("abc", -1), "noise_decay": ("abc", 2),
     "noise_decay_every": ("abc", 0), "lmbda": ("abc", 0), "adaptive_lmbda": ("abc", None),
-    "drmmd_noise": ("abc", None), "ksd_reg": ("abc", 0), "student_mean": ("abc", "1e400"),
+    "drmmd_noise": ("abc", None), "ksd_reg": ("abc", 0), "hrmmd_alpha": ("abc", 2), "student_mean": ("abc", "1e400"),
     "student_std": ("abc", -1), "teacher_mean": ("abc", "1e400"), "teacher_std": ("abc", -1),
     "device": (1, "tpu"), "dtype": (1, "float16"), "allow_tf32": ("abc", None), "compile": (1, "max"),
     "log_every": ("abc", 0), "checkpoint_every": ("abc", -1), "resume_from": (1, "/no/such/checkpoint.pt"),
@@ -57,7 +57,8 @@ TRAIN_BAD = {
 FLOW_BAD = {
     "target": (1, "square"), "flow": (1, "sgd"), "kernel": (1, "rbf"), "bandwidth": ("abc", -1),
     "n_particles": ("abc", 0), "n_target": ("abc", 0), "steps": ("abc", -1), "step_size": ("abc", 0),
-    "lmbda": ("abc", 0), "noise_level": ("abc", -1), "noise_until": ("abc", -1), "dtype": (1, "float16"),
+    "lmbda": ("abc", 0), "noise_level": ("abc", -1), "noise_until": ("abc", -1), "velocity": (1, "fast"),
+    "linear_solver": (1, "lu"), "hrmmd_alpha": ("abc", 2), "dtype": (1, "float16"),
     "device": (1, "tpu"), "log_every": ("abc", 0), "snapshot_every": ("abc", 0), "replicas": ("abc", 0),
     "threads": ("abc", 0), "seed": ("abc", -1), "checkpoint_every": ("abc", -1),
     "resume_from": (1, "/no/such/checkpoint.pt"), "dim": ("abc", 0), "source_distance": ("abc", -1),

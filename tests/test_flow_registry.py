@@ -40,7 +40,8 @@ def registered(monkeypatch):
 
 
 def test_registry_names_match_the_classes_and_the_config_names():
-    assert list(flows.FLOWS) == ["mmd", "mmd_noise", "drmmd", "drmmd_adaptive", "kale", "mmd_adaptive_bandwidth"]
+    assert list(flows.FLOWS) == ["mmd", "mmd_noise", "drmmd", "drmmd_adaptive", "kale", "mmd_adaptive_bandwidth",
+                                 "srmmd", "hrmmd"]
     for name, cls in flows.FLOWS.items():
         assert cls.name == name and issubclass(cls, flows.KernelFlow)
 
@@ -72,7 +73,8 @@ def test_unknown_flow_name_is_refused_listing_the_valid_names():
     [("mmd", {"noise_level": 1.0}, "'noise_level'", "[]"),
      ("drmmd", {"lmbda": 0.1, "noise_until": 3}, "'noise_until'", "['lmbda', 'solver']"),
      ("kale", {"lmbda": 0.1, "tol": 1e-8}, "'tol'", "['lmbda', 'kale_tol', 'max_newton']"),
-     ("mmd_noise", {"lmbda": 0.1, "noise_level": 1.0}, "'lmbda'", "['noise_level', 'noise_until']")],
+     ("mmd_noise", {"lmbda": 0.1, "noise_level": 1.0}, "'lmbda'", "['noise_level', 'noise_until']"),
+     ("srmmd", {"lmbda": 0.1, "hrmmd_alpha": 0.5}, "'hrmmd_alpha'", "['lmbda', 'velocity', 'linear_solver', 'cg_tol']")],
 )  # fmt: skip
 def test_unknown_or_unused_option_is_refused_listing_the_valid_options(name, options, bad, valid):
     toy = toys.make_toy("three_rings", 6, 6, seed=0)

@@ -270,9 +270,10 @@ def test_collect_says_so_when_every_run_failed_before_logging_a_metric(odd_dir, 
     capsys.readouterr()
     assert cli("collect", path) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "no run logged any of valid_mmd2, train_mmd2; one row per run:"
-    assert out[1].split() == ["index", "lr", "seed", "run_id", "status"]
-    assert out[2].split() == ["0", "1.000000e+30", "1", "00000-1", "FAILED"]
+    assert out[0] == f"runs: {sw.load(path).observer} (runs/<file stem> of the current folder)"
+    assert out[1] == "no run logged any of valid_mmd2, train_mmd2; one row per run:"
+    assert out[2].split() == ["index", "lr", "seed", "run_id", "status"]
+    assert out[3].split() == ["0", "1.000000e+30", "1", "00000-1", "FAILED"]
 
 
 def _wait_for(predicate, timeout, what):

@@ -160,7 +160,7 @@ def test_particle_readout_step_is_local():
 
 def test_unknown_method_and_bad_options_name_the_argument():
     arch, *_ = problem()
-    with pytest.raises(ValueError, match=r"method must be one of \['sgd', 'noise_injection', 'diffusion', 'ksd', 'drmmd'\], got 'adam'"):
+    with pytest.raises(ValueError, match=r"method must be one of \['sgd', 'noise_injection', 'diffusion', 'ksd', 'drmmd', 'srmmd', 'hrmmd'\], got 'adam'"):
         make_rule("adam", arch)
     with pytest.raises(ValueError, match="ksd_reg must be > 0"):
         make_rule("ksd", arch, ksd_reg=0.0)

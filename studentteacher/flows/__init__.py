@@ -16,11 +16,16 @@ flow                       phi (first variation)                       gamma_n (
 ``kale``                   (1+lambda) h* (KALE witness)                ``step``                   KALE_lambda
 ``mmd_adaptive_bandwidth`` f under the scaled Gaussian k_{alpha_n},    ``step``                   MMD^2_{alpha_n}
                            alpha_n = max(alpha*(mu_n), floor)
+``srmmd``                  f = (S_mu + lambda)^{-1} (m_mu - m_pi)      ``step``                   SrMMD^2_lambda
+                           (``velocity="witness"``), or f -
+                           |grad f|^2 / 2 (``"gradient"``)
+``hrmmd``                  as ``srmmd`` with alpha S_mu + (1 - alpha)  ``step``                   HrMMD^2_lambda
+                           C_mu, alpha = ``hrmmd_alpha``
 ========================== =========================================== ========================== ===============
 
 Moves are mean-field scaled (the per-particle move does not shrink with N); the modules
-:mod:`~.mmd`, :mod:`~.drmmd` and :mod:`~.kale` state each one in terms of the value's particle
-gradient. Logged metrics: :mod:`~.metrics`; the runner, its failure rule and the config:
+:mod:`~.mmd`, :mod:`~.drmmd`, :mod:`~.kale` and :mod:`~.srmmd` state each one in terms of the value's
+particle gradient (SrMMD and HrMMD also have a witness term in the particles' kernel derivatives). Logged metrics: :mod:`~.metrics`; the runner, its failure rule and the config:
 :mod:`~.run`; checkpoints: :mod:`~.resume`. A config that names no ``step_size`` gets
 :func:`default_step_size` (0.1; ``kale``: 0.1 * lambda, see :mod:`~.kale`).
 
@@ -34,11 +39,13 @@ from .kale import KALEFlow
 from .metrics import METRICS, mean_gap, sample_distances, wasserstein
 from .mmd import MMDFlow, MMDNoiseFlow
 from .mmd_adaptive_bandwidth import AdaptiveBandwidthMMDFlow
+from .srmmd import SOBOLEV_OPTIONS, VELOCITIES, HrMMDFlow, SrMMDFlow
 
 FLOWS: dict[str, type[KernelFlow]] = {
     flow.name: flow
-    for flow in (MMDFlow, MMDNoiseFlow, DrMMDFlow, AdaptiveDrMMDFlow, KALEFlow, AdaptiveBandwidthMMDFlow)
-}
+    for flow in (MMDFlow, MMDNoiseFlow, DrMMDFlow, AdaptiveDrMMDFlow, KALEFlow, AdaptiveBandwidthMMDFlow, SrMMDFlow,
+                 HrMMDFlow)
+}  # fmt: skip
 
 
 def flow_class(name: str) -> type[KernelFlow]:
@@ -70,7 +77,7 @@ from .resume import load as load_checkpoint  # noqa: E402
 __all__ = [
     "FLOWS", "flow_class", "build_flow", "KernelFlow", "FirstVariation", "flow_velocity", "euler_step",
     "MMDFlow", "MMDNoiseFlow", "DrMMDFlow", "AdaptiveDrMMDFlow", "KALEFlow", "AdaptiveBandwidthMMDFlow",
-    "MIN_ADAPTIVE_STEP",
+    "SrMMDFlow", "HrMMDFlow", "SOBOLEV_OPTIONS", "VELOCITIES", "MIN_ADAPTIVE_STEP",
     "METRICS", "wasserstein", "sample_distances", "mean_gap",
     "run_flow", "FlowRecord", "FlowTrajectory", "FlowDivergedError", "FlowInterrupted",
     "CONFIG_KEYS", "DTYPES", "REPLICA_KEYS", "validate_flow_config", "make_flow", "noise_stream", "FlowSetup",

@@ -31,6 +31,7 @@ from ..config import ConfigError
 from ..toys import TOY_OPTIONS
 from .base import KernelFlow
 from .metrics import FlowRecord, FlowTrajectory
+from .srmmd import SOBOLEV_OPTIONS
 
 #: Keys of a ``particle_flow`` config that may differ between a checkpoint's run and the run resuming it.
 RESUMABLE_CHANGES = ("steps", "log_every", "snapshot_every", "checkpoint_every", "resume_from", "device", "replicas",
@@ -76,8 +77,8 @@ def checked_checkpoint(config: dict) -> FlowCheckpoint | None:
     if path is None:
         return None
     checkpoint = load(path)
-    if checkpoint.config is not None:  # a checkpoint older than the toy's options was written with their defaults
-        check_resumable(path, {**TOY_OPTIONS, **checkpoint.config}, config, RESUMABLE_CHANGES)
+    if checkpoint.config is not None:  # a checkpoint older than an optional key was written with its default
+        check_resumable(path, {**TOY_OPTIONS, **SOBOLEV_OPTIONS, **checkpoint.config}, config, RESUMABLE_CHANGES)
     if config["steps"] < checkpoint.step:
         raise ConfigError(f"config key 'steps': got {config['steps']!r} but the checkpoint {path!r} is at step "
                           f"{checkpoint.step}; allowed: an integer >= {checkpoint.step}")  # fmt: skip

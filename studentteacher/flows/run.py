@@ -33,14 +33,13 @@ from __future__ import annotations
 
 import math
 import numbers
-import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-from tqdm import tqdm
 
 from ..config import SEED_LIMIT, ConfigError, check_device, resolve_device
+from ..divergences import SOBOLEV_SOLVERS
 from ..kernels import KERNELS, Kernel, get_kernel
 from ..threads import check_threads
 from ..toys import TARGETS, TOY_OPTIONS, Toy, generators, make_toy
@@ -48,6 +47,7 @@ from . import FLOWS, build_flow, flow_class
 from .base import FirstVariation, KernelFlow, euler_step, flow_velocity
 from .metrics import FlowRecord, FlowTrajectory, mean_gap, sample_distances
 from .resume import RESUMABLE_CHANGES, Checkpoints, FlowCheckpoint, checked_checkpoint, restore
+from .srmmd import SOBOLEV_OPTIONS, VELOCITIES
 
 
 class FlowDivergedError(RuntimeError):
@@ -198,7 +198,7 @@ def run_flow(
     on_log: Callable[[FlowRecord], None] | None = None,
     on_failure: Callable[[FlowDivergedError], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    progress: bool = False,
+    on_step: Callable[[int], None] | None = None,
     checkpoints: Checkpoints | None = None,
     resume: FlowCheckpoint | list[FlowCheckpoint] | None = None,
 ):
@@ -207,7 +207,8 @@ def run_flow(
     runs its R replicas together and returns R trajectories; ``generator`` is then a list of R streams.
 
     ``generator`` draws the injected noise (needed only when the flow has noise). ``on_log`` gets
-    each :class:`FlowRecord` as soon as it is measured. A replica that goes bad (module docstring)
+    each :class:`FlowRecord` as soon as it is measured, ``on_step(step)`` every step once it is measured
+    (the progress of :mod:`studentteacher.progress`). A replica that goes bad (module docstring)
     stops, its particles at their last good positions, and its :class:`FlowDivergedError` (step,
     quantity, replica) goes to ``on_failure`` when given (the other replicas go on), else is raised.
 
@@ -224,8 +225,7 @@ def run_flow(
     if resume is not None:
         particles, start, recorder.trajectories = restore(resume if isinstance(resume, list) else [resume], flow,
                                                           generator, source)  # fmt: skip
-    for step in tqdm(range(start, steps + 1), initial=start, total=steps + 1, file=sys.stderr, disable=not progress,
-                     mininterval=1.0):  # fmt: skip
+    for step in range(start, steps + 1):
         stop = step > start and should_stop is not None and should_stop()
         due = step > start and checkpoints is not None and checkpoints.due(step)
         state = (particles, flow, generator)
@@ -240,6 +240,8 @@ def run_flow(
             if not any(health.alive):
                 break
             recorder.record(step, first, particles, health.alive, logging, snapshot)
+        if on_step is not None:
+            on_step(step)
         if last:
             break
         particles = health.advance(particles, euler_step(particles, first, velocity), step + 1)
@@ -251,12 +253,13 @@ def run_flow(
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 CONFIG_KEYS = (
     "target", "dim", "source_distance", "flow", "kernel", "bandwidth", "n_particles", "n_target", "steps",
-    "step_size", "lmbda", "noise_level", "noise_until", "dtype", "device", "log_every", "snapshot_every", "replicas",
-    "threads", "seed", "checkpoint_every", "resume_from",
+    "step_size", "lmbda", "noise_level", "noise_until", "velocity", "linear_solver", "hrmmd_alpha", "dtype", "device",
+    "log_every", "snapshot_every", "replicas", "threads", "seed", "checkpoint_every", "resume_from",
 )  # fmt: skip
 #: Keys a config may leave out, with the value it then has (the toy's ``dim`` and ``source_distance``:
-#: :data:`~studentteacher.toys.TOY_OPTIONS`).
-OPTIONAL_KEYS = {"checkpoint_every": 0, "resume_from": None, "threads": "auto", **TOY_OPTIONS}
+#: :data:`~studentteacher.toys.TOY_OPTIONS`; the SrMMD and HrMMD flows' ``velocity``,
+#: ``linear_solver`` and ``hrmmd_alpha``: :data:`~studentteacher.flows.srmmd.SOBOLEV_OPTIONS`).
+OPTIONAL_KEYS = {"checkpoint_every": 0, "resume_from": None, "threads": "auto", **TOY_OPTIONS, **SOBOLEV_OPTIONS}
 #: Config keys in which the replicas of one batched run may differ (every other key is shared).
 REPLICA_KEYS = ("seed", "step_size", "lmbda", "noise_level", "noise_until", "replicas", "resume_from")
 
@@ -300,6 +303,11 @@ def validate_flow_config(config: dict) -> None:
             _fail(key, config[key], f"an integer >= {low}")
     if not (_is_real(config["source_distance"]) and config["source_distance"] >= 0):
         _fail("source_distance", config["source_distance"], "a finite number >= 0")
+    for key, options in (("velocity", VELOCITIES), ("linear_solver", SOBOLEV_SOLVERS)):
+        if not (isinstance(config[key], str) and config[key] in options):
+            _fail(key, config[key], f"one of {list(options)}")
+    if not (_is_real(config["hrmmd_alpha"]) and 0 <= config["hrmmd_alpha"] <= 1):
+        _fail("hrmmd_alpha", config["hrmmd_alpha"], "a number 0 <= hrmmd_alpha <= 1")
     if config["target"] == "three_rings" and config["n_target"] % 3:
         _fail("n_target", config["n_target"], "a multiple of 3 for target 'three_rings'")
     kernels = FLOWS[config["flow"]].kernels
@@ -326,17 +334,22 @@ def make_flow(
     noise_until=0,
     solver: str = "factor",
     budget_bytes: int | None = None,
+    velocity: str = SOBOLEV_OPTIONS["velocity"],
+    linear_solver: str = SOBOLEV_OPTIONS["linear_solver"],
+    hrmmd_alpha: float = SOBOLEV_OPTIONS["hrmmd_alpha"],
 ) -> KernelFlow:
     """The flow named ``flow`` (a key of :data:`~studentteacher.flows.FLOWS`) towards ``target: [M, d]``
     (or ``[R, M, d]``, with numbers or ``[R]`` lists as hyperparameters), from a config's values.
 
-    A config holds ``lmbda``, ``noise_level`` and ``noise_until`` whichever flow it names: each flow
-    gets those of them (and ``solver``) that it declares in its ``options``, and ignores the others
+    A config holds ``lmbda``, ``noise_level``, ``noise_until``, ``velocity``, ``linear_solver`` and
+    ``hrmmd_alpha`` whichever flow it names: each flow gets those of them (and ``solver``) that it
+    declares in its ``options``, and ignores the others
     (:func:`~studentteacher.flows.build_flow` instead rejects an option a flow does not take).
     ``budget_bytes`` bounds the temporaries of each block of a kernel reduction (None: the
     device's default, :func:`~studentteacher.kernels.block_budget`).
     """
-    values = {"lmbda": lmbda, "noise_level": noise_level, "noise_until": noise_until, "solver": solver}
+    values = {"lmbda": lmbda, "noise_level": noise_level, "noise_until": noise_until, "solver": solver,
+              "velocity": velocity, "linear_solver": linear_solver, "hrmmd_alpha": hrmmd_alpha}
     declared = flow_class(flow).options
     options = {key: value for key, value in values.items() if key in declared}
     return build_flow(flow, target, kernel, step_size, budget_bytes=budget_bytes, **options)
@@ -367,7 +380,7 @@ class FlowSetup:
         """:func:`run_flow` with the config's steps and log/snapshot periods from the stacked sources
         ``[R, N, d]`` (``[N, d]`` for one config): one trajectory per config. Config r's checkpoints
         go to ``checkpoint_paths[r]`` (every ``checkpoint_every`` steps and on a stop request), each
-        after ``before_checkpoint()``. ``hooks``: ``on_log``, ``on_failure``, ``should_stop``, ``progress``."""
+        after ``before_checkpoint()``. ``hooks``: ``on_log``, ``on_failure``, ``should_stop``, ``on_step``."""
         batched = len(self.toys) > 1
         source = torch.stack([toy.source for toy in self.toys]) if batched else self.toys[0].source
         every = self.config.get("checkpoint_every", OPTIONAL_KEYS["checkpoint_every"])
@@ -410,7 +423,8 @@ def setup_flow(configs: list[dict]) -> FlowSetup:
     if len(configs) == 1:
         hyper = [values[0] for values in hyper]
     target = torch.stack([toy.target for toy in toys]) if len(configs) > 1 else toys[0].target
-    flow = make_flow(first["flow"], target, kernel, *hyper)
+    sobolev = {key: first.get(key, default) for key, default in SOBOLEV_OPTIONS.items()}
+    flow = make_flow(first["flow"], target, kernel, *hyper, **sobolev)
     return FlowSetup(first, toys, flow, [noise_stream(c["seed"]) for c in configs], list(configs), resume)
 
 

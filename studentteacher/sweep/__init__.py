@@ -20,7 +20,10 @@ An index always means the same config: append new values to a sweep in a new fil
 directory*, like ``experiments/train.py``'s ``./runs``; the default is ``runs/<file stem>``, or
 ``$STUDENTTEACHER_RUNS/<file stem>`` when that variable is set (as for the experiments). Every
 command takes ``--observer DIR`` to override it; ``submit`` hands the absolute directory to its
-tasks, so they write where ``status`` looks.
+tasks, so they write where ``status`` looks. ``submit`` and ``run`` record the directory for the
+sweep file, and a command started elsewhere, whose rule names a directory without runs of the
+sweep, reads the recorded one (:mod:`.runs_folder`); ``status`` and ``collect`` name the directory
+they read in their first line.
 
 **Run ids.** Task ``I`` stores its run in ``<observer>/<I:05d>-<attempt>`` (``00007-1``, then
 ``00007-2`` for a resubmission): the directory name is reserved with an atomic ``mkdir``, so
@@ -49,9 +52,10 @@ Command line (``python -m studentteacher.sweep COMMAND FILE ...``)::
 Exit status 2 for an invalid sweep file, config or submit option (the message names the index
 and the key).
 
-Modules: :mod:`.spec` (file -> configs), :mod:`.tasks` (validate, run here), :mod:`.status`
-(states, final tables), :mod:`.submit`, :mod:`.backends`, :mod:`.cli`. Sacred is reached only
-through ``experiments/sacred_runs.py``, imported when a config is resolved or a task runs.
+Modules: :mod:`.spec` (file -> configs), :mod:`.runs_folder` (where the runs are), :mod:`.tasks`
+(validate, run here), :mod:`.status` (states, final tables), :mod:`.submit`, :mod:`.backends`,
+:mod:`.cli`. Sacred is reached only through ``experiments/sacred_runs.py``, imported when a config
+is resolved or a task runs.
 """
 from .backends import BACKENDS, Backend, SubmitError, make_backend
 from .backends.slurm import (

@@ -7,7 +7,8 @@ import sys
 
 from .backends import BACKENDS, SubmitError, make_backend
 from .spec import EXPERIMENTS, Sweep, SweepError, load
-from .status import collect, format_status, status
+from .runs_folder import nothing_found
+from .status import collect, format_status, runs_header, status
 from .submit import submit
 from .tasks import EXIT_COMPLETED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, exit_status, run_batch, validate
 
@@ -159,11 +160,13 @@ def _submit(sweep: Sweep, args) -> int:
 
 
 def _collect(sweep: Sweep, args) -> int:
-    """Print the final tables of :func:`collect` (one block per metric), or, when no run logged any of
-    the metrics (e.g. every run failed before its first log), say so and print the runs; 0."""
+    """Print where the runs are read from, then the final tables of :func:`collect` (one block per
+    metric), or, when no run logged any of the metrics (e.g. every run failed before its first log),
+    say so and print the runs, or, without runs, where it looked and how to look elsewhere; 0."""
     runs, summary = collect(sweep, args.metric, args.how)
+    print(runs_header(sweep))
     if runs.empty:
-        print("no runs yet")
+        print(nothing_found(sweep.observer, sweep.name))
         return 0
     if summary.empty:
         metrics = ", ".join(args.metric or EXPERIMENTS[sweep.experiment].metrics)

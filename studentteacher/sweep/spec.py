@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from ..results import default_runs_dir, runs_dir_problem
+from .runs_folder import RunsFolderError, choose
 
 SWEEP_KEYS = ("experiment", "named_config", "base", "grid", "zip", "seeds", "observer")
 
@@ -54,8 +54,9 @@ class Sweep:
     grid: dict
     zips: tuple[dict, ...]
     seeds: tuple[int, ...]
-    observer: Path  # absolute
+    observer: Path  # absolute: the runs folder (:mod:`.runs_folder`)
     tasks: tuple[dict, ...] = field(repr=False)
+    observer_origin: str = ""  # how the runs folder was chosen (:func:`.runs_folder.choose`)
 
     @property
     def name(self) -> str:
@@ -173,22 +174,9 @@ def _check_keys(path: Path, base: dict, grid: dict, zips: list[dict]) -> None:
             seen[key] = where
 
 
-def _observer(path: Path, spec: dict, observer: str | os.PathLike | None) -> Path:
-    """The absolute observer directory: the override, the file's, or (``$STUDENTTEACHER_RUNS`` or runs)/<stem>."""
-    if observer is None:
-        observer = spec.get("observer")
-    if observer is None:
-        observer = default_runs_dir() / path.stem
-    if not isinstance(observer, (str, os.PathLike)) or not str(observer):
-        _fail(path, f"'observer' must be a directory path, got {observer!r}")
-    problem = runs_dir_problem(observer, writing=False)  # status and collect only read it
-    if problem:
-        _fail(path, f"observer: {problem}")
-    return Path(observer).resolve()
-
-
 def load(path: str | os.PathLike, observer: str | os.PathLike | None = None) -> Sweep:
-    """The expanded :class:`Sweep` of a sweep file; ``observer`` overrides the file's.
+    """The expanded :class:`Sweep` of a sweep file; ``observer`` overrides the file's (the runs folder:
+    :func:`.runs_folder.choose`).
 
     Raises :class:`SweepError` naming the file and the offending key. Configs are not validated
     against the experiment here, so this is cheap.
@@ -204,8 +192,12 @@ def load(path: str | os.PathLike, observer: str | os.PathLike | None = None) -> 
     seeds = _seeds(path, spec)
     _check_keys(path, base, grid, zips)
     tasks = tuple(expand(base, grid, zips, seeds))
-    return Sweep(path, spec["experiment"], tuple(named), dict(base), grid, tuple(zips), tuple(seeds),
-                 _observer(path, spec, observer), tasks)
+    try:
+        folder = choose(path, spec.get("observer"), observer)
+    except RunsFolderError as err:
+        _fail(path, str(err))
+    return Sweep(path, spec["experiment"], tuple(named), dict(base), grid, tuple(zips), tuple(seeds), folder.path,
+                 tasks, folder.origin)
 
 
 def expand(base: dict, grid: dict[str, list], zips: list[dict[str, list]], seeds: list[int]) -> list[dict]:

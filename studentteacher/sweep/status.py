@@ -24,6 +24,7 @@ from typing import Any
 
 from .. import results
 from .backends import queued
+from .runs_folder import nothing_found
 from .spec import EXPERIMENTS, Sweep
 
 #: Heartbeat intervals without a heartbeat after which a RUNNING run is dead (module docstring).
@@ -153,10 +154,17 @@ def status(sweep: Sweep, stale_after: float | None = None) -> list[TaskStatus]:
     return statuses
 
 
+def runs_header(sweep: Sweep) -> str:
+    """The first line of status and collect: where the runs are read from, and why there."""
+    return f"runs: {sweep.observer} ({sweep.observer_origin})"
+
+
 def format_status(sweep: Sweep, statuses: list[TaskStatus]) -> str:
-    """A plain-text table of :func:`status`, one line per index, and a count per state."""
+    """A plain-text table of :func:`status` under :func:`runs_header`, one line per index, and a count
+    per state; when the sweep has no run and nothing queued, where it looked and how to look elsewhere."""
     width = max([4, *(len(s.name or "-") for s in statuses)])
-    lines = [f"{'index':>5}  {'state':<11}  {'attempts':>8}  {'time':>9}  {'run':<9}  {'name':<{width}}  "
+    lines = [runs_header(sweep),
+             f"{'index':>5}  {'state':<11}  {'attempts':>8}  {'time':>9}  {'run':<9}  {'name':<{width}}  "
              f"config / detail"]
     for s in statuses:
         detail = sweep.describe(s.index) + (f"  | {s.detail}" if s.detail else "")
@@ -165,6 +173,8 @@ def format_status(sweep: Sweep, statuses: list[TaskStatus]) -> str:
     counts = {state: sum(s.state == state for s in statuses) for state in STATES}
     lines.append(f"{len(statuses)} tasks: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n)
                  + f"; wall time of all attempts {_duration_text(sum(s.seconds or 0.0 for s in statuses))}")
+    if counts["missing"] == len(statuses):
+        lines.append(nothing_found(sweep.observer, sweep.name))
     return "\n".join(lines)
 
 

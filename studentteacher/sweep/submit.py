@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .backends import Backend, make_backend
+from .runs_folder import record
 from .spec import Sweep, SweepError
 from .status import RESUBMIT_STATES, status
 from .tasks import validate
@@ -32,4 +33,6 @@ def submit(sweep: Sweep, options: dict | None = None, *, backend: str | Backend 
         chosen = list(range(len(sweep)))
     else:
         chosen = [s.index for s in status(sweep, stale_after) if s.state in RESUBMIT_STATES]
+    if chosen and not dry_run:
+        record(sweep.path, sweep.observer)  # status and collect find the runs from any folder
     return runner.submit(sweep, chosen, batch=batch, dry_run=dry_run) if chosen else []

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Callable
 
 from .. import results
+from ..progress import progress_seconds
+from .runs_folder import record
 from .spec import EXPERIMENTS, Sweep, SweepError
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 3
@@ -93,8 +95,13 @@ def validate(sweep: Sweep) -> list[dict]:
     """Validate every config of the sweep; return the complete configs in index order.
 
     All invalid indices are reported together in one :class:`SweepError`, each with its index,
-    its varied values and the validator's message (which names the key).
+    its varied values and the validator's message (which names the key). A bad ``$STUDENTTEACHER_PROGRESS``,
+    which every task would refuse, is refused here once.
     """
+    try:
+        progress_seconds()
+    except ValueError as err:
+        raise SweepError(f"sweep {sweep.path}: {err}") from None
     configs, problems = [], []
     for index in range(len(sweep)):
         try:
@@ -148,6 +155,7 @@ def _run(sweep: Sweep, tasks: list[dict]) -> list[tuple[str, Path | None]]:
         sweep.observer.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise SweepError(f"sweep {sweep.path}: observer {sweep.observer}: cannot create it ({err.strerror})") from None
+    record(sweep.path, sweep.observer)  # status and collect find the runs from any folder
     try:
         outcomes = helper().run_tasks(sweep.experiment, list(sweep.named_configs), sweep.observer, tasks)
     except ValueError as err:  # refused before any run started (memory, a resume checkpoint, an observer)

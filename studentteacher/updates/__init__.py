@@ -15,9 +15,12 @@ from .drmmd import Drmmd
 from .ksd import Ksd
 from .noise_injection import NoiseInjection
 from .sgd import Sgd
+from .srmmd import Hrmmd, Srmmd
 
 #: method name -> rule class; the config key ``method`` accepts exactly these names
-RULES: dict[str, type[UpdateRule]] = {rule.name: rule for rule in (Sgd, NoiseInjection, Diffusion, Ksd, Drmmd)}
+RULES: dict[str, type[UpdateRule]] = {
+    rule.name: rule for rule in (Sgd, NoiseInjection, Diffusion, Ksd, Drmmd, Srmmd, Hrmmd)
+}
 
 
 def rule_class(method: str) -> type[UpdateRule]:
