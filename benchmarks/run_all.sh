@@ -32,3 +32,4 @@ run benchmarks/bench_replicas.py --device "$device" --problem flow --replicas 1 
 run benchmarks/bench_flows.py --devices "$device" --output "$out/flows-$device.json"
 run benchmarks/bench_scale.py --device "$device" --json "$out/scale-$device.json"
 run benchmarks/bench_dmmd.py --devices "$device" --sizes 250 1000 4000 --json "$out/dmmd-$device.json"
+run benchmarks/bench_srmmd.py --device "$device" --json "$out/srmmd-$device.json"

@@ -46,6 +46,8 @@ FLOW_LABELS = {
     "drmmd_adaptive": "DrMMD adaptive",
     "kale": "KALE",
     "mmd_adaptive_bandwidth": "MMD adaptive bandwidth",
+    "srmmd": "SrMMD",
+    "hrmmd": "HrMMD",
 }
 DPI = 110
 TITLE_CHARS_PER_INCH = 11  # a title line wraps beyond this many characters per inch of figure width (10 pt)

@@ -56,6 +56,7 @@ declare -A behind=(
     [dmmd_discriminator]="dmmd"
     [dmmd_samples]="dmmd dmmd_baselines dmmd_baselines_adaptive"
     [dmmd_samplers]="dmmd_samplers"
+    [srmmd_toys]="srmmd_toys"
 )
 # full scale only (no small variant): Figure 2's seeds 4-6 and its DrMMD runs to 30 000 epochs
 declare -A behind_full=(
@@ -63,11 +64,11 @@ declare -A behind_full=(
 )
 order=(mmd_flow_student_teacher drmmd_student_teacher drmmd_lambda_ablation readout_ablation
        three_rings adaptive_lambda three_rings_lambda mmd_flow_gaussians
-       adaptive_bandwidth dmmd_discriminator dmmd_samples dmmd_samplers)
+       adaptive_bandwidth dmmd_discriminator dmmd_samples dmmd_samplers srmmd_toys)
 files=()
 for stem in mmd_flow_student_teacher drmmd_student_teacher drmmd_lambda_ablation readout_ablation \
             three_rings three_rings_lambda mmd_flow_gaussians \
-            adaptive_bandwidth dmmd dmmd_baselines dmmd_baselines_adaptive dmmd_samplers; do
+            adaptive_bandwidth dmmd dmmd_baselines dmmd_baselines_adaptive dmmd_samplers srmmd_toys; do
     files+=("$sweeps/$stem$suffix.yaml")
 done
 if [[ $small == 0 ]]; then

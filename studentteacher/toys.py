@@ -21,7 +21,12 @@ name            target (M points)                                       source (
                                                                         ``source_distance``
 ``swiss_roll``  (t cos t, t sin t) / 5 + N(0, 0.05^2 I), t = 1.5 pi     N(0, I) (the DMMD prior)
                 (1 + 2 u), u ~ U[0, 1] (:func:`swiss_roll`)
+``spiral``      0.12 t (cos t, sin t) + N(0, 0.02^2 I), t equispaced   N(0, 0.05^2 I)
+                over [0.5 pi, 4.5 pi] (both ends; :func:`spiral`)
 =============== ====================================================== =============================
+
+``spiral`` is the Swiss roll of the SrMMD paper's figure 1 (Tian et al., 2026) as its released code
+draws it: equispaced t and a tighter, less noisy roll than ``swiss_roll``, from a narrow source.
 
 ``gaussian_nd`` is the setting of Proposition 3.1 of Galashov et al. (2025) (the adaptive bandwidth,
 :mod:`studentteacher.bandwidth`); ``dim`` and ``source_distance`` are used by it alone.
@@ -51,7 +56,7 @@ GAUSSIAN_ND_SCALE = 1.0
 #: Bandwidth sigma of the reference Gaussian kernel exp(-|x-y|^2 / (2 sigma^2)) of the ``mmd2`` metric;
 #: for ``gaussian_nd`` it is multiplied by sqrt(d), the scale of |x - y| in R^d.
 REFERENCE_BANDWIDTH = {"three_rings": 0.15, "mog": 1.0, "gaussian": 1.0, "gaussian_1d": 1.0, "gaussian_nd": 1.0,
-                       "swiss_roll": 0.5}  # fmt: skip
+                       "swiss_roll": 0.5, "spiral": 0.5}  # fmt: skip
 
 TARGETS = tuple(REFERENCE_BANDWIDTH)
 
@@ -108,6 +113,14 @@ def swiss_roll(n_target: int, generator: torch.Generator, dtype=torch.float64, d
     return torch.stack([t * torch.cos(t), t * torch.sin(t)], dim=1) / 5.0 + 0.05 * noise
 
 
+def spiral(n_target: int, generator: torch.Generator, dtype=torch.float64, device="cpu") -> torch.Tensor:
+    """0.12 t (cos t, sin t) + 0.02 eps, t = linspace(0.5 pi, 4.5 pi, M) (both ends), eps ~ N(0, I)
+    -> ``[M, 2]`` (radius 0.06 pi to 0.54 pi, about 0.19 to 1.70)."""
+    t = torch.linspace(0.5 * math.pi, 4.5 * math.pi, n_target, dtype=dtype, device=device)  # (M,)
+    noise = torch.randn(n_target, 2, generator=generator, dtype=dtype, device=device)  # (M, 2)
+    return 0.12 * t[:, None] * torch.stack([torch.cos(t), torch.sin(t)], dim=1) + 0.02 * noise
+
+
 def _gaussian_nd(n_particles, n_target, dim, source_distance, streams, dtype, device):
     """(source, target) of ``gaussian_nd``: N(mu_0, sigma^2 I) and N(0, sigma^2 I) in R^dim, |mu_0| = source_distance."""
     if not (isinstance(dim, int) and dim >= 1):
@@ -137,6 +150,9 @@ def make_toy(name: str, n_particles: int, n_target: int, seed: int, dtype=torch.
     elif name == "swiss_roll":
         target = swiss_roll(n_target, target_stream, dtype, device)
         source = _normal(n_particles, [0.0, 0.0], 1.0, source_stream, dtype, device)
+    elif name == "spiral":
+        target = spiral(n_target, target_stream, dtype, device)
+        source = _normal(n_particles, [0.0, 0.0], 0.05, source_stream, dtype, device)
     elif name == "three_rings":
         target = three_rings(n_target, dtype, device)
         source = _normal(n_particles, [0.0, -0.3], 0.01, source_stream, dtype, device)

@@ -73,14 +73,17 @@ def test_bench_flows_and_scale_write_their_rows(tmp_path):
     assert all(row["finite"] and row["within_budget"] for row in rows[1:])
 
 
-def test_bench_dmmd_times_training_and_the_three_samplers(tmp_path):
+def test_bench_dmmd_times_training_and_the_four_samplers(tmp_path):
     path = tmp_path / "dmmd.json"
     _run("bench_dmmd.py", "--quick", "--dims", "2", "--devices", "cpu", "--json", str(path))
     report = json.loads(path.read_text())
     assert [row["dim"] for row in report["training"]] == [2] and report["training"][0]["seconds_per_step"] > 0
     assert [row["n"] for row in report["sampling"]] == [20, 40]
-    assert all(set(row["seconds_per_step"]) == {"interacting", "approximate", "pairwise"} for row in report["sampling"])
+    assert all(set(row["seconds_per_step"]) == {"interacting", "approximate", "self_potential", "pairwise"}
+               for row in report["sampling"])  # fmt: skip
     assert all(row["pairwise_over_interacting"] > 0 for row in report["sampling"])
+    assert all(row["seconds_per_sample_step"] == pytest.approx(row["seconds_per_step"]["approximate"] / row["n"])
+               for row in report["sampling"])  # fmt: skip
 
 
 def test_bench_denormals_times_both_modes_and_compares_the_runs(tmp_path):
@@ -116,3 +119,14 @@ def test_reference_parity_refuses_a_folder_without_the_reference_code(tmp_path):
         f"--reference {tmp_path}: no networks.py, losses.py, trainer.py in it or in its student_teacher/ "
         "(a checkout of github.com/hudsonchen/DrMMD, or 'package')"
     ]
+
+
+def test_bench_srmmd_times_both_solvers_and_counts_cg_iterations(tmp_path):
+    path = tmp_path / "srmmd.json"
+    _run("bench_srmmd.py", "--quick", "--flows", "srmmd", "--device", "cpu", "--json", str(path))
+    report = json.loads(path.read_text())
+    assert [(row["flow"], row["n"]) for row in report["rows"]] == [("srmmd", 20), ("srmmd", 40)]
+    for row in report["rows"]:
+        assert set(row["seconds_per_step"]) == set(row["peak_mb"]) == {"dense", "cg"}
+        assert row["dense_over_cg"] > 0 and row["cg_iterations"] > 0
+        assert all(peak >= 0 for peak in row["peak_mb"].values())

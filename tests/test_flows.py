@@ -58,6 +58,18 @@ def test_three_rings_geometry_and_streams():
         toys.make_toy("three_rings", 10, 100, seed=0)
 
 
+def test_spiral_is_the_equispaced_roll_with_its_narrow_source():
+    toy = toys.make_toy("spiral", 400, 9, seed=2)
+    assert toy.target.shape == (9, 2) and toy.source.shape == (400, 2) and toy.target.dtype == DTYPE
+    t = torch.linspace(0.5 * math.pi, 4.5 * math.pi, 9, dtype=DTYPE)
+    noiseless = 0.12 * t[:, None] * torch.stack([torch.cos(t), torch.sin(t)], dim=1)  # (9, 2)
+    assert float((toy.target - noiseless).abs().max()) < 0.02 * 5  # noise std 0.02
+    assert float((toy.target - noiseless).abs().max()) > 0.0
+    assert float(toy.source.std()) == pytest.approx(0.05, rel=0.1)  # N(0, 0.05^2 I)
+    torch.testing.assert_close(toy.target, toys.make_toy("spiral", 3, 9, seed=2).target)  # own stream
+    assert toy.reference_bandwidth == toys.REFERENCE_BANDWIDTH["spiral"]
+
+
 # ----------------------------------------------------------------------------- first variations
 def test_mmd_first_variation_gradient_equals_finite_difference():
     particles, target = _problem()
@@ -490,7 +502,7 @@ def test_a_runaway_replica_fails_alone():
     torch.testing.assert_close(batched[2].particles, alone.particles, rtol=0, atol=1e-10)
 
 
-SMALL_FLOW_SWEEPS = ("three_rings_small", "three_rings_lambda_small", "mmd_flow_gaussians_small")
+SMALL_FLOW_SWEEPS = ("three_rings_small", "three_rings_lambda_small", "mmd_flow_gaussians_small", "srmmd_toys_small")
 
 
 @pytest.mark.slow
