@@ -1,6 +1,7 @@
 """DMMD timings: discriminator training seconds per Adam step, and sampler seconds per Euler step
-against the number of particles N for the interacting (O(N), mean features), the approximate (O(N),
-no interaction) and the pairwise (O(N^2 + N M), explicit Grams) samplers, with the linear kernel.
+against the number of particles N for the interacting (O(N), mean features), the approximate (each
+particle alone along a recorded trajectory of mean features: O(1) per sample), the self-potential
+(O(N), no interaction) and the pairwise (O(N^2 + N M), explicit Grams) samplers, with the linear kernel.
 
     python benchmarks/bench_dmmd.py                       # d = 2 and 64, N in 250 .. 8000, CPU (+ CUDA if present)
     python benchmarks/bench_dmmd.py --quick --json /tmp/dmmd.json
@@ -9,8 +10,11 @@ Discriminator: H = 256 units, two hidden layers, F = 64 features, E = 32, batch 
 (the ``dmmd`` experiment's defaults), one warm-up step, then ``--steps`` timed steps, best of
 ``--repeats``. Samplers: an untrained discriminator of the same size (the cost does not depend on
 the weights), M = ``--data`` data points; the data side is prepared once per level and is timed
-apart (``prepare_seconds``). Ratios printed: pairwise / interacting per step at each N, and the
-growth of each sampler's step time from the smallest to the largest N against N's growth.
+apart (``prepare_seconds``); the approximate sampler replays a recording of mean features (one per
+step, of an interacting run of 1000 particles at the same level; its cost does not depend on the values).
+Printed: pairwise / interacting per step at each N, the approximate sampler's cost per sample and
+step (``seconds_per_sample_step``: the step time over N; flat in N when each sample costs O(1)), and
+the growth of each sampler's step time from the smallest to the largest N against N's growth.
 Nothing is asserted.
 """
 from __future__ import annotations
@@ -30,7 +34,8 @@ from studentteacher.threads import flush_denormals
 
 FLUSHED = flush_denormals()  # as every run does (experiments/sacred_runs.py), before the OpenMP workers start
 
-SAMPLER_NAMES = ("interacting", "approximate", "pairwise")
+SAMPLER_NAMES = ("interacting", "approximate", "self_potential", "pairwise")
+REFERENCE_PARTICLES = 1000
 
 
 def _sync(device: torch.device) -> None:
@@ -71,19 +76,26 @@ def bench_sampling(dim: int, sizes, device, dtype, data_size: int, steps: int, r
     """One row per N: seconds per sampler step for each of :data:`SAMPLER_NAMES`, and per-level preparation."""
     model, kernel = _discriminator(dim, device, dtype).requires_grad_(False), dmmd.make_feature_kernel("linear")
     data = torch.randn(data_size, dim, generator=torch.Generator().manual_seed(3), dtype=dtype).to(device)
+    reference = torch.randn(REFERENCE_PARTICLES, dim, generator=torch.Generator().manual_seed(5), dtype=dtype)
+    reference = reference.to(device)  # (N_ref, d)
+    with torch.no_grad():
+        mean_feature = model(reference, 0.5).mean(0)  # (F,)
+    recording = dmmd.ParticleSideTrajectory([0.5], steps, mean_feature.expand(steps, -1).clone())  # (S, F)
     rows = []
     for size in sizes:
         particles = torch.randn(size, dim, generator=torch.Generator().manual_seed(4), dtype=dtype).to(device)
         row = {"dim": dim, "n": size, "m": data_size, "seconds_per_step": {}, "prepare_seconds": {}}
         for name in SAMPLER_NAMES:
-            sampler = dmmd.make_sampler(name, model, kernel, data)
+            sampler = dmmd.make_sampler(name, model, kernel, data, recording if name == "approximate" else None)
             row["prepare_seconds"][name] = _best(lambda: sampler.prepare(0.5), repeats, 1, device)
             prepared = sampler.prepare(0.5)
-            step = lambda: sampler.step(particles, 0.5, prepared, 0.01)  # noqa: E731
+            step = lambda: sampler.step(particles, 0.5, prepared, 0.01, 0)  # noqa: E731
             row["seconds_per_step"][name] = _best(step, repeats, steps, device)
         row["pairwise_over_interacting"] = row["seconds_per_step"]["pairwise"] / row["seconds_per_step"]["interacting"]
-        print(f"  d={dim:3d} N={size:6d} " + " ".join(f"{k} {v * 1e3:8.2f} ms" for k, v in row["seconds_per_step"].items())
-              + f"  pairwise/interacting {row['pairwise_over_interacting']:.1f}x", flush=True)  # fmt: skip
+        row["seconds_per_sample_step"] = row["seconds_per_step"]["approximate"] / size
+        times = " ".join(f"{k} {v * 1e3:8.2f} ms" for k, v in row["seconds_per_step"].items())
+        print(f"  d={dim:3d} N={size:6d} {times}  pairwise/interacting {row['pairwise_over_interacting']:.1f}x"
+              f"  approximate per sample {row['seconds_per_sample_step'] * 1e6:.2f} us", flush=True)  # fmt: skip
         rows.append(row)
     return rows
 
@@ -95,7 +107,8 @@ def print_growth(rows: list[dict]) -> None:
         first, last = mine[0], mine[-1]
         growth = " ".join(f"{name} {last['seconds_per_step'][name] / first['seconds_per_step'][name]:.1f}x"
                           for name in SAMPLER_NAMES)  # fmt: skip
-        print(f"d = {dim}: N x{last['n'] / first['n']:.0f} ({first['n']} -> {last['n']}): step time {growth}")
+        print(f"d = {dim}: N x{last['n'] / first['n']:.0f} ({first['n']} -> {last['n']}): step time {growth}; "
+              f"approximate per sample x{last['seconds_per_sample_step'] / first['seconds_per_sample_step']:.2f}")
 
 
 def main() -> None:

@@ -14,12 +14,17 @@ Metrics: training (step = Adam step, every ``log_every`` steps and the last) ``l
 ``disc_mmd2_t0.10`` ... ``disc_mmd2_t0.90`` (MMD_u^2 between data and noised data at t = 0.1, ...,
 0.9); sampling (step = sampler step, at the start and after each noise level) ``noise_level`` (the
 level just done; 1 at the start) and, for the 2-D targets, ``sample_w1``, ``sample_w2``,
-``sample_mmd2`` against the held-out sample, for the digits ``sample_fd``, ``sample_class_entropy``,
-``sample_class_coverage``; at the last sampler step ``train_seconds_per_step`` (0 for a loaded
-discriminator) and ``sample_seconds`` (the sampler's stepping time). Artifacts: ``discriminator.pt``
+``sample_mmd2`` against the held-out sample (a separately seeded draw no method saw), for the digits
+``sample_fd``, ``sample_class_entropy``, ``sample_class_coverage``; at the last sampler step
+``train_seconds_per_step`` (0 for a loaded discriminator), ``sample_seconds`` (the sampler's stepping
+time), ``recording_seconds`` (that of the interacting run the approximate sampler replays; else 0),
+``feature_variance_top1`` .. ``top3`` (the learned features' variance in their top 1-3 directions) and,
+for the 2-D targets, the floor ``sample_w1_floor``, ``sample_w2_floor``, ``sample_mmd2_floor`` (an
+exact sample of N points against the same held-out points; studentteacher.held_out). A metric is
+logged only when finite: a non-finite one fails the run, naming it. Artifacts: ``discriminator.pt``
 (weights, architecture, settings, config), ``samples.npz`` (levels, snapshots [T + 1, N, d], held-out
 data, final particles, training curves), ``samples.png`` and ``sampling.gif`` (``flow_pictures.py``).
-The result holds the final sample metrics, ``train_seconds_per_step`` and ``sample_seconds``. A
+The result holds the final sample metrics and those of the last sampler step. A
 diverging run fails (FAILED) after saving what it has; SIGTERM or SIGUSR2 ends it INTERRUPTED at the
 next training log step or noise level, artifacts saved (there is no checkpoint to resume from).
 
@@ -100,11 +105,20 @@ def _save_artifacts(run, setup, training, trajectory) -> None:
             run.add_artifact(str(path), name=path.name)
 
 
+def _log_finite(run, metrics: dict[str, float], step: int) -> None:
+    """Log ``metrics`` at ``step``, or raise FloatingPointError naming the first non-finite one (nothing of
+    it logged): a diverged run ends FAILED with that reason and no NaN or inf in metrics.json."""
+    for name, value in metrics.items():
+        if not np.isfinite(value):
+            raise FloatingPointError(f"the run diverged: {name} is {value} at step {step}")
+    for name, value in metrics.items():
+        run.log_scalar(name, value, step)
+
+
 def _training_logger(run, progress: RunProgress, should_stop):
     def log(step: int, loss: float, curve: list[float]) -> None:
-        run.log_scalar("loss", loss, step)
-        for level, value in zip(dmmd_run.EVAL_LEVELS, curve):
-            run.log_scalar(dmmd_run.level_metric(level), value, step)
+        levels = {dmmd_run.level_metric(level): value for level, value in zip(dmmd_run.EVAL_LEVELS, curve)}
+        _log_finite(run, {"loss": loss, **levels}, step)
         progress.note({"loss": loss})
         progress.update(step)
         if should_stop():
@@ -116,10 +130,8 @@ def _training_logger(run, progress: RunProgress, should_stop):
 def _level_logger(run, setup, latest: dict, progress: RunProgress, should_stop):
     def log(k: int, level: float, particles) -> None:
         step = k * setup.config["steps_per_level"]
-        run.log_scalar("noise_level", 1.0 if k == 0 else level, step)
         latest["metrics"] = dmmd_run.sample_metrics(setup.data, particles)
-        for name, value in latest["metrics"].items():
-            run.log_scalar(name, value, step)
+        _log_finite(run, {"noise_level": 1.0 if k == 0 else level, **latest["metrics"]}, step)
         progress.note(latest["metrics"])
         progress.update(step)
         if should_stop() and k < setup.config["levels"]:
@@ -139,15 +151,16 @@ def _run_one(config: dict, run, should_stop):
                 training = dmmd_run.train(setup, on_log=_training_logger(run, progress, should_stop))
         with RunProgress("sampler step", setup.config["levels"] * setup.config["steps_per_level"]) as progress:
             trajectory = dmmd_run.sample(setup, on_level=_level_logger(run, setup, latest, progress, should_stop))
+        final = {"train_seconds_per_step": training.seconds_per_step if training is not None else 0.0,
+                 "sample_seconds": trajectory.seconds, "recording_seconds": trajectory.recording_seconds,
+                 **dmmd_run.spectrum_metrics(setup), **dmmd_run.floor_metrics(setup)}  # fmt: skip
+        # also as metrics, so that results tables (figures) can read them
+        _log_finite(run, final, setup.config["levels"] * setup.config["steps_per_level"])
     except (_Stopped, FloatingPointError) as stop:
         _save_artifacts(run, setup, training, trajectory)
         return sacred_runs.RunInterrupted(str(stop)) if isinstance(stop, _Stopped) else stop
     _save_artifacts(run, setup, training, trajectory)
-    timing = {"train_seconds_per_step": training.seconds_per_step if training is not None else 0.0,
-              "sample_seconds": trajectory.seconds}  # fmt: skip
-    for name, value in timing.items():  # also as metrics, so that results tables (figures) can read them
-        run.log_scalar(name, value, setup.config["levels"] * setup.config["steps_per_level"])
-    return {**latest["metrics"], **timing}
+    return {**latest["metrics"], **final}
 
 
 def train(batch: sacred_runs.Batch) -> None:

@@ -7,7 +7,11 @@ Observers, flags, checks before work, stop signals and replica groups are the he
 ``./runs``). Metrics (step = flow step):
 ``divergence``, ``mmd2``, ``w1``, ``w2``, ``lmbda``, ``step_size``, ``bandwidth``, ``mean_gap``; artifacts: ``trajectory.npz``
 (metrics, snapshot steps, snapshots [S, N, d], target, final particles), ``snapshots.png``,
-``flow.gif``. The result is ``{"w1", "w2", "mmd2", "divergence"}`` at the last step. A non-finite
+``flow.gif``. The result is ``{"w1", "w2", "mmd2", "divergence"}`` at the last step (distances to the
+target points it flowed to) and, on DMMD's 2-D targets (three_rings, mog, swiss_roll), ``sample_w1``,
+``sample_w2``, ``sample_mmd2`` against the held-out sample of its seed (n_target points it never saw)
+and their floor ``sample_w1_floor`` ... (an exact sample of N points; :mod:`studentteacher.held_out`),
+also logged at the last step. A non-finite
 value or particles that ran away (:mod:`studentteacher.flows.run`) fail the run (Sacred marks it
 FAILED) after saving what was logged; SIGTERM or SIGUSR2 (a SLURM time limit, ``scancel``) ends it
 INTERRUPTED before the next step, artifacts saved and ``checkpoint.pt`` written into the run
@@ -36,8 +40,7 @@ import flow_pictures  # noqa: E402
 import numpy as np  # noqa: E402
 from sacred import Experiment  # noqa: E402
 
-from studentteacher import flows, preflight, toys  # noqa: E402
-from studentteacher.checkpoints import read_checkpoint  # noqa: E402
+from studentteacher import flows, held_out, preflight, toys  # noqa: E402
 from studentteacher.progress import RunProgress  # noqa: E402
 from studentteacher.replicas import check_compatible  # noqa: E402
 
@@ -47,7 +50,7 @@ use_mlflow(ex)  # --mlflow URI / $STUDENTTEACHER_MLFLOW: an MLflow copy of each 
 
 @ex.config
 def config():
-    target = "three_rings"  # three_rings | mog | gaussian | gaussian_1d | gaussian_nd | swiss_roll
+    target = "three_rings"  # three_rings | mog | gaussian | gaussian_1d | gaussian_nd | swiss_roll | spiral
     # a key of studentteacher.flows.FLOWS: mmd | mmd_noise | drmmd | drmmd_adaptive | kale | mmd_adaptive_bandwidth
     # | srmmd | hrmmd
     flow = "mmd"
@@ -203,6 +206,16 @@ def _result(trajectory: flows.FlowTrajectory) -> dict[str, float]:
     return {"w1": final.w1, "w2": final.w2, "mmd2": final.mmd2, "divergence": final.divergence}
 
 
+def _held_out_scores(run, config: dict, trajectory: flows.FlowTrajectory) -> dict[str, float]:
+    """The final particles against the held-out sample of the run's seed (points it did not flow to) and
+    the floor, an exact sample of as many points (``sample_w1``, ``sample_w1_floor``, ...;
+    studentteacher.held_out: DMMD's 2-D targets), logged at the last step; {} for another target."""
+    scores = held_out.final_scores(config["target"], trajectory.particles, config["n_target"], config["seed"])
+    for name, value in scores.items():
+        run.log_scalar(name, value, config["steps"])
+    return scores
+
+
 #: The metrics a progress line shows.
 PROGRESS_METRICS = ("divergence", "mmd2", "w1")
 
@@ -255,11 +268,12 @@ def train(batch: sacred_runs.Batch) -> None:
     for replica, trajectory in enumerate(trajectories):
         if replica not in failed:
             _save_artifacts(runs[replica], trajectory, setup.toys[replica])
-            batch.finish(replica, outcome or _result(trajectory))
+            config, run = setup.configs[replica], runs[replica]
+            batch.finish(replica, outcome or {**_result(trajectory), **_held_out_scores(run, config, trajectory)})
 
 
 runs = sacred_runs.ExperimentRuns(ex, train, flows.validate_flow_config, check_before_work,
-                                  checkpoint_config=lambda path: read_checkpoint(path)["config"])
+                                  checkpoint_config=lambda path: flows.load_checkpoint(path).config)
 run_replicas = runs.run_replicas
 
 if __name__ == "__main__":

@@ -28,7 +28,9 @@ artifacts              every ``add_artifact`` file (``result.npz``, ``trajectory
 =====================  ==================================================================
 
 MLflow experiment: the sweep's name for sweep runs (``meta_info["sweep"]["name"]``), else the
-Sacred experiment's name (``student_teacher``, ``particle_flow``, ``dmmd``). Each batched replica is its own
+Sacred experiment's name (``student_teacher``, ``particle_flow``, ``dmmd``). MLflow run name: the
+run's readable name (run.json's ``meta.name``, as in the tables and plots; the Sacred id where
+there is none). Each batched replica is its own
 Sacred run, so its own MLflow run. With a ``sqlite:///PATH`` store, artifacts go beside the database
 in ``<PATH stem>_artifacts/<experiment>/`` (created on first use).
 
@@ -371,8 +373,9 @@ class MlflowObserver(RunObserver):
         experiment = self.store.experiment_id(experiment_name(ex_info["name"], meta_info))
         tags = run_tags(ex_info, host_info, meta_info, command, _id, _file_storage_dir(self.sacred_run))
         tags[STATUS_TAG] = "RUNNING"
+        name = (meta_info or {}).get("name") or (None if _id is None else str(_id))  # the tables' readable name
         run = retried(self.store.client.create_run, experiment, start_time=millis(start_time), tags=tags,
-                      run_name=None if _id is None else str(_id))
+                      run_name=None if name is None else _tag(name))
         self.run_id = run.info.run_id
         retried(self.store.log_batch, self.run_id, params=flatten_config(dict(config)))
         return None if _id is not None else self.run_id
@@ -548,7 +551,7 @@ def import_run(store: MlflowStore, run_dir: Path, columns: dict, metrics: dict, 
     tags["studentteacher.imported"] = "true"
     start = columns["start_time"]
     created = retried(store.client.create_run, experiment, start_time=None if start is None else millis(start),
-                      tags=tags, run_name=run_dir.name)
+                      tags=tags, run_name=_tag((run.get("meta") or {}).get("name") or run_dir.name))
     run_id = created.info.run_id
     points = []
     for name, record in metrics.items():

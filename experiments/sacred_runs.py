@@ -15,7 +15,8 @@ lives here, once:
   experiment's name alone (results and sweeps select runs by it);
 * **bad input**: every run's config is resolved, validated and checked against the machine (memory,
   the ``resume_from`` checkpoint) before any run starts; a refusal is one line ``error: ...`` on
-  stderr, exit status 2, and no run directory;
+  stderr, exit status 2, and no run directory; an integral float given to an integer key
+  (``epochs=1e3``) is the integer, in the run and in what it stores (:meth:`ExperimentRuns.whole_numbers`);
 * **stop signals** (:func:`stop_signals`): SIGTERM and SIGUSR2 set :data:`STOP`, which the loops poll,
   from before the first run is created until the process ends, so a late signal cannot kill a run
   while it is being stored;
@@ -57,6 +58,7 @@ quiet()
 from docopt import DocoptExit, docopt  # noqa: E402
 from sacred import SETTINGS, Experiment  # noqa: E402
 from sacred.arg_parser import get_config_updates  # noqa: E402
+from sacred.dependencies import get_digest  # noqa: E402
 from sacred.initialize import create_run  # noqa: E402
 from sacred.observers import FileStorageObserver  # noqa: E402
 from sacred.serializer import flatten  # noqa: E402
@@ -80,6 +82,8 @@ SCRIPTS = {"student_teacher": "train.py", "particle_flow": "flows2d.py", "dmmd":
 BEAT_SECONDS = 5.0
 #: Keys left out of a run's default name: they change how a run is carried out, not what it computes.
 UNNAMED_KEYS = ("seed", "replicas", "resume_from", "threads")
+#: Keys that hold integers though their defaults are not ints (None, "auto"): :meth:`ExperimentRuns.whole_numbers`.
+INTEGER_KEYS = ("seed", "threads")
 STATUS_EXIT = {"COMPLETED": EXIT_COMPLETED, "QUEUED": EXIT_COMPLETED, "INTERRUPTED": EXIT_INTERRUPTED}
 
 
@@ -121,6 +125,8 @@ class RunStore(FileStorageObserver):
       with that reason, and :func:`final_status` and :func:`flush` say so;
     * a small reserve file held during the run is released before the final status is written, so
       that status fits on a disk the run filled;
+    * sources that cannot be copied into ``_sources`` (a nearly full disk) are a failed write too: run.json
+      then names them where they are, and the run fails at its start (:meth:`ExperimentRuns.start_batch`);
     * with ``index`` (a sweep task) the run directory is ``<index:05d>-<attempt>``, the next free
       attempt reserved with an atomic ``mkdir``, so tasks never share or overwrite a directory.
     """
@@ -150,6 +156,23 @@ class RunStore(FileStorageObserver):
                 return super().started_event(*event, f"{self.index:05d}-{attempt}")
             except FileExistsError:
                 attempt += 1
+
+    def save_sources(self, ex_info):
+        try:
+            return super().save_sources(ex_info)
+        except OSError as error:
+            self._write_failed("_sources", error)
+            return [[source, os.path.relpath(os.path.join(ex_info["base_dir"], source), self.basedir)]
+                    for source, _ in ex_info["sources"]]  # fmt: skip
+
+    def find_or_save(self, filename, store_dir):
+        try:
+            return super().find_or_save(filename, store_dir)
+        except OSError:  # no truncated copy may stay under the name later runs take for a complete one
+            name, extension = os.path.splitext(os.path.basename(filename))
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(store_dir, f"{name}_{get_digest(filename)}{extension}"))
+            raise
 
     def _write_failed(self, filename: str, error: OSError, partial: str | None = None) -> None:
         self.errors.append(f"{error.strerror or error} while writing {filename}")
@@ -231,7 +254,8 @@ class RunStore(FileStorageObserver):
         self._release_reserve()
         if self.errors and self.errors[0] not in "".join(fail_trace):
             fail_trace = [*fail_trace, f"RunStorageError: {self.errors[0]}; the run's stored record is incomplete\n"]
-        return super().failed_event(fail_time, fail_trace)
+        with contextlib.suppress(OSError):  # a disk too full for run.json: save_json recorded it, the exit says it
+            super().failed_event(fail_time, fail_trace)
 
 
 def environment_observers() -> list:
@@ -590,6 +614,11 @@ class ExperimentRuns:
     def start_batch(self, batch: Batch) -> None:
         """Threads (the config's ``threads``) and denormals flushed, both recorded in info.json,
         heartbeats, then ``train(batch)``."""
+        failed_writes = [error for run in batch.runs for error in storage_errors(run)]
+        if failed_writes:  # its sources could not be stored: nothing it would compute could be either
+            for replica in range(len(batch.runs)):
+                batch.finish(replica, RunStorageError(f"{failed_writes[0]}; the run did not start"))
+            return
         flushed = flush_denormals() and FLUSHED_DENORMALS  # this thread, and the workers started after import
         threads = apply_threads(batch.configs[0].get("threads", "auto"), light=self.light(batch.configs[0]))
         for run in batch.runs:
@@ -609,9 +638,24 @@ class ExperimentRuns:
             self.ex.observers[:] = saved
 
     # ------------------------------------------------------------------ before any run
+    def whole_numbers(self, updates: dict, named_configs: list[str]) -> dict:
+        """``updates`` with each integral float (``epochs=1e3``) made an int where the key holds integers
+        (its default is an int, or it is one of :data:`INTEGER_KEYS`): the run stores and uses 1000, as
+        if it had been given so, in every experiment and in sweeps; any other float is left to the
+        validation (``epochs=1.5`` is refused)."""
+        integral = [key for key, value in updates.items() if isinstance(value, float) and value.is_integer()]
+        if not integral:
+            return updates
+        defaults = self.resolve({}, named_configs)
+        holds_int = [key for key in integral if key in INTEGER_KEYS
+                     or (isinstance(defaults.get(key), int) and not isinstance(defaults.get(key), bool))]  # fmt: skip
+        return {**updates, **{key: int(updates[key]) for key in holds_int}}
+
     def resolve(self, updates: dict, named_configs: list[str]) -> dict:
-        """The config Sacred would run (defaults < named configs < updates, hooks run); ValueError with
-        Sacred's or the validator's message, or naming a key the experiment does not know."""
+        """The config Sacred would run (defaults < named configs < updates, hooks run; integral floats of
+        integer keys made ints, :meth:`whole_numbers`); ValueError with Sacred's or the validator's
+        message, or naming a key the experiment does not know."""
+        updates = self.whole_numbers(updates, named_configs)
         try:
             run = create_run(self.ex, self.ex.default_command, config_updates=updates,
                              named_configs=list(named_configs))  # fmt: skip
@@ -666,6 +710,7 @@ class ExperimentRuns:
         the key (or the flag, or the environment variable) of the first problem; the plans, completed."""
         progress_seconds()  # $STUDENTTEACHER_PROGRESS, read by every run's progress
         for plan in plans:
+            plan["config_updates"] = self.whole_numbers(plan["config_updates"], plan.get("named_configs", []))
             config = self.resolve(plan["config_updates"], plan.get("named_configs", []))
             self.validate(config)
             self.preflight(config)
@@ -720,7 +765,11 @@ class ExperimentRuns:
                 raise
             if run.pdb:
                 pdb.post_mortem(sys.exc_info()[2])
-            print_filtered_stacktrace()
+            if storage_errors(run):  # a full disk: the reason, not a traceback
+                print(f"error: the run could not be stored: {'; '.join(dict.fromkeys(storage_errors(run)))}",
+                      file=sys.stderr)
+            else:
+                print_filtered_stacktrace()
         return [final_status(run)]
 
     def run_replicas(self, run_options: list[dict]) -> list[str]:
@@ -811,6 +860,12 @@ def experiment_runs(name: str) -> ExperimentRuns:
 def resolve_config(name: str, config_updates: dict, named_configs: list[str]) -> dict:
     """The full config Sacred would run for experiment ``name``; ValueError naming the problem."""
     return experiment_runs(name).resolve(config_updates, named_configs)
+
+
+def check_before_work(name: str, config: dict) -> None:
+    """The checks of experiment ``name``'s script against the machine and files (memory, the
+    ``resume_from`` checkpoint) on a resolved, valid ``config``; ValueError naming the key."""
+    experiment_runs(name).preflight(config)
 
 
 def run_tasks(name: str, named_configs: list[str], observer_dir: Path,

@@ -1,5 +1,7 @@
 """DMMD (Galashov, De Bortoli, Gretton 2025), figure (e): the interacting sampler (particles interact
-through their mean features, O(N) per step) against the approximate one (each particle alone), for
+through their mean features, O(N) per step) against the approximate one (each particle alone along an
+interacting run's recorded mean features) and the self-potential one (each particle alone along its
+own features; runs from before the approximate sampler replayed name it "approximate"), for
 several numbers of particles N: final sample quality (W1 and MMD^2 to the held-out sample; digits: the
 Frechet distance) and the sampler's stepping time, mean +- 1 sd over seeds; and the metric over the
 noise levels for the largest N.
@@ -17,7 +19,7 @@ import common
 from common import results
 
 NAME = "dmmd_samplers"
-COLORS = {"interacting": "tab:blue", "approximate": "tab:orange", "pairwise": "tab:green"}
+COLORS = {"interacting": "tab:blue", "approximate": "tab:orange", "pairwise": "tab:green", "self_potential": "tab:red"}
 
 
 def main(argv=None) -> None:
@@ -52,7 +54,7 @@ def main(argv=None) -> None:
               for metric in (quality, second, "sample_seconds")]  # fmt: skip
     common.finish(
         fig, args.out, NAME,
-        f"DMMD samplers on {common.values_text(df, 'target')}: interacting vs approximate, "
+        f"DMMD samplers on {common.values_text(df, 'target')}: {' vs '.join(samplers)}, "
         f"T = {common.values_text(df, 'levels')} levels x {common.values_text(df, 'steps_per_level')} steps of "
         f"{common.values_text(df, 'step_size')}\n{common.seeds_text(df)}",
         notes=[common.not_completed_note(df, "sampler")], tables=tables,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+from collections.abc import Collection
 
 import torch
 
@@ -38,11 +39,33 @@ def save_atomically(obj, path: str) -> None:
         raise OSError(error.errno, f"cannot write checkpoint {path}: {error.strerror or error}") from error
 
 
-def read_checkpoint(path: str, key: str = "resume_from") -> dict:
-    """The dict stored at ``path`` (on the CPU); ConfigError naming ``key`` when there is no such file."""
-    if not (isinstance(path, (str, os.PathLike)) and os.path.isfile(path)):
-        raise ConfigError(f"config key {key!r}: got {path!r}; allowed: an existing checkpoint file")
-    return torch.load(path, map_location="cpu", weights_only=False)
+def read_checkpoint(path: str, experiment: str, keys: Collection[str], config_keys: Collection[str] | None = None
+                    ) -> dict:  # fmt: skip
+    """The dict a checkpoint of ``experiment`` holds (on the CPU). ConfigError naming ``resume_from`` and
+    what is wrong with the file: missing, a directory, empty, truncated or corrupt, without the entries
+    ``keys`` (``config`` among them: a dict, or None for a checkpoint written without one), or written
+    by a run with config keys outside ``config_keys`` (another experiment's checkpoint; None: not checked)."""
+
+    def refuse(problem: str):
+        raise ConfigError(f"config key 'resume_from': got {path!r}; allowed: a checkpoint written by the {experiment} "
+                          f"experiment ({problem})")
+
+    if not isinstance(path, (str, os.PathLike)) or not os.path.exists(path):
+        refuse("no such file")
+    if os.path.isdir(path):
+        refuse("it is a directory")
+    if os.path.getsize(path) == 0:
+        refuse("the file is empty")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch.load raises many types for truncated or corrupt files
+        refuse(f"it cannot be read, truncated or corrupt: {type(error).__name__}: {error}")
+    if not isinstance(state, dict) or set(keys) - set(state) or not isinstance(state["config"], (dict, type(None))):
+        refuse(f"it holds no checkpoint with the keys {', '.join(keys)}")
+    foreign = [] if config_keys is None else sorted(set(state["config"] or ()) - set(config_keys))
+    if foreign:
+        refuse(f"its run had the config keys {', '.join(foreign)}, which this experiment does not know")
+    return state
 
 
 def check_resumable(path: str, saved: dict, config: dict, resumable: tuple[str, ...]) -> None:

@@ -15,7 +15,7 @@ import torch
 
 from .data import INPUT_DISTS
 from .networks import READOUTS
-from .threads import AUTO, check_threads
+from .threads import AUTO, THREADS_MAX, check_threads
 from .updates import RULES
 
 DTYPES = ("float32", "float64")
@@ -45,7 +45,7 @@ class Key:
 
 #: Keys that :data:`SPEC` shares with the ``dmmd`` experiment's (:data:`studentteacher.dmmd.SPEC`).
 DEVICE = Key("auto", str, help="auto (cuda if available), cpu, cuda or cuda:N")
-THREADS = Key(AUTO, object, help="CPU threads: 'auto' (studentteacher.threads) or an integer >= 1")
+THREADS = Key(AUTO, object, help=f"CPU threads: 'auto' (studentteacher.threads) or an integer 1 .. {THREADS_MAX}")
 SEED = Key(None, int, nullable=True, minimum=0, maximum=SEED_LIMIT - 1, help="run seed (Sacred draws one when absent)",
            allowed="an integer 0 <= seed < 2**32 (numpy's seed range: Sacred seeds numpy with it)")
 

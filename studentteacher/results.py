@@ -419,6 +419,13 @@ def join_attempts(df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[[*df.columns, "attempts", "resumed"]]
 
 
+def check_logged(df: pd.DataFrame, metric: str) -> None:
+    """ValueError listing the metrics the runs of ``df`` logged, when none of them logged ``metric``."""
+    known = sorted(m for m in df["metric"].dropna().unique())
+    if metric not in known:
+        raise ValueError(f"metric {metric!r} was not logged by any run; logged metrics: {', '.join(known) or 'none'}")
+
+
 def per_run(df: pd.DataFrame, metric: str, how: str = "last", at: int | None = None,
             window: tuple[int, int] | None = None) -> pd.DataFrame:
     """One row per run (attempts joined, :func:`join_attempts`) with ``final`` and ``final_step``.
@@ -435,9 +442,7 @@ def per_run(df: pd.DataFrame, metric: str, how: str = "last", at: int | None = N
         raise ValueError(f"how={how!r}: give at=EPOCH exactly with how='at' and window=(FIRST, LAST) exactly "
                          f"with how='min' (got at={at!r}, window={window!r})")
     df = join_attempts(df)
-    known = sorted(m for m in df["metric"].dropna().unique())
-    if metric not in known:
-        raise ValueError(f"metric {metric!r} was not logged by any run; logged metrics: {', '.join(known) or 'none'}")
+    check_logged(df, metric)
     rows = df[df["metric"] == metric].dropna(subset=["step"])
     if how == "at":
         rows = rows[rows["step"] == at]

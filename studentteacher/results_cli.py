@@ -126,6 +126,7 @@ def _save(fig, out: str) -> None:
 
 def plot(df: pd.DataFrame, args) -> None:
     """Mean +- 1 sd over the completed runs of each ``--by`` group, against the step."""
+    results.check_logged(df, args.metric)
     rows = results.curves(df, args.metric)
     if rows.empty:
         raise ValueError(f"no completed run logged {args.metric!r}")
@@ -151,9 +152,8 @@ def _runs_text(members: pd.DataFrame) -> str:
 
 def overlay(df: pd.DataFrame, args) -> None:
     """One line per run (any status), labelled by its folder and id."""
+    results.check_logged(df, args.metric)
     rows = results.curves(df, args.metric, statuses=None)
-    if rows.empty:
-        raise ValueError(f"no run logged {args.metric!r}")
     count = rows["run_dir"].nunique()
     fig, ax = _axes(f"{args.metric} of {count} runs", args.metric, args.logy, count)
     for run_dir, members in rows.groupby("run_dir", sort=False):

@@ -35,6 +35,8 @@ import torch
 
 AUTO = "auto"
 AUTO_MAX = 8
+#: The most threads a run may ask for: more than the cores of any machine this runs on (torch takes a C int).
+THREADS_MAX = 1024
 SAMPLE_SECONDS = 0.2
 
 
@@ -78,13 +80,13 @@ def idle_cores() -> int:
 
 
 def check_threads(value) -> int | str:
-    """A ``threads`` config value as given (``"auto"`` or an integer >= 1; an integral float becomes an
-    int), else ValueError naming the key and what is allowed."""
+    """A ``threads`` config value as given (``"auto"`` or an integer 1 .. :data:`THREADS_MAX`; an
+    integral float becomes an int), else ValueError naming the key and what is allowed."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if value == AUTO or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+    if value == AUTO or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= THREADS_MAX):
         return value
-    raise ValueError(f"config key 'threads': got {value!r}; allowed: {AUTO!r} or an integer >= 1")
+    raise ValueError(f"config key 'threads': got {value!r}; allowed: {AUTO!r} or an integer >= 1 and <= {THREADS_MAX}")
 
 
 def choose_threads(requested: int | str = AUTO, light: bool = False) -> int:

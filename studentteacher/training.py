@@ -58,7 +58,7 @@ from typing import Callable
 import torch
 
 from . import config as config_module
-from .checkpoints import save_atomically
+from . import checkpoints
 from .data import Dataset, labelled_dataset, make_generators
 from .divergences import st_mmd2
 from .networks import Architecture, Params, init_params, output
@@ -199,37 +199,18 @@ def start_replica(config: dict, arch: Architecture, device: torch.device, dtype:
         arch, config["n_particles"], config["student_mean"], config["student_std"], generators["student"], **create
     )
     progress = Progress(0, params, torch.tensor(config["lmbda"], **create))
-    if config["resume_from"]:
+    if config["resume_from"] is not None:
         progress = load_checkpoint(config["resume_from"], replica, **create)
     return replica, progress
-
-
-def _refuse_checkpoint(path: str, problem: str):
-    raise config_module.ConfigError(
-        f"config key 'resume_from': got {path!r}; allowed: a checkpoint written by the student_teacher experiment "
-        f"({problem})"
-    )
 
 
 def read_checkpoint(path: str) -> dict:
     """The state a checkpoint holds; ConfigError naming ``resume_from`` and what is wrong with the file
     (missing, a directory, empty, truncated or corrupt, or not a student-teacher checkpoint)."""
-    if not os.path.exists(path):
-        _refuse_checkpoint(path, "no such file")
-    if os.path.isdir(path):
-        _refuse_checkpoint(path, "it is a directory")
-    if os.path.getsize(path) == 0:
-        _refuse_checkpoint(path, "the file is empty")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # torch.load raises many types for truncated or corrupt files
-        _refuse_checkpoint(path, f"it cannot be read, truncated or corrupt: {type(error).__name__}: {error}")
-    if not isinstance(state, dict) or set(CHECKPOINT_KEYS) - set(state) or not isinstance(state["config"], dict):
-        _refuse_checkpoint(path, f"it holds no checkpoint with the keys {', '.join(CHECKPOINT_KEYS)}")
-    foreign = sorted(set(state["config"]) - set(config_module.SPEC))
-    if foreign:
-        _refuse_checkpoint(path, f"its run had the config keys {', '.join(foreign)}, which this experiment "
-                                 f"does not know")
+    state = checkpoints.read_checkpoint(path, "student_teacher", CHECKPOINT_KEYS, config_module.SPEC)
+    if state["config"] is None:
+        raise config_module.ConfigError(f"config key 'resume_from': got {path!r}; allowed: a checkpoint written by "
+                                        f"the student_teacher experiment (it holds no config)")
     return state
 
 
@@ -252,7 +233,7 @@ def check_resume(config: dict) -> dict | None:
     ``epochs`` at or below the checkpoint's epoch (nothing would be left to train).
     """
     path = config["resume_from"]
-    if not path:
+    if path is None:
         return None
     state = read_checkpoint(path)
     _check_same_run(path, state, config)
@@ -629,7 +610,7 @@ class TrainingLoop:
         run = self.replicas[replica]
         lmbda = self.layout.pick(self.lmbda, replica) if self.adaptive else run.config["lmbda"]
         start = None if self.drmmd_start is None else self.layout.pick(self.drmmd_start, replica).cpu()
-        save_atomically(
+        checkpoints.save_atomically(
             {
                 "epoch": self.epoch,
                 "config": run.config,

@@ -69,6 +69,7 @@ DMMD_BAD = {
     "levels_per_step": ("abc", 0), "lr": ("abc", 0), "l2_weight": ("abc", -1), "gp_weight": ("abc", -1),
     "kernel": (1, "poly"), "rbf_bandwidth": ("abc", 0), "schedule": (1, "linear"), "levels": ("abc", 0),
     "steps_per_level": ("abc", -1), "step_size": ("abc", 0), "sampler": (1, "langevin"), "n_particles": ("abc", 0),
+    "gp_points": (1, "middle"), "t_min": ("abc", 0), "reference_particles": ("abc", 0),
     "discriminator_from": (1, "/no/such/discriminator.pt"), "device": (1, "tpu"), "dtype": (1, "float16"),
     "log_every": ("abc", 0), "replicas": ("abc", 0), "threads": ("abc", 0), "seed": ("abc", -1),
 }  # fmt: skip
@@ -140,7 +141,8 @@ def test_bad_value_with_replicas_is_refused_before_any_replica_starts(scripts, r
 @pytest.mark.parametrize("script", ["train", "flows", "dmmd"])
 @pytest.mark.parametrize("update, allowed", [
     ("seed=-1", "0 <= seed < 2**32"), ("seed=1099511627776", "0 <= seed < 2**32"),
-    ("threads=0", "'auto' or an integer >= 1"), ("lrr=1", "lrr"),
+    ("threads=0", "'auto' or an integer >= 1"), ("threads=1000000000000", "'auto' or an integer >= 1 and <= 1024"),
+    ("lrr=1", "lrr"),
 ])  # fmt: skip
 def test_seed_threads_and_unknown_keys_are_named(scripts, refused, script, update, allowed):
     tiny = TINY_OF[script]
@@ -166,10 +168,13 @@ def test_flow_steps_of_the_wrong_type_is_named_not_a_type_error(scripts, refused
     ("train", "n_particles=10000000000", "n_particles"), ("train", "n_train=100000000000", "n_train"),
     ("flows", "n_particles=10000000000000", "n_particles"), ("flows", "n_target=3000000", "n_target"),
     ("dmmd", "n_particles=10000000000", "n_particles"), ("dmmd", "n_eval=3000000", "n_eval"),
+    ("train", "n_teacher=1000000000000", "n_teacher"), ("train", "d_in=10000000000", "d_in"),
+    ("train", "hidden=10000000000", "hidden"), ("train", "d_out=10000000000", "d_out"),
+    ("flows", "dim=10000000000 target=gaussian_nd", "dim"),
 ])  # fmt: skip
 def test_sizes_that_cannot_fit_in_memory_are_refused_naming_the_key(scripts, refused, script, update, key):
     tiny = [a for a in TINY_OF[script] if not a.startswith(update.split("=")[0])]
-    line = refused(scripts[script], "with", *tiny, update)
+    line = refused(scripts[script], "with", *tiny, *update.split())
     assert f"config key '{key}'" in line and "memory" in line
 
 
@@ -253,6 +258,27 @@ def test_sweep_observer_under_a_plain_file_is_refused(tmp_path, capsys):
         assert err.count("\n") == 1 and "observer" in err and "not a directory" in err, err
 
 
+def test_sweep_misspelled_key_is_reported_once_with_the_tasks_it_affects(tmp_path, capsys):
+    path = _write_sweep(tmp_path, observer=str(tmp_path / "runs"), grid={"lrr": [0.1, 0.2]})
+    assert sw.main(["check", str(path)]) == sw.EXIT_INVALID
+    err = capsys.readouterr().err
+    assert err.count("unknown config key 'lrr'") == 1 and err.count("known keys:") == 1, err
+    assert "indices 0-3 (lrr=0.1, seed=1, ...)" in err and "4 of 4 configs are invalid" in err, err
+
+
+@pytest.mark.parametrize("command", [["check"], ["submit", "--backend", "local"], ["run", "--index", "0"]])
+@pytest.mark.parametrize("grid, key", [({"d_in": [5, 10**12]}, "d_in"), ({"threads": [1, 10**12]}, "threads"),
+                                       ({"resume_from": [None, "''"]}, "resume_from")])  # fmt: skip
+def test_sweep_runs_the_scripts_checks_before_any_task_starts(tmp_path, capsys, command, grid, key):
+    """Regression: check passed a task that cannot fit in memory, and submit ran task 0 before refusing task 1."""
+    grid = {name: ["" if value == "''" else value for value in values] for name, values in grid.items()}
+    path = _write_sweep(tmp_path, observer=str(tmp_path / "runs"), grid=grid, seeds=[1])
+    assert sw.main([command[0], str(path), *command[1:]]) == sw.EXIT_INVALID
+    err = capsys.readouterr().err
+    assert f"index 1 ({key}=" in err and f"config key '{key}'" in err and "allowed:" in err, err
+    assert "index 0" not in err and not (tmp_path / "runs").exists(), "no task ran"
+
+
 def test_sweep_batch_past_the_last_task_is_refused_saying_how_many_tasks(tmp_path, capsys):
     path = _write_sweep(tmp_path, observer=str(tmp_path / "runs"))
     assert sw.main(["run", str(path), "--index", "1", "--batch", "3"]) == sw.EXIT_INVALID
@@ -269,12 +295,34 @@ PROCESS_CASES = [
     pytest.param([TRAIN, "with", "resume_from={corrupt}", "epochs=5"], "config key 'resume_from'", id="corrupt-resume"),
     pytest.param([FLOWS, "with", "n_particles=10000000000000"], "config key 'n_particles'", id="memory"),
     pytest.param([FLOWS, "-s", "sqlite:///x.db"], "-s:", id="sql-flag"),
+    # issue 31: each refused in one line that names the key and what is allowed
+    *[pytest.param([script, "with", *tiny, "replicas=2", "threads=1000000000000"],
+                   "config key 'threads': got 1000000000000; allowed: 'auto' or an integer >= 1 and <= 1024",
+                   id=f"threads-{script.stem}")
+      for script, tiny in ((TRAIN, TINY), (FLOWS, TINY_FLOW), (DMMD, TINY_DMMD))],
+    *[pytest.param([TRAIN, "with", *TINY, f"{key}={value}"], f"config key '{key}': got {value}; allowed: a value "
+                   "whose tensors fit the cpu memory", id=f"memory-{key}")
+      for key, value in (("n_teacher", 10**12), ("d_in", 10**10), ("hidden", 10**10), ("d_out", 10**10))],
+    pytest.param([FLOWS, "with", *TINY_FLOW, "target=gaussian_nd", "dim=10000000000"],
+                 "config key 'dim': got 10000000000; allowed: a value whose tensors fit the cpu memory",
+                 id="memory-dim"),
+    *[pytest.param([FLOWS, "with", *TINY_FLOW, f"resume_from={{{name}}}"], "config key 'resume_from': got '{%s}'; "
+                   "allowed: a checkpoint written by the particle_flow experiment (%s" % (name, problem),
+                   id=f"flow-resume-{name}")
+      for name, problem in (("empty", "the file is empty"), ("corrupt", "it cannot be read, truncated or corrupt"),
+                            ("truncated", "it cannot be read, truncated or corrupt"),
+                            ("good", "it holds no checkpoint with the keys step, particles"))],
+    pytest.param([FLOWS, "with", *TINY_FLOW, "flow=[1]"], "config key 'flow': got [1]; allowed: one of ['mmd'",
+                 id="flow-list"),
+    pytest.param([TRAIN, "with", *TINY, "resume_from=''"], "config key 'resume_from': got ''; allowed: a checkpoint "
+                 "written by the student_teacher experiment (no such file)", id="resume-from-empty-string"),
 ]
 
 
 @pytest.mark.parametrize("argv, named", PROCESS_CASES)
 def test_representatives_through_a_real_process(tmp_path, checkpoints, argv, named):
-    argv = [str(arg).format(corrupt=checkpoints["corrupt"]) for arg in argv]
+    argv = [str(arg).format(**checkpoints) for arg in argv]
+    named = named.format(**checkpoints)
     store = tmp_path / "store"
     done = subprocess.run([sys.executable, *argv, "-F", str(store)], capture_output=True, text=True, cwd=tmp_path,
                           timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip

@@ -18,7 +18,9 @@ SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "dmmd.py"
 TINY = ["target=mog", "n_train=200", "n_eval=100", "hidden=16", "features=8", "embedding=4", "train_steps=6",
         "batch_size=16", "log_every=3", "levels=2", "steps_per_level=3", "n_particles=40", "device=cpu", "seed=4"]
 LEVELS = {f"disc_mmd2_t{t:.2f}" for t in (0.1, 0.3, 0.5, 0.7, 0.9)}
-SAMPLING = {"noise_level", "sample_w1", "sample_w2", "sample_mmd2", "train_seconds_per_step", "sample_seconds"}
+SAMPLING = {"noise_level", "sample_w1", "sample_w2", "sample_mmd2", "train_seconds_per_step", "sample_seconds",
+            "recording_seconds", "sample_w1_floor", "sample_w2_floor", "sample_mmd2_floor", "feature_variance_top1",
+            "feature_variance_top2", "feature_variance_top3"}  # fmt: skip
 ARTIFACTS = {"discriminator.pt", "samples.npz", "samples.png", "sampling.gif"}
 
 
@@ -38,11 +40,15 @@ def test_tiny_run_completes_then_samples_again_from_its_saved_discriminator(tmp_
     run = tmp_path / "runs" / "1"
     info = _read(run, "run.json")
     assert info["status"] == "COMPLETED"
-    assert {"sample_w1", "sample_w2", "sample_mmd2", "train_seconds_per_step", "sample_seconds"} <= set(info["result"])
+    assert SAMPLING - {"noise_level"} <= set(info["result"])
     metrics = _read(run, "metrics.json")
     assert set(metrics) == {"loss"} | LEVELS | SAMPLING
     assert metrics["loss"]["steps"] == [3, 6] and metrics["sample_w1"]["steps"] == [0, 3, 6]
-    assert metrics["noise_level"]["values"] == [1.0, 1.0, 0.5]
+    assert metrics["noise_level"]["values"] == [1.0, 1.0, 0.01], "levels from 1 down to t_min"
+    assert metrics["sample_w1_floor"]["steps"] == [6] and 0 < metrics["sample_w1_floor"]["values"][0] < 1
+    assert metrics["recording_seconds"]["values"] == [0.0], "the interacting sampler records nothing"
+    shares = [metrics[f"feature_variance_top{k}"]["values"][0] for k in (1, 2, 3)]
+    assert 0 < shares[0] <= shares[1] <= shares[2] <= 1
     assert ARTIFACTS <= set(info["artifacts"])
     for name in ARTIFACTS:
         assert (run / name).stat().st_size > 0, name
@@ -70,6 +76,41 @@ def test_bad_config_is_refused_before_any_run_directory(tmp_path, update, key):
     assert done.returncode != 0
     assert f"config key '{key}'" in done.stderr
     assert not (tmp_path / "runs").exists(), "no run may be started for a bad config"
+
+
+def test_the_approximate_sampler_replays_a_recorded_interacting_run(tmp_path):
+    done = _run(tmp_path, *TINY, "sampler=approximate", "reference_particles=30")
+    assert done.returncode == 0, done.stderr
+    run = tmp_path / "runs" / "1"
+    info = _read(run, "run.json")
+    assert info["status"] == "COMPLETED" and info["result"]["recording_seconds"] > 0
+    assert np.load(run / "samples.npz")["particles"].shape == (40, 2), "n_particles, not reference_particles"
+
+
+def test_a_diverging_run_fails_naming_why_and_logs_only_finite_values(tmp_path):
+    done = _run(tmp_path, *TINY, "step_size=1e15")
+    assert done.returncode != 0
+    run = tmp_path / "runs" / "1"
+    info = _read(run, "run.json")
+    assert info["status"] == "FAILED" and "diverged" in info["fail_trace"][-1], info["fail_trace"][-1]
+    metrics = _read(run, "metrics.json")
+    values = [value for metric in metrics.values() for value in metric["values"]]
+    assert values and all(np.isfinite(values)), "no NaN or inf in metrics.json"
+    assert "sample_w1" in metrics and "sample_w1_floor" not in metrics, "logged up to the divergence"
+    assert "held_out" in np.load(run / "samples.npz")
+
+
+@pytest.mark.parametrize("update, key", [("batch_size=1000000000000", "batch_size"),
+                                         ("embedding=1000000000000", "embedding"),
+                                         ("features=1000000000000", "features"), ("hidden=10000000", "hidden"),
+                                         ("reference_particles=1000000000000", "reference_particles")])  # fmt: skip
+def test_sizes_that_cannot_fit_in_memory_are_refused_naming_the_key_that_made_them(tmp_path, update, key):
+    updates = [u for u in TINY if not u.startswith(update.split("=")[0] + "=")] + [update, "sampler=approximate"]
+    done = _run(tmp_path, *updates)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"config key '{key}'" in lines[0] and "memory" in lines[0], done.stderr
+    assert not (tmp_path / "runs").exists(), "no run may be started"
 
 
 def test_a_dmmd_sweep_validates_and_runs_a_batch_of_seeds_one_after_the_other(tmp_path):

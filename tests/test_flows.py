@@ -442,7 +442,7 @@ def test_resume_refuses_a_changed_config_naming_the_key(tmp_path):
             flows.checked_checkpoint(dict(config, resume_from=path, **{key: value}))
     with pytest.raises(ValueError, match="config key 'steps'.*step 5"):
         flows.checked_checkpoint(dict(config, resume_from=path, steps=4))
-    with pytest.raises(ValueError, match="config key 'resume_from'.*existing checkpoint"):
+    with pytest.raises(ValueError, match="config key 'resume_from'.*particle_flow experiment \\(no such file\\)"):
         flows.checked_checkpoint(dict(config, resume_from=str(tmp_path / "none.pt")))
     with pytest.raises(ValueError, match=r"config key 'resume_from'.*of one step, or none \(got steps none, 5\)"):
         flows.setup_flow([dict(config, resume_from=path), dict(config, seed=9)])

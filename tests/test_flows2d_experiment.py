@@ -20,6 +20,8 @@ from studentteacher import flows
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "flows2d.py"
 METRICS = {"divergence", "mmd2", "w1", "w2", "lmbda", "step_size", "bandwidth", "mean_gap"}
+# a completed run on a 2-D target of DMMD: against its held-out sample, and the floor (studentteacher.held_out)
+HELD_OUT = {"sample_w1", "sample_w2", "sample_mmd2", "sample_w1_floor", "sample_w2_floor", "sample_mmd2_floor"}
 
 
 def _run(tmp_path, *updates, observer=True):
@@ -45,10 +47,11 @@ def test_three_ring_drmmd_completes_with_metrics_and_artifacts(tmp_path):
     run = tmp_path / "runs" / "1"
     info = _read(run, "run.json")
     assert info["status"] == "COMPLETED"
-    assert set(info["result"]) == {"w1", "w2", "mmd2", "divergence"}
+    assert set(info["result"]) == {"w1", "w2", "mmd2", "divergence"} | HELD_OUT
     metrics = _read(run, "metrics.json")
-    assert set(metrics) == METRICS
-    assert metrics["w1"]["steps"] == [0, 10, 20, 30, 40]
+    assert set(metrics) == METRICS | HELD_OUT
+    assert metrics["w1"]["steps"] == [0, 10, 20, 30, 40] and metrics["sample_w1"]["steps"] == [40]
+    assert metrics["sample_w1"]["values"][0] != pytest.approx(metrics["w1"]["values"][-1]), "other points"
     assert metrics["step_size"]["values"][0] == pytest.approx(1e-4)  # lambda * step = 1e-3 * 0.1
     assert {"trajectory.npz", "snapshots.png", "flow.gif"} <= set(info["artifacts"])
     for name in ("trajectory.npz", "snapshots.png", "flow.gif"):

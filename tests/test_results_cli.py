@@ -97,6 +97,15 @@ def test_bad_input_is_one_line_and_exit_2(sweep_runs):
     assert done.returncode == 2 and "at=EPOCH" in done.stderr
 
 
+@pytest.mark.parametrize("command", ["plot", "overlay"])
+def test_a_metric_no_run_logged_is_refused_listing_the_logged_ones(sweep_runs, tmp_path, command):
+    """Regression: plot and overlay said no run logged it, without the metrics the runs did log."""
+    done = cli(command, str(sweep_runs), "--metric", "valid_mmd", "--out", str(tmp_path / "x.png"))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "metric 'valid_mmd' was not logged by any run; logged metrics: " in done.stderr
+    assert "train_mmd2" in done.stderr and "valid_mmd2" in done.stderr
+
+
 def test_overlay_legend_marks_a_resumed_run_with_its_attempts(resumed_runs, tmp_path, monkeypatch):
     legend = drawn_legend(monkeypatch, ["overlay", str(resumed_runs), "--metric", "valid_mmd2",
                                         "--out", str(tmp_path / "overlay.png")])

@@ -183,3 +183,39 @@ def test_run_names_in_sweep_status_and_results_tables(tmp_path, capsys):
     assert state.name in capsys.readouterr().out
     assert results_cli.main(["table", str(tmp_path / "runs"), "--metric", "valid_mmd2", "--by", "lr"]) == 0
     assert state.name in capsys.readouterr().out
+
+
+DMMD = ROOT / "experiments" / "dmmd.py"
+TINY_DMMD = ["n_train=90", "n_eval=30", "hidden=8", "features=4", "embedding=4", "train_steps=2", "batch_size=16",
+             "levels=2", "steps_per_level=2", "n_particles=20", "device=cpu"]
+
+
+@pytest.mark.parametrize("script, tiny, key", [(TRAIN, TINY, "epochs"), (FLOWS2D, TINY_FLOW, "steps"),
+                                               (DMMD, TINY_DMMD, "train_steps")])  # fmt: skip
+def test_an_integral_float_of_an_integer_key_is_stored_as_the_integer(tmp_path, script, tiny, key):
+    """Regression: ``epochs=2.0`` ran and was stored as 2.0 (train.py, dmmd.py) and ``steps=2.0`` was refused
+    (flows2d.py); every script now runs it as, and stores, the integer (``seed`` and ``threads`` too)."""
+    argv = [a for a in tiny if not a.startswith(f"{key}=")] + [f"{key}=2.0", "seed=3.0", "threads=1.0"]
+    done = subprocess.run([sys.executable, str(script), "with", *argv, "-F", str(tmp_path)], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    (run_dir,) = run_dirs(tmp_path)
+    config = load(run_dir, "config.json")
+    assert [(config[k], type(config[k])) for k in (key, "seed", "threads")] == [(2, int), (3, int), (1, int)]
+    assert f"{key}=2 " in load(run_dir, "run.json")["meta"]["name"] + " "
+
+
+def test_an_integral_float_in_a_sweep_is_stored_as_the_integer(tmp_path):
+    """Regression: a flow sweep with ``steps: 5.0`` was refused, where the training sweep stored 5.0."""
+    import yaml
+
+    from studentteacher import sweep as sw
+
+    path = tmp_path / "floats.yaml"
+    base = {"steps": 5.0, "n_particles": 21, "n_target": 21, "device": "cpu"}
+    path.write_text(yaml.safe_dump({"experiment": "particle_flow", "base": base, "seeds": [1],
+                                    "observer": str(tmp_path / "runs")}))  # fmt: skip
+    assert sw.main(["check", str(path)]) == 0
+    assert sw.main(["run", str(path), "--index", "0"]) == 0
+    config = load(tmp_path / "runs" / "00000-1", "config.json")
+    assert (config["steps"], type(config["steps"])) == (5, int)

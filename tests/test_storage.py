@@ -63,6 +63,24 @@ def test_a_full_disk_during_the_final_writes_fails_the_run_with_the_reason(small
     assert load(small_disk / "1", "metrics.json")["train_mmd2"]["steps"] == [0, 1, 2], "what was logged stays"
 
 
+@pytest.mark.parametrize("free_kib", [20, 0])
+def test_a_disk_too_full_for_the_sources_fails_the_run_in_one_line(small_disk, free_kib):
+    """Regression: a raw OSError traceback and no run.json when Sacred could not copy the run's sources."""
+    (small_disk / "filler").write_bytes(bytes((200 - free_kib) * 1024))
+    tiny = ["epochs=2", "n_particles=10", "n_train=100", "n_valid=50", "batch_size=50"]
+    done = subprocess.run([sys.executable, str(TRAIN), "with", *tiny, "-F", str(small_disk / "runs")],
+                          capture_output=True, text=True, timeout=300, env=ENV)  # fmt: skip
+    ours = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith(("INFO", "ERROR"))]
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert ours == [ours[0]] and ours[0].startswith("error: the run could not be stored: No space left on device "
+                                                    "while writing _sources"), done.stderr
+    assert not [p for p in (small_disk / "runs" / "_sources").glob("*") if p.is_file()], "no truncated source copy"
+    if free_kib:  # room for run.json: it says why the run failed, and where its sources are
+        run = load(small_disk / "runs" / "1", "run.json")
+        assert run["status"] == "FAILED" and "while writing _sources" in run["fail_trace"][-1]
+        assert all(Path(small_disk / "runs", path).resolve().is_file() for _, path in run["experiment"]["sources"])
+
+
 def test_a_full_disk_fails_a_sweep_task_and_status_says_so(small_disk, tmp_path, capsys):
     """Regression: through a sweep the run stayed RUNNING forever with an empty run.json.tmp."""
     path = tmp_path / "full.yaml"

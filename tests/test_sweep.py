@@ -136,20 +136,20 @@ def test_invalid_config_is_reported_with_index_and_key(odd_dir, capsys):
         sw.validate(sw.load(path))
     text = str(error.value)
     assert "2 of 4 configs are invalid" in text
-    assert "index 2 (noise_decay=2.0, seed=1)" in text and "index 3 (noise_decay=2.0, seed=2)" in text
+    assert "indices 2-3 (noise_decay=2.0, seed=1, ...)" in text, "one problem, once, with the indices it affects"
     assert "config key 'noise_decay'" in text and "index 0" not in text and "index 1" not in text
     # the command line refuses to run any index of an invalid sweep, and nothing is written
     assert cli("run", path, "--index", 0) == sw.EXIT_INVALID
-    assert "index 2" in capsys.readouterr().err
+    assert "indices 2-3" in capsys.readouterr().err
     assert cli("run", path, "--index", 3, "--validate", "task") == sw.EXIT_INVALID
     assert "index 3 (noise_decay=2.0, seed=2)" in capsys.readouterr().err
     assert not (odd_dir / "runs").exists()
 
 
 def test_unknown_key_and_unknown_named_config_are_reported(odd_dir):
-    with pytest.raises(sw.SweepError, match=r"index 0 .*'lrr'.*did you mean 'lr'"):
+    with pytest.raises(sw.SweepError, match=r"indices 0-1 .*'lrr'.*did you mean 'lr'"):
         sw.validate(sw.load(write_sweep(odd_dir, name="a", grid={"lrr": [0.1]})))
-    with pytest.raises(sw.SweepError, match=r"index 0 .*no_such_config"):
+    with pytest.raises(sw.SweepError, match=r"indices 0-1 .*no_such_config"):
         sw.validate(sw.load(write_sweep(odd_dir, name="b", named_config="no_such_config")))
 
 
@@ -315,6 +315,14 @@ def test_sigterm_interrupts_and_rerun_resumes_from_checkpoint(odd_dir):
     took = [dt.datetime.fromisoformat(r["stop_time"]) - dt.datetime.fromisoformat(r["start_time"]) for r in attempts]
     assert state.seconds == pytest.approx(sum(t.total_seconds() for t in took)) and min(took).total_seconds() > 0
     assert "wall time of all attempts" in sw.format_status(sweep, [state]), "the time of both attempts is shown"
+
+
+def test_status_time_of_short_runs_is_not_zero():
+    """Regression: local tasks of a few tenths of a second read "0 s"."""
+    from studentteacher.sweep.status import _duration_text
+
+    assert [_duration_text(t) for t in (None, 0.0, 0.043, 0.34, 3.24, 42.4, 750.0)] == [
+        "-", "0 s", "0.043 s", "0.34 s", "3.2 s", "42 s", "12.5 min"]
 
 
 def test_killed_run_is_dead_once_its_heartbeat_is_stale_and_resumes(odd_dir):

@@ -6,6 +6,7 @@ seconds each, mostly start-up); paths have spaces and quotes, as in tests/test_s
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -68,6 +69,19 @@ def test_unknown_backend_and_options_are_errors_listing_the_valid_ones(odd_dir, 
     assert sw.main(["submit", str(path), "--parallel", "2", "--dry-run"]) == sw.EXIT_INVALID
     assert "unknown submit option 'parallel'" in capsys.readouterr().err, "slurm (the default) has no --parallel"
     assert not (odd_dir / "runs").exists()
+
+
+def test_submit_without_sbatch_suggests_the_local_backend(odd_dir, capsys, monkeypatch):
+    which = shutil.which
+
+    def without_sbatch(name, *args, **kwargs):
+        return None if name == "sbatch" else which(name, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "which", without_sbatch)
+    path = write_sweep(odd_dir, "nosbatch", seeds=[1])
+    assert sw.main(["submit", str(path)]) == sw.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "sbatch is not on PATH" in err and "--backend local" in err, err
 
 
 def test_local_dry_run_prints_the_commands_and_runs_nothing(odd_dir, capsys):

@@ -13,6 +13,7 @@ from .feature_kernels import FEATURE_KERNELS
 from .forward import DEFAULT_SCHEDULE, SCHEDULES
 from .samplers import SAMPLERS
 from .targets import TARGETS
+from .training import GP_POINTS
 
 DTYPES = ("float32", "float64")
 
@@ -30,14 +31,22 @@ SPEC: dict[str, Key] = {
     "lr": Key(3e-3, float, minimum=0.0, exclusive_minimum=True, help="Adam's learning rate"),
     "l2_weight": Key(0.1, float, minimum=0.0, help="weight of the l2 ('variance') penalty on the witness"),
     "gp_weight": Key(1.0, float, minimum=0.0, help="weight of the gradient penalty (|grad f| - 1)^2"),
+    "gp_points": Key("noised", str, choices=tuple(GP_POINTS),
+                     help="where the gradient penalty is taken: noised (the paper's) | interpolates (WGAN-GP's)"),
     "kernel": Key("linear", str, choices=tuple(FEATURE_KERNELS), help="kernel on the features"),
     "rbf_bandwidth": Key(1.0, float, minimum=0.0, exclusive_minimum=True, help="bandwidth of the rbf feature kernel"),
     "schedule": Key(DEFAULT_SCHEDULE, str, choices=tuple(SCHEDULES), help="noise schedule alpha_t"),
-    "levels": Key(10, int, minimum=1, help="noise levels T of the sampler: t = 1, (T-1)/T, ..., 1/T"),
+    "levels": Key(10, int, minimum=1, help="noise levels T of the sampler, evenly spaced from t = 1 to t_min"),
+    "t_min": Key(0.01, float, minimum=0.0, exclusive_minimum=True, maximum=1.0,
+                 help="the sampler's last (least noisy) level, 0 < t_min <= 1"),
     "steps_per_level": Key(40, int, minimum=0, help="Euler steps N_s per noise level"),
     "step_size": Key(0.02, float, minimum=0.0, exclusive_minimum=True, help="Euler step eta"),
-    "sampler": Key("interacting", str, choices=tuple(SAMPLERS), help="interacting | approximate (| pairwise)"),
+    "sampler": Key("interacting", str, choices=tuple(SAMPLERS),
+                   help="interacting | approximate (replays an interacting run's mean features) | pairwise | "
+                        "self_potential"),
     "n_particles": Key(1000, int, minimum=1, help="particles N drawn from N(0, I)"),
+    "reference_particles": Key(1000, int, minimum=1,
+                               help="approximate: particles of the interacting run whose mean features it replays"),
     "discriminator_from": Key(None, str, nullable=True, help="a saved discriminator.pt: sample without training"),
     "device": DEVICE,
     "dtype": Key("float32", str, choices=DTYPES, help="floating point type of training and sampling"),
@@ -49,6 +58,12 @@ SPEC: dict[str, Key] = {
 
 #: What a saved discriminator fixes (its artifact's ``settings``): a run that loads it must keep these.
 SAVED_SETTINGS = ("target", "schedule", "kernel", "rbf_bandwidth")
+#: The keys added after the first runs, with the values that say what a run from before them did
+#: (its config.json lacks them): the penalty at interpolates and levels down to 1 / T.
+ADDED_KEYS = {"gp_points": lambda config: "interpolates", "t_min": lambda config: 1.0 / config["levels"],
+              "reference_particles": lambda config: SPEC["reference_particles"].default}  # fmt: skip
+#: Sampler names of a run from before :data:`ADDED_KEYS`: then ``approximate`` was today's ``self_potential``.
+RENAMED_SAMPLERS = {"approximate": "self_potential"}
 #: Keys in which the runs of one batch (``replicas``, ``sweep run --batch``) may differ: they run one after the other.
 REPLICA_KEYS = ("seed", "replicas")
 
@@ -70,6 +85,16 @@ def validate_dmmd_config(config: dict) -> dict:
                                   "'three_rings'")  # fmt: skip
     _check_saved_discriminator(complete)
     return complete
+
+
+def config_of_earlier_run(stored: dict) -> dict:
+    """What a stored config (a run's config.json) means today: one from before :data:`ADDED_KEYS` (it has
+    none of them) gets their values then and today's name of its sampler; a later one is returned as is."""
+    if any(key in stored for key in ADDED_KEYS):
+        return dict(stored)
+    sampler = stored.get("sampler", SPEC["sampler"].default)
+    return {**stored, **{key: value(stored) for key, value in ADDED_KEYS.items()},
+            "sampler": RENAMED_SAMPLERS.get(sampler, sampler)}  # fmt: skip
 
 
 def saved_settings(path: str) -> dict:

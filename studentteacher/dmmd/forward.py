@@ -16,10 +16,14 @@ name          alpha_t                                                          a
               b_max = 20 (Song et al. 2021's VP-SDE with a linear beta(t))
 ============= ================================================================ ====================
 
-The default is ``cosine``: it meets both endpoints exactly, so the sampler's starting distribution
-N(0, I) *is* the marginal at t = 1 and the levels t in [0, 1] spread the signal-to-noise ratio
-alpha_t^2 / beta_t^2 evenly in log scale over the middle of the path; the VP-SDE schedule never
-reaches pure noise (alpha_1 = 6.6e-3), which the sampler's N(0, I) start then ignores.
+The default is ``vp_linear``, the paper's (Galashov et al. take Song et al.'s VP schedule); its
+alpha_1 = 6.6e-3 is not 0, so the sampler's N(0, I) start is the marginal at t = 1 up to a shift of
+6.6e-3 x_0 (below the particles' spread). ``cosine`` meets both endpoints exactly and spreads the
+signal-to-noise ratio alpha_t^2 / beta_t^2 evenly in log scale over the middle of the path.
+
+The sampler's T levels run from t = 1 down to ``t_min`` (:func:`sampling_levels`): at t = 0 the
+discriminator compares the data with itself and carries no signal, so the last level is small but
+positive.
 """
 from __future__ import annotations
 
@@ -75,7 +79,7 @@ class VPLinearSchedule(NoiseSchedule):
 
 
 SCHEDULES: dict[str, type[NoiseSchedule]] = {cls.name: cls for cls in (CosineSchedule, VPLinearSchedule)}
-DEFAULT_SCHEDULE = "cosine"
+DEFAULT_SCHEDULE = "vp_linear"
 
 
 def make_schedule(name: str) -> NoiseSchedule:
@@ -85,10 +89,14 @@ def make_schedule(name: str) -> NoiseSchedule:
     return SCHEDULES[name]()
 
 
-def sampling_levels(count: int) -> list[float]:
-    """The T = ``count`` noise levels of the sampler, from the noisiest down: t_k = k / T for
-    k = T, ..., 1 (t_T = 1, the prior; t_0 = 1/T > 0, since at t = 0 the discriminator compares the
-    data with itself and carries no signal)."""
+def sampling_levels(count: int, t_min: float) -> list[float]:
+    """The T = ``count`` noise levels of the sampler, from the noisiest down, evenly spaced from
+    t = 1 (the prior) to ``t_min`` in (0, 1]: t_k = ((k - 1) + (T - k) t_min) / (T - 1) for
+    k = T, ..., 1 ([1] for T = 1). ``t_min`` = 1 / T gives 1, (T-1)/T, ..., 1/T."""
     if count < 1:
         raise ValueError(f"the number of noise levels must be >= 1, got {count!r}")
-    return [k / count for k in range(count, 0, -1)]
+    if not 0.0 < t_min <= 1.0:
+        raise ValueError(f"t_min must be in (0, 1], got {t_min!r}")
+    if count == 1:
+        return [1.0]
+    return [((k - 1) + (count - k) * t_min) / (count - 1) for k in range(count, 0, -1)]

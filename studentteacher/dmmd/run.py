@@ -1,15 +1,18 @@
 """A DMMD run from a ``dmmd`` config: the data, the discriminator (trained, or loaded from a saved
 artifact), the sampler, and the metrics of the samples at each noise level.
 
-Random streams (no global seeding): :func:`studentteacher.toys.generators` (seed, 3) gives the
+Random streams (no global seeding): :func:`studentteacher.toys.generators` (seed, 4) gives the
 discriminator's initial weights, the training draws (batches, levels, noise, interpolation
-weights) and the sampler's N(0, I) start, each from its own stream on the CPU, so that a seed
-gives the same run on every device and changing one size changes no other draw.
+weights), the sampler's N(0, I) start and the start of the interacting run that the ``approximate``
+sampler replays (``reference_particles`` of them), each from its own stream on the CPU, so that a
+seed gives the same run on every device and changing one size changes no other draw.
 
 Sample metrics (:func:`sample_metrics`) against the held-out sample of :mod:`~studentteacher.dmmd.targets`:
-for the 2-D targets W1, W2 (exact OT) and MMD^2 (V-statistic, the toy's reference Gaussian kernel),
-as :func:`studentteacher.flows.sample_distances` logs them for the particle flows; for the digits
-the Frechet distance and the class histogram's entropy and coverage of :mod:`studentteacher.sample_quality`.
+for the 2-D targets W1, W2 (exact OT) and MMD^2 (V-statistic, the toy's reference Gaussian kernel)
+of :func:`studentteacher.held_out.held_out_metrics`, and once per run their floor (an exact sample
+of N points against the same held-out points, :func:`floor_metrics`); for the digits the Frechet
+distance and the class histogram's entropy and coverage of :mod:`studentteacher.sample_quality`.
+:func:`spectrum_metrics`: the share of the learned features' variance in their top 1-3 directions.
 """
 from __future__ import annotations
 
@@ -18,17 +21,18 @@ from typing import Callable
 
 import torch
 
+from .. import held_out
 from ..config import resolve_device
-from ..flows.metrics import sample_distances
 from ..sample_quality import digits_quality
 from ..toys import generators
 from .config import SAVED_SETTINGS, validate_dmmd_config
 from .discriminator import Architecture, Discriminator
 from .feature_kernels import FeatureKernel, make_feature_kernel
 from .forward import NoiseSchedule, make_schedule, sampling_levels
-from .samplers import SamplingTrajectory, make_sampler, run_sampler
+from .samplers import (REPLAYING, InteractingSampler, ParticleSideTrajectory, SamplingTrajectory, make_sampler,
+                       run_sampler)
 from .targets import TargetData, load_target
-from .training import TrainingResult, TrainSettings, train_discriminator
+from .training import TrainingResult, TrainSettings, feature_spectrum, train_discriminator
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: The noise levels at which the discriminator's MMD^2 between data and noised data is logged.
@@ -43,7 +47,7 @@ def level_metric(level: float) -> str:
 @dataclass
 class DMMDSetup:
     """What a config runs: ``config`` (validated; for a loaded discriminator with its saved settings),
-    the data, the schedule, the feature kernel, the discriminator and the three random streams."""
+    the data, the schedule, the feature kernel, the discriminator and the four random streams."""
 
     config: dict
     data: TargetData
@@ -73,7 +77,7 @@ def setup_dmmd(config: dict) -> DMMDSetup:
     schedule and kernel it was trained with (a config that names others is refused by the validation)."""
     config = validate_dmmd_config(config)
     device, dtype = resolve_device(config["device"]), DTYPES[config["dtype"]]
-    streams = generators(config["seed"], 3)
+    streams = generators(config["seed"], 4)
     model, loaded = None, config["discriminator_from"] is not None
     if loaded:  # the validation checked that the config keeps its settings
         model, _ = load_discriminator(config["discriminator_from"], device, dtype)
@@ -89,7 +93,7 @@ def train(setup: DMMDSetup, on_log: Callable[[int, float, list[float]], None] | 
     """Train the discriminator with the config's settings (None for a loaded one: nothing to train)."""
     if setup.loaded:
         return None
-    keys = ("batch_size", "lr", "l2_weight", "gp_weight", "levels_per_step", "log_every")
+    keys = ("batch_size", "lr", "l2_weight", "gp_weight", "gp_points", "levels_per_step", "log_every")
     settings = TrainSettings(steps=setup.config["train_steps"], eval_levels=EVAL_LEVELS,
                              **{key: setup.config[key] for key in keys})  # fmt: skip
     return train_discriminator(setup.discriminator, setup.kernel, setup.data.train, setup.schedule, settings,
@@ -102,19 +106,53 @@ def sample_metrics(data: TargetData, particles: torch.Tensor) -> dict[str, float
         quality = digits_quality(particles)
         return {"sample_fd": quality.frechet, "sample_class_entropy": quality.entropy,
                 "sample_class_coverage": float(quality.coverage)}  # fmt: skip
-    distances = sample_distances(particles, data.held_out, data.reference_bandwidth)
-    return {f"sample_{name}": value for name, value in distances.items()}
+    return held_out.held_out_metrics(data.name, particles, data.held_out)
+
+
+def floor_metrics(setup: DMMDSetup) -> dict[str, float]:
+    """``sample_{w1,w2,mmd2}_floor`` of a 2-D target (an exact sample of ``n_particles`` points against
+    the held-out points; :mod:`studentteacher.held_out`), {} for the digits."""
+    if setup.data.name not in held_out.TARGETS:
+        return {}
+    return held_out.floor_metrics(setup.data.name, setup.config["n_particles"], setup.data.held_out,
+                                  setup.config["seed"])  # fmt: skip
+
+
+def spectrum_metrics(setup: DMMDSetup) -> dict[str, float]:
+    """``feature_variance_top{1,2,3}``: the share of the variance of phi(x, t) over the training data in
+    its top 1, 2, 3 singular directions, the mean over :data:`EVAL_LEVELS`
+    (:func:`~studentteacher.dmmd.training.feature_spectrum`)."""
+    shares = feature_spectrum(setup.discriminator, setup.data.train, EVAL_LEVELS, top=3)
+    return {f"feature_variance_top{k}": share for k, share in enumerate(shares, start=1)}
+
+
+def record_mean_features(setup: DMMDSetup, levels: list[float]) -> tuple[ParticleSideTrajectory, float]:
+    """(the recording the ``approximate`` sampler replays, its stepping seconds): an interacting run of
+    ``reference_particles`` particles from N(0, I) (their own stream) over ``levels``, its particles'
+    side (the mean feature) at every Euler step."""
+    config, data = setup.config, setup.data
+    start = torch.randn(config["reference_particles"], data.train.shape[1], generator=setup.streams[3],
+                        dtype=data.train.dtype).to(data.train.device)  # fmt: skip
+    recorder = InteractingSampler(setup.discriminator, setup.kernel, data.train, record=True)
+    reference = run_sampler(recorder, start, levels, config["steps_per_level"], config["step_size"])
+    return recorder.particle_sides(levels, config["steps_per_level"]), reference.seconds
 
 
 def sample(setup: DMMDSetup, on_level: Callable[[int, float, torch.Tensor], None] | None = None) -> SamplingTrajectory:
-    """Run the config's sampler from Z ~ N(0, I) (``n_particles`` of them) over its T noise levels."""
+    """Run the config's sampler from Z ~ N(0, I) (``n_particles`` of them) over its T noise levels from
+    t = 1 to ``t_min``; a replaying sampler (``approximate``) first records its interacting run."""
     config, data = setup.config, setup.data
+    levels = sampling_levels(config["levels"], config["t_min"])
     start = torch.randn(config["n_particles"], data.train.shape[1], generator=setup.streams[2],
                         dtype=data.train.dtype).to(data.train.device)  # fmt: skip
-    sampler = make_sampler(config["sampler"], setup.discriminator, setup.kernel, data.train)
     setup.discriminator.requires_grad_(False)
     try:
-        return run_sampler(sampler, start, sampling_levels(config["levels"]), config["steps_per_level"],
-                           config["step_size"], on_level)  # fmt: skip
+        recording, recording_seconds = None, 0.0
+        if config["sampler"] in REPLAYING:
+            recording, recording_seconds = record_mean_features(setup, levels)
+        sampler = make_sampler(config["sampler"], setup.discriminator, setup.kernel, data.train, recording)
+        trajectory = run_sampler(sampler, start, levels, config["steps_per_level"], config["step_size"], on_level)
+        trajectory.recording_seconds = recording_seconds
+        return trajectory
     finally:
         setup.discriminator.requires_grad_(True)

@@ -3,11 +3,11 @@
 =============== ====================================================================================
 target          training data ``[n_train, d]`` / held-out sample ``[n_eval, d]``
 =============== ====================================================================================
-``three_rings`` the toy of :mod:`studentteacher.toys` (d = 2): its target points (deterministic,
-``mog``         equispaced for the rings) drawn with a seed derived from the run's seed for training;
-``swiss_roll``  the held-out sample is *the* target sample of the ``particle_flow`` run with the same
-                seed and ``n_target = n_eval``, so DMMD and the particle-flow baselines are measured
-                against the same points
+``three_rings`` the toy of :mod:`studentteacher.toys` (d = 2) drawn with a seed derived from the run's
+``mog``         seed (SeedSequence([seed, 1]); the rings: deterministic, equispaced) for training; the
+``swiss_roll``  held-out sample is a separately seeded exact draw (:func:`studentteacher.held_out.held_out_sample`),
+                the points that the particle-flow baselines of the same seed are scored against too,
+                and that no method saw
 ``digits``      the scaled 8x8 digits (d = 64, :mod:`studentteacher.digits`): the 1437 training and
                 360 held-out images of the fixed split (``n_train`` and ``n_eval`` are not used)
 =============== ====================================================================================
@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from .. import digits, toys
+from ..held_out import derived_seed, held_out_sample
 
 TARGETS = ("three_rings", "mog", "swiss_roll", "digits")
 
@@ -36,9 +36,9 @@ class TargetData:
 
 
 def training_seed(seed: int) -> int:
-    """The seed of the training sample of a 2-D toy: derived from the run's ``seed`` (SeedSequence), so
-    that it is independent of the held-out sample drawn with ``seed`` itself."""
-    return int(np.random.SeedSequence([seed, 1]).generate_state(1, np.uint64)[0] >> 1)
+    """The seed of the training sample of a 2-D toy: derived from the run's ``seed`` (SeedSequence([seed, 1])),
+    so that it is independent of the held-out sample and of a flow's target sample of that seed."""
+    return derived_seed(seed, 1)
 
 
 def load_target(name: str, n_train: int, n_eval: int, seed: int, dtype=torch.float32, device="cpu") -> TargetData:
@@ -49,5 +49,5 @@ def load_target(name: str, n_train: int, n_eval: int, seed: int, dtype=torch.flo
         split = digits.load()
         return TargetData(name, split.train.to(device, dtype), split.held_out.to(device, dtype), None)
     train = toys.make_toy(name, 1, n_train, training_seed(seed), dtype, device).target
-    held_out = toys.make_toy(name, 1, n_eval, seed, dtype, device)
-    return TargetData(name, train, held_out.target, held_out.reference_bandwidth)
+    held_out = held_out_sample(name, n_eval, seed, dtype, device)
+    return TargetData(name, train, held_out, toys.REFERENCE_BANDWIDTH[name])

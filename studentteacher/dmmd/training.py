@@ -10,12 +10,14 @@ G groups of
 
     L = -\\widehat{\\mathrm{MMD}}^2_u(x, y)
         + \\lambda_{l2} \\, \\overline{f(x)^2, f(y)^2}
-        + \\lambda_{gp} \\, \\overline{(|\\nabla_z f(\\hat z)| - 1)^2}, \\qquad
-    \\hat z = u x + (1 - u) y,\\ u \\sim U[0, 1] \\text{ per pair},
+        + \\lambda_{gp} \\, \\overline{(|\\nabla_z f(\\hat z)| - 1)^2},
 
 with Adam, where f(z) = mean_j kappa(phi(z), phi(y_j)) - mean_i kappa(phi(z), phi(x_i)) is the
 witness of the batch (its graph kept, so both penalties act on theta through the features and the
-means). MMD_u^2 is the unbiased estimator for paired samples.
+means). MMD_u^2 is the unbiased estimator for paired samples. The gradient penalty's points z-hat
+(``gp_points``, :data:`GP_POINTS`): ``noised``, the noised samples y (the paper's choice, the default),
+or ``interpolates``, z-hat = u x + (1 - u) y with u ~ U[0, 1] per pair (WGAN-GP's recipe, Gulrajani et
+al. 2017; the weights below were measured with it).
 
 Weights (the paper's values are not available offline here): with the linear kernel MMD^2 =
 |mean phi(y) - mean phi(x)|^2 grows with the scale of the features, and the gradient penalty holds
@@ -30,6 +32,9 @@ Swiss roll worse (W1 0.52).
 
 :func:`evaluate_levels` measures MMD_u^2 between data and noised data at fixed levels with fixed
 draws (the curve of figure (c)); :func:`train_discriminator` logs it every ``log_every`` steps.
+:func:`feature_spectrum` measures how many directions the learned features use: with the linear
+kernel the flow stops once the mean features match, so features whose variance lies in one or two
+directions match after a few moments.
 """
 from __future__ import annotations
 
@@ -39,7 +44,7 @@ from typing import Callable
 
 import torch
 
-from .discriminator import Discriminator
+from .discriminator import Discriminator, features_by_blocks
 from .feature_kernels import FeatureKernel
 from .forward import NoiseSchedule
 
@@ -53,6 +58,7 @@ class TrainSettings:
     lr: float = 3e-3
     l2_weight: float = 0.1
     gp_weight: float = 1.0
+    gp_points: str = "noised"
     levels_per_step: int = 4
     log_every: int = 100
     eval_levels: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
@@ -78,6 +84,21 @@ def _grouped_features(discriminator, points: torch.Tensor, levels: torch.Tensor)
     return discriminator(points.reshape(groups * size, -1), flat_levels).reshape(groups, size, -1)
 
 
+def noised_points(clean: torch.Tensor, noised: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The gradient penalty at the noised samples y ``[G, b, d]`` (the paper's)."""
+    return noised
+
+
+def interpolated_points(clean: torch.Tensor, noised: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """u x + (1 - u) y ``[G, b, d]``, u ~ U[0, 1] per pair drawn from ``generator`` (WGAN-GP's)."""
+    u = torch.rand(clean.shape[:2] + (1,), generator=generator, dtype=clean.dtype).to(clean.device)  # (G, b, 1)
+    return u * clean + (1.0 - u) * noised
+
+
+#: ``gp_points`` -> where the gradient penalty is taken, from (clean, noised, generator).
+GP_POINTS = {"noised": noised_points, "interpolates": interpolated_points}
+
+
 def discriminator_loss(discriminator: Discriminator, kernel: FeatureKernel, clean: torch.Tensor, noised: torch.Tensor,
                        levels: torch.Tensor, settings: TrainSettings, generator: torch.Generator):  # fmt: skip
     """(L, MMD_u^2 per group ``[G]``) for ``clean, noised: [G, b, d]`` at ``levels: [G]`` (module docstring)."""
@@ -85,8 +106,7 @@ def discriminator_loss(discriminator: Discriminator, kernel: FeatureKernel, clea
     phi_y = _grouped_features(discriminator, noised, levels)  # (G, b, F)
     mmd2 = kernel.mmd2_unbiased(phi_x, phi_y)  # (G,)
     witness = kernel.witness(torch.cat([phi_x, phi_y], dim=1), phi_x, phi_y)  # (G, 2b)
-    u = torch.rand(clean.shape[:2] + (1,), generator=generator, dtype=clean.dtype).to(clean.device)  # (G, b, 1)
-    between = (u * clean + (1.0 - u) * noised).requires_grad_()  # (G, b, d)
+    between = GP_POINTS[settings.gp_points](clean, noised, generator).detach().requires_grad_()  # (G, b, d)
     f_between = kernel.witness(_grouped_features(discriminator, between, levels), phi_x, phi_y)  # (G, b)
     (gradient,) = torch.autograd.grad(f_between.sum(), between, create_graph=True)  # (G, b, d)
     penalty = ((gradient.norm(dim=-1) - 1.0) ** 2).mean()
@@ -119,6 +139,20 @@ def evaluate_levels(discriminator: Discriminator, kernel: FeatureKernel, data: t
             noised = schedule.noise(clean, torch.tensor(float(level), dtype=data.dtype), eps)
             values.append(float(kernel.mmd2_unbiased(discriminator(clean, level), discriminator(noised, level))))
     return values
+
+
+def feature_spectrum(discriminator: Discriminator, data: torch.Tensor, levels, top: int = 3) -> list[float]:
+    """The share of the variance of the learned features in their top 1, ..., ``top`` singular
+    directions, averaged over ``levels``: with s_1 >= s_2 >= ... the singular values of the centred
+    phi(x, t) ``[n, F]`` of the data ``x: [n, d]``, share_k = mean_t sum_{i <= k} s_i^2 / sum_i s_i^2;
+    ``top`` floats, non-decreasing, in [0, 1]."""
+    shares = torch.zeros(top, dtype=torch.float64)
+    for level in levels:
+        features = features_by_blocks(discriminator, data, level).double()  # (n, F)
+        values = torch.linalg.svdvals(features - features.mean(0)) ** 2  # (min(n, F),)
+        cumulative = torch.cumsum(values, 0) / values.sum().clamp_min(torch.finfo(torch.float64).tiny)
+        shares += torch.nn.functional.pad(cumulative[:top], (0, max(top - len(cumulative), 0)), value=1.0).cpu()
+    return (shares / max(len(levels), 1)).tolist()
 
 
 def train_discriminator(discriminator: Discriminator, kernel: FeatureKernel, data: torch.Tensor, schedule: NoiseSchedule,

@@ -33,6 +33,8 @@ from .base import KernelFlow
 from .metrics import FlowRecord, FlowTrajectory
 from .srmmd import SOBOLEV_OPTIONS
 
+#: The entries of a checkpoint file (module docstring).
+CHECKPOINT_KEYS = ("step", "particles", "noise", "flow_state", "records", "snapshot_steps", "snapshots", "config")
 #: Keys of a ``particle_flow`` config that may differ between a checkpoint's run and the run resuming it.
 RESUMABLE_CHANGES = ("steps", "log_every", "snapshot_every", "checkpoint_every", "resume_from", "device", "replicas",
                      "threads")
@@ -59,9 +61,15 @@ class FlowCheckpoint:
         }, path)  # fmt: skip
 
 
+def read(path: str) -> dict:
+    """The entries of the flow checkpoint at ``path``; ConfigError naming ``resume_from`` and what is wrong
+    with the file (missing, empty, truncated or corrupt, another experiment's checkpoint)."""
+    return read_checkpoint(path, "particle_flow", CHECKPOINT_KEYS)
+
+
 def load(path: str) -> FlowCheckpoint:
     """The :class:`FlowCheckpoint` at ``path`` (ConfigError naming ``resume_from`` if there is none)."""
-    state = read_checkpoint(path)
+    state = read(path)
     snapshots = [] if state["snapshots"] is None else list(state["snapshots"])
     records = [FlowRecord(**record) for record in state["records"]]
     trajectory = FlowTrajectory(records, state["snapshot_steps"], snapshots)

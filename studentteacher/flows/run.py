@@ -432,6 +432,6 @@ def default_step_size(flow: str, lmbda) -> float:
     """The ``step_size`` of a config that names none: the flow's
     :meth:`~studentteacher.flows.base.KernelFlow.default_step_size` (0.1; 0.1 * lambda for ``kale``).
     0.1 for a name or lambda that is not valid (the config's validation names it)."""
-    if flow not in FLOWS or not (_is_real(lmbda) and lmbda > 0):
+    if not isinstance(flow, str) or flow not in FLOWS or not (_is_real(lmbda) and lmbda > 0):
         return 0.1
     return FLOWS[flow].default_step_size(lmbda)

@@ -35,7 +35,8 @@ Command line (``python -m studentteacher.sweep COMMAND FILE ...``)::
 
     count FILE                    number of tasks
     list FILE [--json]            index -> varied keys (the full config updates with --json)
-    check FILE                    validate every config (as run and submit do first)
+    check FILE                    validate every config and run the scripts' checks before
+                                  work (memory, resume_from), as run and submit do first
     run FILE --index I            run task I here; exit 0 completed, 1 failed, 3 interrupted
                                   (--validate task: check only this task's config, as array
                                   tasks do after submit checked them all); --batch R runs

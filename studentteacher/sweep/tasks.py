@@ -82,35 +82,52 @@ def resolved_config(sweep: Sweep, index: int) -> dict:
 
 
 def checked_config(sweep: Sweep, index: int) -> dict:
-    """The resolved config of ``index`` as the experiment's validator returns it; SweepError if invalid."""
+    """The resolved config of ``index`` as the experiment's validator returns it, after the checks its
+    script runs before any work (memory, the ``resume_from`` checkpoint); SweepError if invalid."""
     config = resolved_config(sweep, index)
     try:
         checked = validator(sweep.experiment)(config)  # some validators return the completed config, others None
+        helper().check_before_work(sweep.experiment, config)
     except ValueError as err:
         raise _task_error(sweep, index, err) from err
     return config if checked is None else checked
 
 
+def _indices_text(indices: list[int]) -> str:
+    """``indices`` (sorted) as 'index 3' or 'indices 0-5, 8'."""
+    spans: list[list[int]] = []
+    for index in indices:
+        if spans and index == spans[-1][1] + 1:
+            spans[-1][1] = index
+        else:
+            spans.append([index, index])
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+    return f"{'indices' if len(indices) > 1 else 'index'} {text}"
+
+
 def validate(sweep: Sweep) -> list[dict]:
     """Validate every config of the sweep; return the complete configs in index order.
 
-    All invalid indices are reported together in one :class:`SweepError`, each with its index,
-    its varied values and the validator's message (which names the key). A bad ``$STUDENTTEACHER_PROGRESS``,
-    which every task would refuse, is refused here once.
+    All invalid indices are reported together in one :class:`SweepError`: each distinct problem once
+    (the validator's message, which names the key), with the tasks it affects and the varied values
+    of the first. A bad ``$STUDENTTEACHER_PROGRESS``, which every task would refuse, is refused here once.
     """
     try:
         progress_seconds()
     except ValueError as err:
         raise SweepError(f"sweep {sweep.path}: {err}") from None
-    configs, problems = [], []
+    configs, problems = [], {}  # problem -> the indices it affects
     for index in range(len(sweep)):
         try:
             configs.append(checked_config(sweep, index))
         except SweepError as err:
-            problems.append(str(err))
+            problems.setdefault(str(err.__cause__ or err), []).append(index)
     if problems:
-        shown = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
-        raise SweepError(f"sweep {sweep.path}: {len(problems)} of {len(sweep)} configs are invalid:\n  {shown}")
+        lines = [f"{_indices_text(indices)} ({sweep.describe(indices[0])}{', ...' * (len(indices) > 1)}): {problem}"
+                 for problem, indices in problems.items()]  # fmt: skip
+        shown = "\n  ".join(lines[:20]) + (f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else "")
+        invalid = sum(map(len, problems.values()))
+        raise SweepError(f"sweep {sweep.path}: {invalid} of {len(sweep)} configs are invalid:\n  {shown}")
     return configs
 
 

@@ -12,18 +12,22 @@ on the witness between the particles and the data x ``[M, d]`` under the trained
 k_{theta,t}(x, y) = kappa(phi(x; t), phi(y; t)) (the particles' own term is differentiated in its
 first argument only, as in the MMD flow's first variation). The data side is prepared once per
 level (:meth:`Sampler.prepare`); a sampler says what the particles' side is (:meth:`Sampler.potential`,
-a sum over particles whose gradient in Z is the velocity). One module per sampler, the registry
-:data:`studentteacher.dmmd.samplers.SAMPLERS`:
+a sum over particles whose gradient in Z is the velocity; ``step`` counts the Euler steps of the
+whole run from 0). One module per sampler, the registry :data:`studentteacher.dmmd.samplers.SAMPLERS`:
 
-================ ========================================================= ===========================
-``interacting``  the flow above; linear kappa: grad f_t(z) =                O(N) per step (O(N^2) for
-                 J_phi(z)^T (mean_j phi(Z_j, t) - m_t), m_t = mean_m         ``rbf``: no finite mean
-                 phi(x_m, t) precomputed once per level                      embedding)
-``pairwise``     the same step from the Gram matrices and autograd           O(N^2 + N M): the reference
-``approximate``  particles do not interact: each particle's own phi         O(N); linear kappa:
-                 replaces the particle mean (f_t(z) = kappa(phi(z), phi(z))  grad = J_phi(z)^T (phi(z) - m_t)
-                 - mean_m kappa(phi(z), phi(x_m)), z's own term held fixed)
-================ ========================================================= ===========================
+================== ====================================================== ==============================
+``interacting``    the flow above; linear kappa: grad f_t(z) =             O(N) per step (O(N^2) for
+                   J_phi(z)^T (mean_j phi(Z_j, t) - m_t), m_t = mean_m      ``rbf``: no finite mean
+                   phi(x_m, t) precomputed once per level; it can record    embedding)
+                   the particles' side of every step (a
+                   :class:`ParticleSideTrajectory`)
+``approximate``    replays a recorded trajectory of the particles' side:   O(1) per particle and step
+                   grad f_t(z) = J_phi(z)^T (mu_s - m_t), mu_s the          (linear), each particle alone
+                   recorded mean feature of step s
+``pairwise``       the interacting step from the Gram matrices             O(N^2 + N M): the reference
+``self_potential`` each particle's own (detached) phi in place of the       O(N); no interaction: the
+                   particles' mean (it collapses the particles)             particles collapse
+================== ====================================================== ==============================
 """
 from __future__ import annotations
 
@@ -49,31 +53,46 @@ class Sampler:
         """The data side at level t, computed once per level: the kernel's summary of phi(x, t) over the data."""
         return self.kernel.summarise(features_by_blocks(self.discriminator, self.data, level))
 
-    def potential(self, features: torch.Tensor, prepared) -> torch.Tensor:
-        """f_t at each particle ``[N]`` from its features ``[N, F]`` (with a graph) and the data side."""
+    def potential(self, features: torch.Tensor, prepared, step: int) -> torch.Tensor:
+        """f_t at each particle ``[N]`` from its features ``[N, F]`` (with a graph), the data side and
+        the index of the Euler step in the run."""
         raise NotImplementedError
 
-    def velocity(self, particles: torch.Tensor, level: float, prepared) -> torch.Tensor:
+    def velocity(self, particles: torch.Tensor, level: float, prepared, step: int) -> torch.Tensor:
         """grad f_t(Z_i) ``[N, d]``: the gradient in Z of sum_i f_t(Z_i) (one backward pass)."""
         with torch.enable_grad():
             points = particles.detach().requires_grad_()
-            (gradient,) = torch.autograd.grad(self.potential(self.discriminator(points, level), prepared).sum(), points)
+            features = self.discriminator(points, level)  # (N, F)
+            (gradient,) = torch.autograd.grad(self.potential(features, prepared, step).sum(), points)
         return gradient
 
-    def step(self, particles: torch.Tensor, level: float, prepared, step_size: float) -> torch.Tensor:
+    def step(self, particles: torch.Tensor, level: float, prepared, step_size: float, step: int) -> torch.Tensor:
         """Z - eta grad f_t(Z) ``[N, d]``."""
-        return particles - step_size * self.velocity(particles, level, prepared)
+        return particles - step_size * self.velocity(particles, level, prepared, step)
+
+
+@dataclass
+class ParticleSideTrajectory:
+    """What an interacting run's particles contributed at each Euler step: ``sides: [S, F]`` (S = T N_s
+    steps; the linear kernel's mean feature mean_j phi(Z_j, t), any leading summary of another kernel),
+    with the ``levels`` and ``steps_per_level`` they were taken at."""
+
+    levels: list[float]
+    steps_per_level: int
+    sides: torch.Tensor
 
 
 @dataclass
 class SamplingTrajectory:
     """``levels`` (t of each level, noisiest first), ``snapshots: [T + 1, N, d]`` (the start, then the
-    particles at the end of each level), ``seconds`` spent stepping, the final ``particles: [N, d]``."""
+    particles at the end of each level), ``seconds`` spent stepping, the final ``particles: [N, d]``;
+    ``recording_seconds``: the stepping time of the interacting run a replaying sampler replays (else 0)."""
 
     levels: list[float] = field(default_factory=list)
     snapshots: list[torch.Tensor] = field(default_factory=list)
     seconds: float = 0.0
     particles: torch.Tensor | None = None
+    recording_seconds: float = 0.0
 
 
 def run_sampler(sampler: Sampler, start: torch.Tensor, levels, steps_per_level: int, step_size: float,
@@ -88,8 +107,8 @@ def run_sampler(sampler: Sampler, start: torch.Tensor, levels, steps_per_level: 
     for k, level in enumerate(levels, start=1):
         begin = time.perf_counter()
         prepared = sampler.prepare(level)
-        for _ in range(steps_per_level):
-            particles = sampler.step(particles, level, prepared, step_size).detach()
+        for s in range(steps_per_level):
+            particles = sampler.step(particles, level, prepared, step_size, (k - 1) * steps_per_level + s).detach()
         trajectory.seconds += time.perf_counter() - begin
         if not bool(torch.isfinite(particles).all()):
             raise FloatingPointError(f"sampling diverged at noise level {k} (t = {level:g}): particles are not finite")

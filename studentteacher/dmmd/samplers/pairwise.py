@@ -17,6 +17,6 @@ class PairwiseSampler(Sampler):
     def prepare(self, level):
         return features_by_blocks(self.discriminator, self.data, level)  # (M, F)
 
-    def potential(self, features, prepared):
+    def potential(self, features, prepared, step):
         gram_particles = self.kernel.gram(features, features.detach())  # (N, N)
         return gram_particles.mean(1) - self.kernel.gram(features, prepared).mean(1)  # (N,)

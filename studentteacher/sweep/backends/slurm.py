@@ -225,7 +225,8 @@ class SlurmBackend(Backend):
     def submit(self, sweep: Sweep, indices: list[int], batch: int = 1, dry_run: bool = False) -> list[Submission]:
         """One :class:`Submission` per array job (split at MaxArraySize); a dry run writes and submits nothing."""
         if not dry_run and shutil.which("sbatch") is None:
-            raise SubmitError("sbatch is not on PATH: is SLURM installed? (scripts/slurm_up.sh sets up a local one)")
+            raise SubmitError("sbatch is not on PATH: is SLURM installed? To run the tasks on this machine instead, "
+                              "add --backend local (scripts/slurm_up.sh sets up a local SLURM)")
         limit = max_array_size() if shutil.which("scontrol") or not dry_run else DEFAULT_MAX_ARRAY_SIZE
         logs = log_dir(sweep)
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
