@@ -214,14 +214,21 @@ def read_checkpoint(path: str) -> dict:
     return state
 
 
+def _written_with(state: dict, key: str):
+    """The checkpoint's value of ``key``; a key added to the config after it was written has its default."""
+    if key not in state["config"] and key in config_module.SPEC:
+        return config_module.SPEC[key].default
+    return state["config"].get(key)
+
+
 def _check_same_run(path: str, state: dict, config: dict) -> None:
     """ConfigError unless ``config`` equals the checkpoint's run outside RESUMABLE_CHANGES."""
-    differing = [key for key in config if key not in RESUMABLE_CHANGES and state["config"].get(key) != config[key]]
+    differing = [key for key in config if key not in RESUMABLE_CHANGES and _written_with(state, key) != config[key]]
     if differing:
         key = differing[0]
         raise config_module.ConfigError(
             f"config key {key!r}: got {config[key]!r}, but the checkpoint resume_from={path!r} was written with "
-            f"{state['config'].get(key)!r}; only {', '.join(RESUMABLE_CHANGES)} may change on resume"
+            f"{_written_with(state, key)!r}; only {', '.join(RESUMABLE_CHANGES)} may change on resume"
         )
 
 

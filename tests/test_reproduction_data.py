@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from studentteacher import config as st_config
 from studentteacher import dmmd, flows, results
 from studentteacher.sweep import spec, tasks
 
@@ -45,7 +46,8 @@ LAST_STEP = {"student_teacher": "epochs", "particle_flow": "steps"}
 # attempt names the checkpoint it continues)
 EXECUTION_KEYS = ("threads", "resume_from")
 # keys a config may leave out, with the value it then has (a run from before the key was added has none)
-OPTIONAL_KEYS = {"particle_flow": flows.OPTIONAL_KEYS}
+OPTIONAL_KEYS = {"particle_flow": flows.OPTIONAL_KEYS,
+                 "student_teacher": {"hrmmd_alpha": st_config.SPEC["hrmmd_alpha"].default}}
 # experiment -> what a stored config from before keys were added means today (dmmd: the keys' values then and
 # the sampler's name today)
 EARLIER_CONFIGS = {"dmmd": dmmd.config_of_earlier_run}

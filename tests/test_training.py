@@ -99,6 +99,25 @@ def test_checkpoint_and_resume_continue_identically(tmp_path):
         Trainer(dict(cfg, lr=0.2, resume_from=path))
 
 
+def test_a_checkpoint_written_before_a_key_was_added_resumes_with_the_keys_default(tmp_path):
+    # hrmmd_alpha came after the long runs' checkpoints were written: their configs lack it
+    cfg = dict(SMALL, epochs=4, dtype="float64")
+    straight = Trainer(dict(cfg))
+    straight.run()
+    path = str(tmp_path / "ckpt.pt")
+    stopped = Trainer(dict(cfg))
+    with pytest.raises(TrainingInterrupted):
+        stopped.run(should_stop=lambda: stopped.epoch == 2, checkpoint_path=path)
+    state = torch.load(path, weights_only=False)
+    del state["config"]["hrmmd_alpha"]
+    torch.save(state, path)
+    resumed = Trainer(dict(cfg, resume_from=path))
+    resumed.run()
+    assert resumed.history["valid_mmd2"] == straight.history["valid_mmd2"][-2:]
+    with pytest.raises(ConfigError, match="config key 'hrmmd_alpha': got 0.5, but the checkpoint .* written with 0.8"):
+        Trainer(dict(cfg, hrmmd_alpha=0.5, resume_from=path))
+
+
 @pytest.mark.parametrize(
     "update,message",
     [
