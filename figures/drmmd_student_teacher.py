@@ -1,7 +1,8 @@
 """Figure 2 (Chen et al. 2024, student-teacher): MMD, MMD + noise injection, DrMMD (lambda = 0.1)
 and DrMMD + noise injection; train and validation error vs epochs, mean +- 1 sd over seeds (each
 seed thin), log y; a third panel draws each DrMMD seed without noise alone, the runs to 30 000
-epochs included, with the drop threshold.
+epochs and runs still going (INTERRUPTED, resumed by a later session) included, with the drop
+threshold.
 
     python figures/drmmd_student_teacher.py --runs reproduction/runs/drmmd_student_teacher \\
         reproduction/runs/drmmd_student_teacher_seeds reproduction/runs/drmmd_student_teacher_30k --out figures/png/full
@@ -62,50 +63,56 @@ def spread_table(df: pd.DataFrame, order: list[str], epochs: tuple[int, ...]) ->
 
 
 def drop_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per completed run: its configuration, seed, length and the first logged epoch with validation
-    1/2 MSE < DROP (None: none by its last epoch); ``drop`` says the same as text."""
-    rows = common.half(results.curves(df, "valid_mmd2"))
+    """Per run, a run still going (INTERRUPTED, resumed by a later session) included: its configuration,
+    seed, status, the last logged epoch and the first logged epoch with validation 1/2 MSE < DROP
+    (None: none by its last epoch); ``drop`` says the same as text."""
+    rows = common.half(results.curves(df, "valid_mmd2", statuses=None))
     table = []
     for run_dir, curve in rows.groupby("run_dir", sort=False):
         below = curve.loc[curve["value"] < DROP, "step"]
         first = curve.iloc[0]
-        table.append({"config": first["config"], "seed": int(first["seed"]), "epochs": int(curve["step"].max()),
-                      "drop_epoch": int(below.min()) if not below.empty else None})  # fmt: skip
+        table.append({"config": first["config"], "seed": int(first["seed"]), "status": first["status"],
+                      "epochs": int(curve["step"].max()), "drop_epoch": int(below.min()) if not below.empty else None})  # fmt: skip
     table = pd.DataFrame(table).sort_values(["config", "seed", "epochs"]).reset_index(drop=True)
     return table.assign(drop=[f"none by {n}" if pd.isna(e) else str(int(e)) for e, n in zip(table["drop_epoch"], table["epochs"])])
 
 
 def drop_fractions(drops: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration, 'k of n' seeds dropped by each epoch of DROP_BY, counting for each seed
-    its longest run and only seeds whose run reached that epoch."""
+    """Per configuration (the 30 000-epoch runs counted with their 15 000-epoch configuration), 'k of n'
+    seeds dropped by each epoch of DROP_BY, from each seed's longest run: n counts the seeds whose run
+    dropped by then or reached that epoch, and '(m open)' those whose run has neither (yet)."""
+    drops = drops.assign(config=drops["config"].replace({LONG: "DrMMD"}))
     longest = drops.sort_values("epochs").groupby(["config", "seed"]).tail(1)
     rows = []
     for config, runs in longest.groupby("config", sort=False):
         row = {"config": config}
         for epoch in DROP_BY:
-            reached = runs[runs["epochs"] >= epoch]
-            dropped = reached["drop_epoch"].notna() & (reached["drop_epoch"] <= epoch)
-            row[f"by {epoch}"] = f"{int(dropped.sum())} of {len(reached)}" if len(reached) else "-"
+            dropped = runs["drop_epoch"].notna() & (runs["drop_epoch"] <= epoch)
+            known = dropped | (runs["epochs"] >= epoch)
+            open_seeds = int((~known).sum())
+            row[f"by {epoch}"] = f"{int(dropped.sum())} of {int(known.sum())}" + (f" ({open_seeds} open)" if open_seeds else "")
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def long_panel(ax, df: pd.DataFrame) -> None:
-    """Each DrMMD seed without noise alone (15 000 and 30 000 epochs), validation 1/2 MSE, log y."""
-    rows = common.half(results.curves(df[df["config"].isin(["DrMMD", LONG])], "valid_mmd2"))
+    """Each DrMMD seed without noise alone (15 000 and 30 000 epochs, runs still going included, to
+    their last logged epoch), validation 1/2 MSE, log y."""
+    rows = common.half(results.curves(df[df["config"].isin(["DrMMD", LONG])], "valid_mmd2", statuses=None))
     if rows.empty:
-        ax.text(0.5, 0.5, "no completed DrMMD run", ha="center", va="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, "no DrMMD run", ha="center", va="center", transform=ax.transAxes)
         return
     for (config, seed), curve in rows.groupby(["config", "seed"], sort=True):
         style = dict(lw=1.4, ls="-") if config == LONG else dict(lw=0.8, ls="--")
         style["color"] = f"C{(seed - 1) % 10}"  # one colour per seed, whatever the length
-        ax.plot(curve["step"], curve["value"], label=f"seed {seed}{', 30 000' if config == LONG else ''}", **style)
+        going = "" if curve["status"].iloc[-1] == "COMPLETED" else f" (to {int(curve['step'].max())}, going on)"
+        ax.plot(curve["step"], curve["value"], label=f"seed {seed}{', 30 000' if config == LONG else ''}{going}", **style)
     ax.axhline(DROP, color="0.4", lw=0.8, ls=":")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel(common.HALF_MSE["valid_mmd2"])
     ax.set_title(f"DrMMD (no noise), each seed; dotted: {DROP}", fontsize=9)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=2, loc="lower left")
 
 
 def main(argv=None) -> None:
