@@ -16,7 +16,7 @@ usual PyTorch way of writing the same training loop. The habits it imitates, on 
 * kernel Sobolev descent builds the Jacobian J row by row with one backward pass per sample, then
   A = J J^T / (N B) + eps I and ``torch.linalg.solve``.
 
-The effective steps are those of DESIGN §2 (the package's surrogate S = sum_i (1/B) sum_b
+The effective steps are those of ``studentteacher/updates/`` (the package's surrogate S = sum_i (1/B) sum_b
 rho_b phi_i(x_b), theta <- theta - lr grad S), written in the reference code's terms:
 
 =================  ==============================================================================

@@ -1,5 +1,5 @@
 """Sacred experiment ``dmmd``: the noise-adaptive MMD gradient flow (Galashov, De Bortoli, Gretton,
-ICLR 2025; DESIGN §7, :mod:`studentteacher.dmmd`).
+ICLR 2025; :mod:`studentteacher.dmmd`).
 
     python experiments/dmmd.py with swiss_roll -F /tmp/dmmdruns
     python experiments/dmmd.py with swiss_roll discriminator_from=/tmp/dmmdruns/1/discriminator.pt sampler=approximate

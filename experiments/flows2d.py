@@ -1,4 +1,4 @@
-"""Sacred experiment ``particle_flow``: 2-D particle flows of kernel divergences (DESIGN §3, §5).
+"""Sacred experiment ``particle_flow``: 2-D particle flows of kernel divergences (:mod:`studentteacher.flows`).
 
     python experiments/flows2d.py with three_rings_drmmd steps=2000 -F /tmp/flowruns
 

@@ -2,7 +2,7 @@
 
     python experiments/train.py [with KEY=VALUE ... | NAMED_CONFIG ...] [-F DIR | -m MONGO | -n NAME | ...]
 
-Config keys, metric names and the result are DESIGN §5; named configs live in
+Config keys, metric names and the result are in README.md; named configs live in
 ``experiments/configs/*.yaml``. :func:`train` trains R >= 1 runs (a plain run, or ``replicas``) with
 the package's loop; observers, flags, checks before work, stop signals, replica groups and resume
 are the helper's (``sacred_runs.py``).

@@ -82,14 +82,20 @@ def test_divergence_names_epoch_and_quantity_and_keeps_history():
     assert trainer.history["train_mmd2"] == logged
 
 
+def checkpoint_at(cfg: dict, epoch: int, folder) -> str:
+    """The checkpoint a run of ``cfg`` writes when stopped after ``epoch`` epochs (its path)."""
+    path = str(folder / "ckpt.pt")
+    stopped = Trainer(dict(cfg))
+    with pytest.raises(TrainingInterrupted):
+        stopped.run(should_stop=lambda: stopped.epoch == epoch, checkpoint_path=path)
+    return path
+
+
 def test_checkpoint_and_resume_continue_identically(tmp_path):
     cfg = dict(SMALL, epochs=6, dtype="float64", method="noise_injection")
     straight = Trainer(dict(cfg))
     straight.run()
-    path = str(tmp_path / "ckpt.pt")
-    stopped = Trainer(dict(cfg))
-    with pytest.raises(TrainingInterrupted):
-        stopped.run(should_stop=lambda: stopped.epoch == 3, checkpoint_path=path)
+    path = checkpoint_at(cfg, 3, tmp_path)
     resumed = Trainer(dict(cfg, resume_from=path))
     assert resumed.epoch == 3
     resumed.run()
@@ -104,10 +110,7 @@ def test_a_checkpoint_written_before_a_key_was_added_resumes_with_the_keys_defau
     cfg = dict(SMALL, epochs=4, dtype="float64")
     straight = Trainer(dict(cfg))
     straight.run()
-    path = str(tmp_path / "ckpt.pt")
-    stopped = Trainer(dict(cfg))
-    with pytest.raises(TrainingInterrupted):
-        stopped.run(should_stop=lambda: stopped.epoch == 2, checkpoint_path=path)
+    path = checkpoint_at(cfg, 2, tmp_path)
     state = torch.load(path, weights_only=False)
     del state["config"]["hrmmd_alpha"]
     torch.save(state, path)
