@@ -104,8 +104,11 @@ def test_sweep_runs_are_listed_and_drawn_in_the_browser(tmp_path):
         assert task.returncode == 0, task.stdout + task.stderr
     client = mlflow.MlflowClient(uri)
     experiment = client.get_experiment_by_name("ui_sweep")
-    runs = {run.info.run_name: run.info.run_id for run in client.search_runs([experiment.experiment_id])}
+    found = client.search_runs([experiment.experiment_id])
+    runs = {run.data.tags["sacred.id"]: run.info.run_id for run in found}
     assert set(runs) == {"00000-1", "00001-1"}
+    names = {run.data.tags["sacred.id"]: run.info.run_name for run in found}
+    assert names["00001-1"].startswith("student_teacher ") and "method=drmmd" in names["00001-1"], names
     sweep_seconds = time.perf_counter() - started
 
     port, log = free_port(), tmp_path / "server.log"
@@ -124,7 +127,7 @@ def test_sweep_runs_are_listed_and_drawn_in_the_browser(tmp_path):
         experiments = browse(f"{url}/#/experiments", profile, "--dump-dom")
         assert "ui_sweep" in experiments, "the sweep's experiment is not listed"
         listing = browse(f"{url}/#/experiments/{experiment.experiment_id}/runs", profile, "--dump-dom")
-        assert "00000-1" in listing and "00001-1" in listing, "the sweep's runs are not listed"
+        assert all(name in listing for name in names.values()), "the sweep's runs are not listed by their names"
         for name, page in pictures.items():
             # the charts load lazily (plotly): read the page until they are drawn, then take its picture
             loads = 1
