@@ -32,7 +32,7 @@ import torch
 from studentteacher import dmmd
 from studentteacher.threads import flush_denormals
 
-FLUSHED = flush_denormals()  # as every run does (experiments/sacred_runs.py), before the OpenMP workers start
+FLUSHED = flush_denormals()  # as every run does (experiments/runs/), before the OpenMP workers start
 
 SAMPLER_NAMES = ("interacting", "approximate", "self_potential", "pairwise")
 REFERENCE_PARTICLES = 1000

@@ -28,9 +28,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "experiments")]
-
-from studentteacher import results  # noqa: E402
+from studentteacher import results
 
 
 def run_once(folder: Path, epochs: int, settings: list[str], uri: str | None) -> dict:
@@ -70,7 +68,7 @@ def main() -> None:
                         help="config updates for every run (default: device=cpu)")
     parser.add_argument("--json", help="write the rows and medians here")
     args = parser.parse_args()
-    from mlflow_observer import MlflowStore
+    from studentteacher.results.mlflow_store import MlflowStore
 
     with tempfile.TemporaryDirectory(prefix="bench_observer-") as scratch:
         folder = Path(scratch)

@@ -9,7 +9,7 @@ each, the median over ``--repeats`` of the seconds per epoch of
 
 * ``package dense``: :meth:`studentteacher.training.Trainer.run_epoch` with ``readout="dense"``
   (the papers' model);
-* ``baseline``: :class:`benchmarks.baseline_reference.ReferenceTrainer.run_epoch`, the same
+* ``baseline``: :class:`baseline_reference.ReferenceTrainer.run_epoch`, the same
   model and the same step written in the style of the papers' public code (per-sample Dataset +
   DataLoader, ``nn.Module``, autograd, KSD Jacobian by one backward pass per sample);
 * ``package particle``: ``Trainer.run_epoch`` with ``readout="particle"`` (the mean-field model);
@@ -29,16 +29,13 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks.baseline_reference import ReferenceTrainer, student_from_package, student_to_package  # noqa: E402
-from studentteacher.training import Trainer  # noqa: E402
+from baseline_reference import ReferenceTrainer, student_from_package, student_to_package  # beside this script
+from studentteacher.training import Trainer
 
 RULES = ("sgd", "noise_injection", "diffusion", "ksd", "drmmd")
 TARGETS = {"ksd": 50.0, "other": 1.5, "dense_over_particle": 10.0}

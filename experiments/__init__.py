@@ -1,5 +1,10 @@
-"""The Sacred experiments (train.py, flows2d.py, dmmd.py), their helper (sacred_runs.py), named configs and sweep files.
+"""The Sacred experiments and what runs them; the only place of this project that imports Sacred.
 
-Run the scripts directly (``python experiments/train.py``); installed, this folder is the package
-``studentteacher_experiments``, which is how :mod:`studentteacher.sweep` finds it outside a checkout.
+* ``train.py`` (``student_teacher``), ``flows2d.py`` (``particle_flow``), ``dmmd.py`` (``dmmd``): the
+  experiments, run as scripts (``python experiments/train.py``) or imported (a sweep's task);
+* :mod:`experiments.registry`: the list of experiments the sweeps read;
+* :mod:`experiments.runs`: how a script's runs are checked, started, trained and stored;
+* :mod:`experiments.mlflow_observer`: the ``--mlflow`` observer; :mod:`experiments.flow_pictures`,
+  :mod:`experiments.quiet`: pictures of flows, the filters of library noise;
+* ``configs/`` (named configs) and ``sweeps/`` (sweep files), installed with the package.
 """

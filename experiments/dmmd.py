@@ -5,7 +5,7 @@ ICLR 2025; :mod:`studentteacher.dmmd`).
     python experiments/dmmd.py with swiss_roll discriminator_from=/tmp/dmmdruns/1/discriminator.pt sampler=approximate
 
 Config keys, their defaults and checks: :data:`studentteacher.dmmd.SPEC`. Observers, flags, checks
-before work, stop signals and run names are the helper's (``sacred_runs.py``): with no observer
+before work, stop signals and run names are the helper's (:mod:`experiments.runs`): with no observer
 flag the run is stored in ``$STUDENTTEACHER_RUNS`` (default ``./runs``). A run trains the
 discriminator (or loads it from ``discriminator_from``, whose target, schedule and kernel it then
 keeps), then samples.
@@ -33,29 +33,23 @@ a DMMD run is not batched.
 """
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:  # sacred_runs.py and flow_pictures.py lie beside this script (also for a sweep)
-    sys.path.append(str(HERE))
-import sacred_runs  # noqa: E402  (first: it quiets Sacred's import warning)
-from mlflow_observer import use_mlflow  # noqa: E402
+from experiments.runs import Batch, ExperimentRuns, RunInterrupted  # first: it quiets Sacred's import warning
+from experiments import flow_pictures
 
-import flow_pictures  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from sacred import Experiment  # noqa: E402
+import numpy as np
+import torch
+from sacred import Experiment
 
-from studentteacher import preflight  # noqa: E402
-from studentteacher.config import defaults  # noqa: E402
-from studentteacher.dmmd import SPEC, validate_dmmd_config  # noqa: E402
-from studentteacher.dmmd import run as dmmd_run  # noqa: E402
-from studentteacher.progress import RunProgress  # noqa: E402
+from studentteacher import preflight
+from studentteacher.config import defaults
+from studentteacher.dmmd import SPEC, validate_dmmd_config
+from studentteacher.dmmd import run as dmmd_run
+from studentteacher.progress import RunProgress
 
 ex = Experiment("dmmd")
-use_mlflow(ex)  # --mlflow URI / $STUDENTTEACHER_MLFLOW: an MLflow copy of each run, next to FileStorage
 ex.add_config(defaults(SPEC))
 
 
@@ -76,8 +70,8 @@ for name, values in NAMED_CONFIGS.items():
 
 
 def check_before_work(config: dict) -> None:
-    """What a valid config may still fail on here: the memory."""
-    preflight.check_dmmd(validate_dmmd_config(config))
+    """What a validated (completed) config may still fail on here: the memory."""
+    preflight.check_dmmd(config)
 
 
 class _Stopped(Exception):
@@ -158,17 +152,17 @@ def _run_one(config: dict, run, should_stop):
         _log_finite(run, final, setup.config["levels"] * setup.config["steps_per_level"])
     except (_Stopped, FloatingPointError) as stop:
         _save_artifacts(run, setup, training, trajectory)
-        return sacred_runs.RunInterrupted(str(stop)) if isinstance(stop, _Stopped) else stop
+        return RunInterrupted(str(stop)) if isinstance(stop, _Stopped) else stop
     _save_artifacts(run, setup, training, trajectory)
     return {**latest["metrics"], **final}
 
 
-def train(batch: sacred_runs.Batch) -> None:
+def train(batch: Batch) -> None:
     """Run the runs of ``batch`` one after the other, each with its own outcome; after a stop signal
     the run in progress ends INTERRUPTED (artifacts saved) and the runs not started end INTERRUPTED."""
     for replica, (config, run) in enumerate(zip(batch.configs, batch.runs)):
         if batch.should_stop():
-            batch.finish(replica, sacred_runs.RunInterrupted("stopped on request before the run started"))
+            batch.finish(replica, RunInterrupted("stopped on request before the run started"))
             continue
         try:
             outcome = _run_one(config, run, batch.should_stop)
@@ -177,7 +171,7 @@ def train(batch: sacred_runs.Batch) -> None:
         batch.finish(replica, outcome)
 
 
-runs = sacred_runs.ExperimentRuns(ex, train, validate_dmmd_config, check_before_work, checkpoints=False)
+runs = ExperimentRuns(ex, train, validate_dmmd_config, check_before_work, checkpoints=False)
 run_replicas = runs.run_replicas
 
 if __name__ == "__main__":

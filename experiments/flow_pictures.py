@@ -2,8 +2,7 @@
 Shared by ``experiments/flows2d.py`` (its ``snapshots.png`` and ``flow.gif`` artifacts),
 ``experiments/dmmd.py`` (``samples.png`` and ``sampling.gif``: the particles at the end of each
 noise level; digits (d = 64) as a grid of 8 x 8 images) and the figure scripts; plain matplotlib
-and numpy. It lies in ``experiments/`` so that it ships with the experiments (the package
-``studentteacher_experiments``).
+and numpy (:mod:`experiments.flow_pictures`, installed with the experiments).
 """
 from __future__ import annotations
 

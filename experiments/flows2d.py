@@ -3,7 +3,7 @@
     python experiments/flows2d.py with three_rings_drmmd steps=2000 -F /tmp/flowruns
 
 Observers, flags, checks before work, stop signals and replica groups are the helper's
-(``sacred_runs.py``): with no observer flag the run is stored in ``$STUDENTTEACHER_RUNS`` (default
+(:mod:`experiments.runs`): with no observer flag the run is stored in ``$STUDENTTEACHER_RUNS`` (default
 ``./runs``). Metrics (step = flow step):
 ``divergence``, ``mmd2``, ``w1``, ``w2``, ``lmbda``, ``step_size``, ``bandwidth``, ``mean_gap``; artifacts: ``trajectory.npz``
 (metrics, snapshot steps, snapshots [S, N, d], target, final particles), ``snapshots.png``,
@@ -26,26 +26,20 @@ Sacred run with the metrics and artifacts of its plain run; a replica that diver
 """
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:  # sacred_runs.py and flow_pictures.py lie beside this script (also for a sweep)
-    sys.path.append(str(HERE))
-import sacred_runs  # noqa: E402  (first: it quiets Sacred's import warning)
-from mlflow_observer import use_mlflow  # noqa: E402
+from experiments.runs import Batch, ExperimentRuns, RunInterrupted  # first: it quiets Sacred's import warning
+from experiments import flow_pictures
 
-import flow_pictures  # noqa: E402
-import numpy as np  # noqa: E402
-from sacred import Experiment  # noqa: E402
+import numpy as np
+from sacred import Experiment
 
-from studentteacher import flows, held_out, preflight, toys  # noqa: E402
-from studentteacher.progress import RunProgress  # noqa: E402
-from studentteacher.replicas import check_compatible  # noqa: E402
+from studentteacher import flows, held_out, preflight, toys
+from studentteacher.progress import RunProgress
+from studentteacher.replicas import check_compatible
 
 ex = Experiment("particle_flow")
-use_mlflow(ex)  # --mlflow URI / $STUDENTTEACHER_MLFLOW: an MLflow copy of each run, next to FileStorage
 
 
 @ex.config
@@ -195,8 +189,7 @@ def _save_artifacts(_run, trajectory, toy) -> None:
 
 
 def check_before_work(config: dict) -> None:
-    """What a valid config may still fail on here: the ``resume_from`` checkpoint, the memory."""
-    flows.validate_flow_config(config)
+    """What a validated config may still fail on here: the ``resume_from`` checkpoint, the memory."""
     flows.checked_checkpoint(config)
     preflight.check_flow(config)
 
@@ -238,7 +231,7 @@ def _start_progress(setup: flows.FlowSetup, runs: list) -> RunProgress:
     return progress
 
 
-def train(batch: sacred_runs.Batch) -> None:
+def train(batch: Batch) -> None:
     """Advance the runs of ``batch`` as one flow (batched when R > 1); each run gets its metrics, its
     artifacts and its own outcome: one that diverges fails alone, and on SIGTERM/SIGUSR2 every other
     one ends INTERRUPTED at the next log step, artifacts saved."""
@@ -260,7 +253,7 @@ def train(batch: sacred_runs.Batch) -> None:
     except flows.FlowInterrupted as stop:
         for run, path in zip(runs, stop.checkpoint_paths):
             run.info["checkpoint"] = path
-        trajectories, outcome = stop.trajectories, sacred_runs.RunInterrupted(f"{stop}; checkpoint: checkpoint.pt")
+        trajectories, outcome = stop.trajectories, RunInterrupted(f"{stop}; checkpoint: checkpoint.pt")
     else:
         outcome = None
     finally:
@@ -272,7 +265,7 @@ def train(batch: sacred_runs.Batch) -> None:
             batch.finish(replica, outcome or {**_result(trajectory), **_held_out_scores(run, config, trajectory)})
 
 
-runs = sacred_runs.ExperimentRuns(ex, train, flows.validate_flow_config, check_before_work,
+runs = ExperimentRuns(ex, train, flows.validate_flow_config, check_before_work,
                                   checkpoint_config=lambda path: flows.load_checkpoint(path).config)
 run_replicas = runs.run_replicas
 

@@ -1,7 +1,8 @@
 """Quiet entry points: hide the library noise that is not the user's business, nothing else.
 
-Every entry point (``train.py``, ``flows2d.py``, ``dmmd.py``, the sweep's ``sacred_runs.py``, ``mlflow_observer.py``)
-calls :func:`quiet` first, before it imports Sacred. What it hides, by exact message or logger name:
+The two modules that import Sacred first, :mod:`experiments.runs` (which every experiment script and
+sweep task imports first) and :mod:`experiments.mlflow_observer`, call :func:`quiet` before they import
+it. What it hides, by exact message or logger name:
 
 * Sacred 0.8.7 imports ``pkg_resources`` (``sacred/dependencies.py``), which makes setuptools print
   ``UserWarning: pkg_resources is deprecated as an API`` at every start. setup.cfg pins

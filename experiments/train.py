@@ -2,49 +2,43 @@
 
     python experiments/train.py [with KEY=VALUE ... | NAMED_CONFIG ...] [-F DIR | -m MONGO | -n NAME | ...]
 
-Config keys, metric names and the result are in README.md; named configs live in
+Config keys, metric names and the result are in docs/contract.md; named configs live in
 ``experiments/configs/*.yaml``. :func:`train` trains R >= 1 runs (a plain run, or ``replicas``) with
 the package's loop; observers, flags, checks before work, stop signals, replica groups and resume
-are the helper's (``sacred_runs.py``).
+are the helper's (:mod:`experiments.runs`).
 """
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
+from experiments.runs import Batch, ExperimentRuns, RunInterrupted  # first: it quiets Sacred's import warning
+
+import numpy as np
+from sacred import Experiment
+
+from studentteacher import preflight
+from studentteacher.config import DEFAULTS, light_work, validate
+from studentteacher.progress import RunProgress
+from studentteacher.training import BatchedTrainer, TrainingInterrupted, check_resume, read_checkpoint
+
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:  # the helper lies beside this script (also when a sweep imports it)
-    sys.path.append(str(HERE))
-import sacred_runs  # noqa: E402  (first: it quiets Sacred's import warning)
-from mlflow_observer import use_mlflow  # noqa: E402
-
-import numpy as np  # noqa: E402
-from sacred import Experiment  # noqa: E402
-
-from studentteacher import preflight  # noqa: E402
-from studentteacher.config import DEFAULTS, light_work, validate  # noqa: E402
-from studentteacher.progress import RunProgress  # noqa: E402
-from studentteacher.training import BatchedTrainer, TrainingInterrupted, check_resume, read_checkpoint  # noqa: E402
-
 ex = Experiment("student_teacher")
-use_mlflow(ex)  # --mlflow URI / $STUDENTTEACHER_MLFLOW: an MLflow copy of each run, next to FileStorage
 ex.add_config(DEFAULTS)
 for named in sorted((HERE / "configs").glob("*.yaml")):
     ex.add_named_config(named.stem, str(named))
 
 
 def check_before_work(config: dict) -> None:
-    """What a valid config may still fail on here: the ``resume_from`` checkpoint, the memory."""
-    config = validate(config)
+    """What a validated config may still fail on here: the ``resume_from`` checkpoint, the memory."""
     check_resume(config)
     preflight.check_training(config)
 
 
-def save_arrays(run, member) -> None:
-    """Final particles and the metric history as the ``result.npz`` artifact."""
-    arrays = {f"particles_{key}": value.detach().cpu().numpy() for key, value in member.params.items()}
-    arrays |= {f"history_{name}": np.asarray(values) for name, values in member.history.items()}
+def save_arrays(run, replica) -> None:
+    """Final particles and the metric history of ``replica`` (a trainer's view of one) as ``result.npz``."""
+    arrays = {f"particles_{key}": value.detach().cpu().numpy() for key, value in replica.params.items()}
+    arrays |= {f"history_{name}": np.asarray(values) for name, values in replica.history.items()}
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "result.npz"
         np.savez_compressed(path, **arrays)
@@ -68,11 +62,11 @@ def start_progress(trainer, runs: list) -> RunProgress:
     return progress
 
 
-def train(batch: sacred_runs.Batch) -> None:
+def train(batch: Batch) -> None:
     """Train the runs of ``batch`` as one :class:`BatchedTrainer` (R = 1: a plain run); each run gets its
     metrics, its ``result.npz`` and its own outcome: a result, TrainingDiverged as soon as it
     diverges, or RunInterrupted after a checkpoint on a stop signal."""
-    trainer = BatchedTrainer([validate(config) for config in batch.configs])
+    trainer = BatchedTrainer(batch.configs)
     runs = batch.runs
     for run in runs:
         run.info["device"] = str(trainer.device)
@@ -99,7 +93,7 @@ def train(batch: sacred_runs.Batch) -> None:
         for replica, run in enumerate(runs):
             run.info["checkpoint"] = path = stop.checkpoint_paths[replica]
             save_arrays(run, trainer.members[replica])
-            batch.finish(replica, sacred_runs.RunInterrupted(f"{stop}; checkpoint: {path}"))
+            batch.finish(replica, RunInterrupted(f"{stop}; checkpoint: {path}"))
         return
     finally:
         progress.close()
@@ -109,8 +103,8 @@ def train(batch: sacred_runs.Batch) -> None:
             batch.finish(replica, result)
 
 
-runs = sacred_runs.ExperimentRuns(ex, train, validate, check_before_work,
-                                  checkpoint_config=lambda path: read_checkpoint(path)["config"], light=light_work)
+runs = ExperimentRuns(ex, train, validate, check_before_work,
+                                  checkpoint_config=lambda path: read_checkpoint(path)["config"], one_thread=light_work)
 run_replicas = runs.run_replicas
 
 if __name__ == "__main__":

@@ -21,13 +21,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from studentteacher import results  # noqa: E402  (installed: pip install -e .)
+
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # run as `python figures/x.py` from anywhere without installing
-    sys.path.insert(0, str(REPO))
 
-from studentteacher import results  # noqa: E402
-
-# The papers plot half the MMD^2 ("1/2 MSE"); our metrics are the unhalved MMD2_hat (DESIGN §2).
+# The papers plot half the MMD^2 ("1/2 MSE"); our metrics are the unhalved MMD2_hat (docs/model.md).
 HALF_MSE = {
     "train_mmd2": "train 1/2 MSE = train_mmd2 / 2",
     "valid_mmd2": "validation 1/2 MSE = valid_mmd2 / 2",

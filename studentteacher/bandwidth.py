@@ -1,4 +1,4 @@
-"""The adaptive bandwidth of the MMD flow between two Gaussians in closed form (DESIGN §7).
+"""The adaptive bandwidth of the MMD flow between two Gaussians in closed form (docs/model.md).
 
 Galashov, De Bortoli and Gretton (ICLR 2025), Proposition 3.1. With the target
 nu* = N(0, sigma^2 I), the flowing measure nu_t = N(mu, sigma^2 I) in R^d and the *scaled* Gaussian

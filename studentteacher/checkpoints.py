@@ -1,8 +1,17 @@
-"""Checkpoint files, shared by the training loop and the 2-D flows: atomic writes and resume checks.
+"""The one place where the runners' checkpoint files are written and read.
 
-A checkpoint is one ``torch.save`` file written through ``path + '.tmp'`` and a rename, so that a
-reader (a resuming run, a sweep's status) never sees half a file. Resuming checks the run's config
-against the one stored in the checkpoint: only the keys the caller names may differ.
+A checkpoint is one ``torch.save`` file of a dict written through ``path + '.tmp'`` and a rename,
+so that a reader (a resuming run, a sweep's status) never sees half a file. Its entries
+(:data:`CHECKPOINT_KEYS`; what they mean: :mod:`studentteacher.training.resume` and
+:mod:`studentteacher.flows.resume`, which turn them into a run's state):
+
+* ``student_teacher``: one replica at the end of an epoch, as a plain run;
+* ``particle_flow``: one replica at the start of a step, with the trajectory logged so far;
+* ``dmmd``: no checkpoint; the trained discriminator is the artifact ``discriminator.pt``
+  (:func:`read_discriminator`), which a later run may load.
+
+Resuming checks the run's config against the one stored in the checkpoint: only the keys the
+caller names may differ (:func:`check_resumable`).
 """
 from __future__ import annotations
 
@@ -14,6 +23,12 @@ from collections.abc import Collection
 import torch
 
 from .config import ConfigError
+
+#: The entries of a checkpoint of each experiment.
+CHECKPOINT_KEYS = {
+    "student_teacher": ("epoch", "config", "params", "lmbda", "drmmd_start", "best_valid", "generators"),
+    "particle_flow": ("step", "particles", "noise", "flow_state", "records", "snapshot_steps", "snapshots", "config"),
+}
 
 
 def save_atomically(obj, path: str) -> None:
@@ -39,12 +54,13 @@ def save_atomically(obj, path: str) -> None:
         raise OSError(error.errno, f"cannot write checkpoint {path}: {error.strerror or error}") from error
 
 
-def read_checkpoint(path: str, experiment: str, keys: Collection[str], config_keys: Collection[str] | None = None
-                    ) -> dict:  # fmt: skip
+def read_checkpoint(path: str, experiment: str, config_keys: Collection[str] | None = None) -> dict:
     """The dict a checkpoint of ``experiment`` holds (on the CPU). ConfigError naming ``resume_from`` and
     what is wrong with the file: missing, a directory, empty, truncated or corrupt, without the entries
-    ``keys`` (``config`` among them: a dict, or None for a checkpoint written without one), or written
-    by a run with config keys outside ``config_keys`` (another experiment's checkpoint; None: not checked)."""
+    ``CHECKPOINT_KEYS[experiment]`` (``config`` among them: a dict, or None for a checkpoint written
+    without one), or written by a run with config keys outside ``config_keys`` (another experiment's
+    checkpoint; None: not checked)."""
+    keys = CHECKPOINT_KEYS[experiment]
 
     def refuse(problem: str):
         raise ConfigError(f"config key 'resume_from': got {path!r}; allowed: a checkpoint written by the {experiment} "
@@ -78,3 +94,10 @@ def check_resumable(path: str, saved: dict, config: dict, resumable: tuple[str, 
             f"config key {key!r}: got {config[key]!r} but the checkpoint {path!r} was written with "
             f"{saved.get(key)!r}; only {', '.join(resumable)} may change on resume"
         )
+
+
+def read_discriminator(path: str) -> dict:
+    """The dict of a DMMD ``discriminator.pt`` artifact (on the CPU): ``state`` (the weights),
+    ``architecture``, ``settings`` (what it was trained with) and ``config``
+    (:func:`studentteacher.dmmd.run.discriminator_artifact` builds it)."""
+    return torch.load(path, map_location="cpu", weights_only=False)

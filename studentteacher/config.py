@@ -1,4 +1,4 @@
-"""The student-teacher configuration: defaults (DESIGN §5) and one validation before any work.
+"""The student-teacher configuration: defaults (the keys: docs/contract.md) and one validation before any work.
 
 :func:`validate` checks every key of a config against :data:`SPEC` and raises
 :class:`ConfigError` naming the key, the value and what is allowed. It is called by the

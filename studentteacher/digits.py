@@ -4,7 +4,7 @@ package, no download), scaled to [-1, 1] and split once into a training and a he
 Pixels are integers 0..16; we use x = pixel / 8 - 1 in [-1, 1] (``[n, 64]``, row-major 8 x 8).
 The split is fixed (a permutation drawn from seed 0, :data:`HELD_OUT` = 360 of the :data:`SIZE` =
 1797 images held out, the other 1437 for training), whatever a run's seed, so that every run and
-the sample-quality classifier (:mod:`studentteacher.sample_quality`) see the same held-out digits.
+the sample-quality classifier (:mod:`studentteacher.dmmd.sample_quality`) see the same held-out digits.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Teacher and student networks as tensors of particles.
 
-A particle Z = (W, V) has the feature map (DESIGN §1)
+A particle Z = (W, V) has the feature map (docs/model.md)
 
 .. math::
 

@@ -40,12 +40,11 @@ import torch
 
 from . import digits
 from .config import ConfigError, resolve_device
+from .flows.registry import FLOWS
 from .toys import TOY_OPTIONS
 
 LOG_STEP_BYTES = 200
 ITEM_BYTES = {"float32": 4, "float64": 8}
-SOLVES_WITH_TARGET_GRAM = ("drmmd", "drmmd_adaptive", "kale")
-SOLVES_WITH_PARTICLE_JETS = ("srmmd", "hrmmd")
 
 
 @dataclass(frozen=True)
@@ -155,13 +154,14 @@ def flow_tensors(config: dict) -> list[Tensor]:
         Tensor("logged history", LOG_STEP_BYTES * (config["steps"] // config["log_every"] + 2), "log_every",
                host=True),
     ]  # fmt: skip
-    if config["flow"] in SOLVES_WITH_TARGET_GRAM:
+    flow = FLOWS[config["flow"]]
+    if flow.holds_target_gram:
         tensors.append(Tensor("the target's Gram and its factor [2, M, M]", 2 * item * m * m, "n_target"))
-    if config["flow"] in SOLVES_WITH_PARTICLE_JETS:
+    if flow.unknowns_per_particle(d):
         tensors.append(Tensor("kernel derivatives [N, N + M, d + 4]", item * n * (n + m) * (d + 4),
                               {bigger: max(n, m), **dims}))
         if config.get("linear_solver", "dense") == "dense":
-            size = n * (d if config["flow"] == "srmmd" else d + 1)
+            size = n * flow.unknowns_per_particle(d)
             tensors.append(Tensor("the Sobolev system, its jet Gram and factor [3, N C, N C]", 3 * item * size * size,
                                   {"n_particles": n, **dims}))  # fmt: skip
     if d > 1:

@@ -1,4 +1,4 @@
-"""Toy targets and sources of the 2-D particle flows (DESIGN §3).
+"""Toy targets and sources of the 2-D particle flows (docs/model.md).
 
 Each toy is a pair (source ``Y0: [N, d]``, target ``X: [M, d]``) drawn from two independent
 ``torch.Generator`` streams derived from one seed (``numpy.random.SeedSequence(seed).spawn``), so

@@ -22,7 +22,7 @@ torch.set_num_threads(1)
 
 from studentteacher.threads import flush_denormals  # noqa: E402
 
-# Denormal floats flushed to zero, as in every experiment run (experiments/sacred_runs.py does it on
+# Denormal floats flushed to zero, as in every experiment run (experiments/runs/experiment_runs.py does it on
 # import, and tests import it in this process): one numeric regime whatever the order of the tests.
 flush_denormals()
 

@@ -152,7 +152,7 @@ def test_student_teacher_identity(readout):
 
 @pytest.mark.parametrize("lmbda", [1e-3, 0.1, 10.0])
 def test_student_teacher_drmmd_equals_general_gram_form(lmbda):
-    """The closed form of DESIGN §2 = the general Woodbury form with M = 1 and the batch Gram."""
+    """The student-teacher closed form (docs/model.md) = the general Woodbury form with M = 1 and the batch Gram."""
     arch, student, x = tiny_network("particle", d_out=2, n_particles=5)
     teacher = init_params(arch, 1, 0.0, 1.0, gen(8), dtype=torch.float64)
     phi_s, f_t = forward(arch, student, x).features, forward(arch, teacher, x).mean()

@@ -1,4 +1,5 @@
-"""experiments/mlflow_observer.py against a real MLflow store (SQLite), read back with MlflowClient.
+"""The MLflow observer (experiments/mlflow_observer.py) and the back-fill (studentteacher/results/mlflow_import.py)
+against a real MLflow store (SQLite), read back with MlflowClient.
 
 One module fixture runs, through the real command lines, each beside its FileStorage observer:
 a COMPLETED training run (``--mlflow URI``), a FAILED one (lr = 1e30 diverges), an INTERRUPTED one
@@ -35,9 +36,10 @@ grid: {method: [sgd, drmmd]}
 seeds: [1]
 """
 
-if str(REPO / "experiments") not in sys.path:
-    sys.path.append(str(REPO / "experiments"))
-import mlflow_observer as observer_module  # noqa: E402
+from experiments.mlflow_observer import MlflowObserver  # noqa: E402
+from studentteacher.results.mlflow_import import import_runs  # noqa: E402
+from studentteacher.results.mlflow_mapping import millis  # noqa: E402
+from studentteacher.results.mlflow_store import MlflowStore  # noqa: E402
 
 
 def start(args: list[str], env: dict | None = None) -> subprocess.Popen:
@@ -64,7 +66,7 @@ def store(tmp_path_factory):
     """(uri, root): the store and the FileStorage folders of the module's runs."""
     root = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{root / 'mlruns.db'}"
-    observer_module.MlflowStore(uri)  # create the tables once, before the runs race to
+    MlflowStore(uri)  # create the tables once, before the runs race to
     env = {**ENV, "STUDENTTEACHER_MLFLOW": uri}
     (root / "tiny.yaml").write_text(SWEEP)
     completed = train(root / "completed", uri, "method=noise_injection", "epochs=6", "seed=1")
@@ -119,7 +121,7 @@ def check_against_file_storage(client, run, run_dir: Path) -> None:
         assert [m.step for m in history] == record["steps"], where + name
         for point, value in zip(history, record["values"]):
             assert point.value == value or (math.isnan(point.value) and math.isnan(value)), where + name
-        assert [m.timestamp for m in history] == [observer_module.millis(t) for t in record["timestamps"]], where + name
+        assert [m.timestamp for m in history] == [millis(t) for t in record["timestamps"]], where + name
     # status
     status = sacred["status"]
     assert run.data.tags["sacred.status"] == status, where + "sacred.status"
@@ -197,11 +199,11 @@ def test_backfill_is_complete_and_idempotent(store, tmp_path):
     live = mlflow_runs(uri)
     folders = [root / name for name in ("completed", "failed", "interrupted", "replicas", "flow", "sweep")]
     # into the store the runs went to live: every run is there already
-    summary = observer_module.import_runs(folders, uri)
+    summary = import_runs(folders, uri)
     assert summary.imported == [] and len(summary.skipped) == len(live) == 7, str(summary)
     # into a new store: everything, equal to the live copies; then again: nothing
     fresh = f"sqlite:///{tmp_path / 'imported.db'}"
-    first = observer_module.import_runs(folders, fresh)
+    first = import_runs(folders, fresh)
     assert len(first.imported) == 7 and not first.skipped and not first.unreadable, str(first)
     client, imported = mlflow.MlflowClient(fresh), mlflow_runs(fresh)
     assert set(imported) == set(live)
@@ -210,7 +212,7 @@ def test_backfill_is_complete_and_idempotent(store, tmp_path):
         assert run.data.params == live[run_dir].data.params
         assert client.get_experiment(run.info.experiment_id).name == \
             mlflow.MlflowClient(uri).get_experiment(live[run_dir].info.experiment_id).name
-    second = observer_module.import_runs(folders, fresh)
+    second = import_runs(folders, fresh)
     assert second.imported == [] and len(second.skipped) == 7, str(second)
     assert len(mlflow_runs(fresh)) == 7
     # a run whose status changed since (running then, completed now) is replaced, not duplicated
@@ -218,10 +220,10 @@ def test_backfill_is_complete_and_idempotent(store, tmp_path):
     shutil.copytree(root / "completed" / "1", copy)
     running = {**load(copy / "run.json"), "status": "RUNNING"}
     (copy / "run.json").write_text(json.dumps(running))
-    assert len(observer_module.import_runs(tmp_path / "moving", fresh).imported) == 1
+    assert len(import_runs(tmp_path / "moving", fresh).imported) == 1
     assert mlflow_runs(fresh)[str(copy.resolve())].info.status == "RUNNING"
     (copy / "run.json").write_text(json.dumps({**running, "status": "COMPLETED"}))
-    again = observer_module.import_runs(tmp_path / "moving", fresh)
+    again = import_runs(tmp_path / "moving", fresh)
     assert len(again.replaced) == 1 and len(mlflow_runs(fresh)) == 8
     assert mlflow_runs(fresh)[str(copy.resolve())].info.status == "FINISHED"
 
@@ -266,7 +268,7 @@ def test_metrics_wait_in_the_buffer_while_the_store_fails(store, monkeypatch):
     """The observer's own events, in process: a write that fails keeps its points (one warning) for the
     next heartbeat; the end writes the rest, the outputs and the status."""
     uri, _ = store
-    observer = observer_module.MlflowObserver(uri)
+    observer = MlflowObserver(uri)
     start = datetime.datetime(2026, 1, 2, 3, 4, 5)
     observer.started_event({"name": "unit_buffer", "mainfile": "x.py"}, "main", {"hostname": "h"}, start,
                            {"seed": 1, "lr": 0.1, "nested": {"a": [1, 2]}}, {}, "1")  # fmt: skip
@@ -293,6 +295,6 @@ def test_metrics_wait_in_the_buffer_while_the_store_fails(store, monkeypatch):
     history = sorted(client.get_metric_history(observer.run_id, "loss"), key=lambda m: m.step)
     assert [m.step for m in history] == [0, 1, 2, 3] and [m.value for m in history][:2] == [3.0, 2.0]
     assert math.isnan(history[2].value) and history[3].value == 0.5
-    assert [m.timestamp for m in history] == [observer_module.millis(t) for t in times]
+    assert [m.timestamp for m in history] == [millis(t) for t in times]
     assert run.data.tags["result.valid_mmd2"] == "0.5"
     assert {a.path for a in client.list_artifacts(observer.run_id)} == {"cout.txt", "info.json", "result.json"}

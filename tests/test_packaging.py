@@ -29,11 +29,16 @@ def _setup_options() -> configparser.SectionProxy:
     return config["options"]
 
 
-def test_setup_cfg_lists_every_package_of_the_tree():
-    listed = set(_setup_options()["packages"].split())
-    found = {".".join(path.parent.relative_to(REPO).parts) for path in (REPO / "studentteacher").rglob("__init__.py")}
-    assert listed == found | {"studentteacher_experiments"}, "setup.cfg [options] packages must list every package"
-    assert _setup_options()["package_dir"].split() == ["studentteacher_experiments", "=", "experiments"]
+def test_setup_cfg_finds_every_package_of_the_tree():
+    import setuptools
+
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    assert _setup_options()["packages"].strip() == "find:"
+    found = set(setuptools.find_packages(str(REPO), include=config["options.packages.find"]["include"].split()))
+    tree = {".".join(path.parent.relative_to(REPO).parts)
+            for folder in ("studentteacher", "experiments") for path in (REPO / folder).rglob("__init__.py")}
+    assert found == tree, "setup.cfg [options.packages.find] must find every package of the tree"
 
 
 def test_slurm_templates_are_the_package_templates():
@@ -66,7 +71,7 @@ def test_installed_wheel_runs_a_sweep_task_outside_the_repository(tmp_path):
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1"}
-    where = _run([python, "-c", "import pathlib, studentteacher, studentteacher_experiments as e; "
+    where = _run([python, "-c", "import pathlib, studentteacher, experiments as e; "
                   "print(studentteacher.__file__); print(pathlib.Path(e.__file__).parent)"], cwd=outside, env=env)
     assert where.returncode == 0, where.stderr[-3000:]
     package, experiments = where.stdout.split()

@@ -108,10 +108,9 @@ def test_committed_runs_load_completed_with_their_sweep_config(stem):
     assert set(earlier["status"]) <= {"INTERRUPTED"}, "an earlier attempt is one the latest resumed"
     joined = results.join_attempts(df)
     assert len(results.runs(joined)) == len(latest), "the attempts of an index join into one run"
-    helper = tasks.helper()
     for _, run in table.iterrows():
         index = int(run["sweep_index"])
-        expected = helper.resolve_config(sweep.experiment, sweep.config_updates(index), list(sweep.named_configs))
+        expected = tasks.resolved_config(sweep, index)
         stored = json.loads((Path(run["run_dir"]) / "config.json").read_text())
         stored = EARLIER_CONFIGS.get(sweep.experiment, dict)({**OPTIONAL_KEYS.get(sweep.experiment, {}), **stored})
         wrong = {key: (stored.get(key), value) for key, value in expected.items()
@@ -119,7 +118,7 @@ def test_committed_runs_load_completed_with_their_sweep_config(stem):
         assert wrong == {}, f"{run['run_dir']}: (committed, sweep) differ"
     completed = set(latest.loc[latest["status"] == "COMPLETED", "sweep_index"])
     for index, steps in joined[joined["sweep_index"].isin(completed)].groupby("sweep_index")["step"]:
-        expected = helper.resolve_config(sweep.experiment, sweep.config_updates(int(index)), list(sweep.named_configs))
+        expected = tasks.resolved_config(sweep, int(index))
         assert steps.min() == 0, f"index {index}: its attempts join into one curve from step 0 (in any clone)"
         if sweep.experiment in LAST_STEP:
             assert steps.max() == expected[LAST_STEP[sweep.experiment]], f"index {index} logged to its end"

@@ -112,8 +112,9 @@ def test_figure_footnotes_do_not_leave_out_an_attempt_that_was_continued(resumed
     """Regression: the full-scale Figure 2 said its resumed runs were "left out (INTERRUPTED)"."""
     import shutil
 
-    monkeypatch.syspath_prepend(str(REPO / "figures"))
-    import common
+    from conftest import import_script
+
+    common = import_script(REPO / "figures" / "common.py", "figures_common")
 
     chain = tmp_path / "chain"
     shutil.copytree(resumed[0], chain)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from studentteacher import results, results_cli
+from studentteacher import results
+from studentteacher.results import cli as results_cli
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["n_particles=4", "n_train=40", "n_valid=40", "batch_size=20", "log_every=2", "device=cpu", "d_in=5",

@@ -1,4 +1,4 @@
-"""The experiments' Sacred helper (experiments/sacred_runs.py): flags, names, threads, observers.
+"""The experiments' Sacred helper (experiments/runs/): flags, names, threads, observers.
 
 Runs go through :meth:`ExperimentRuns.command_line` in this process (what ``python
 experiments/train.py ...`` runs after its imports), with one run and with two replicas.
@@ -139,8 +139,9 @@ def test_observers_from_the_environment_join_every_run(train, tmp_path, monkeypa
         def completed_event(self, stop_time, result):
             seen.append(("completed", result["valid_mmd2"] > 0))
 
-    sacred_runs = sys.modules["sacred_runs"]
-    monkeypatch.setattr(sacred_runs, "environment_observers", lambda: [Recorder()])
+    from experiments.runs import storage
+
+    monkeypatch.setattr(storage, "environment_observers", lambda: [Recorder()])
     assert command(train, "with", *TINY, "replicas=2", "seed=4", "-F", tmp_path) == 0
     assert sorted(seen) == [("completed", True), ("completed", True), ("started", 4), ("started", 5)]
     assert len(run_dirs(tmp_path)) == 2, "beside the FileStorage, not instead of it"
@@ -168,7 +169,7 @@ def test_package_imports_neither_sacred_nor_matplotlib():
 def test_run_names_in_sweep_status_and_results_tables(tmp_path, capsys):
     import yaml
 
-    from studentteacher import results_cli
+    from studentteacher.results import cli as results_cli
     from studentteacher import sweep as sw
 
     path = tmp_path / "named.yaml"

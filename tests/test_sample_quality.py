@@ -1,4 +1,4 @@
-"""The digits and their sample-quality metric (studentteacher.digits, studentteacher.sample_quality)
+"""The digits and their sample-quality metric (studentteacher.digits, studentteacher.dmmd.sample_quality)
 against closed forms: the Frechet distance of Gaussians, a set against itself, the classifier's accuracy."""
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pytest
 import scipy.linalg
 import torch
 
-from studentteacher import digits, sample_quality
+from studentteacher import digits
+from studentteacher.dmmd import sample_quality
 
 DTYPE = torch.float64
 

@@ -205,10 +205,9 @@ def test_writes_of_one_run_file_from_two_threads_never_fail(tmp_path):
     both wrote one temporary file, and one rename failed (a FAILED run in the small figure sweeps)."""
     import threading
 
-    sys.path.append(str(ROOT / "experiments"))
-    import sacred_runs
+    from experiments.runs import RunStore
 
-    store = sacred_runs.RunStore(tmp_path)
+    store = RunStore(tmp_path)
     store.dir = str(tmp_path)
 
     def write() -> None:

@@ -1,4 +1,4 @@
-"""DMMD: the noise-adaptive MMD gradient flow (Galashov, De Bortoli, Gretton, ICLR 2025; DESIGN §7).
+"""DMMD: the noise-adaptive MMD gradient flow (Galashov, De Bortoli, Gretton, ICLR 2025; docs/model.md).
 
 A discriminator phi(x, t; theta) (:mod:`~.discriminator`) defines the kernel
 k_{theta,t}(x, y) = kappa(phi(x; t), phi(y; t)) (:mod:`~.feature_kernels`: linear or rbf); it is

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from ..checkpoints import read_discriminator
 from ..config import DEVICE, SEED, THREADS, ConfigError, Key, check_device, check_keys, check_replica_seeds
 from .feature_kernels import FEATURE_KERNELS
 from .forward import DEFAULT_SCHEDULE, SCHEDULES
@@ -99,9 +100,7 @@ def config_of_earlier_run(stored: dict) -> dict:
 
 def saved_settings(path: str) -> dict:
     """The settings a ``discriminator.pt`` artifact was trained with (:data:`SAVED_SETTINGS`)."""
-    import torch
-
-    return torch.load(path, map_location="cpu", weights_only=False)["settings"]
+    return read_discriminator(path)["settings"]
 
 
 def _check_saved_discriminator(config: dict) -> None:

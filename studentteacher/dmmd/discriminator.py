@@ -1,4 +1,4 @@
-"""The noise-conditional feature map phi(x, t; theta) of DMMD (DESIGN §7): an MLP on [x, e(t)].
+"""The noise-conditional feature map phi(x, t; theta) of DMMD (docs/model.md): an MLP on [x, e(t)].
 
 .. math::
 

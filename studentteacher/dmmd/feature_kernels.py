@@ -1,4 +1,4 @@
-"""Kernels on the discriminator's features, k_{theta,t}(x, y) = kappa(phi(x; t), phi(y; t)) (DESIGN §7).
+"""Kernels on the discriminator's features, k_{theta,t}(x, y) = kappa(phi(x; t), phi(y; t)) (docs/model.md).
 
 Features ``a: [..., n, F]``, ``b: [..., m, F]`` (any leading dimensions, e.g. a group per noise level):
 

@@ -11,7 +11,7 @@ Sample metrics (:func:`sample_metrics`) against the held-out sample of :mod:`~st
 for the 2-D targets W1, W2 (exact OT) and MMD^2 (V-statistic, the toy's reference Gaussian kernel)
 of :func:`studentteacher.held_out.held_out_metrics`, and once per run their floor (an exact sample
 of N points against the same held-out points, :func:`floor_metrics`); for the digits the Frechet
-distance and the class histogram's entropy and coverage of :mod:`studentteacher.sample_quality`.
+distance and the class histogram's entropy and coverage of :mod:`~studentteacher.dmmd.sample_quality`.
 :func:`spectrum_metrics`: the share of the learned features' variance in their top 1-3 directions.
 """
 from __future__ import annotations
@@ -22,13 +22,14 @@ from typing import Callable
 import torch
 
 from .. import held_out
+from ..checkpoints import read_discriminator
 from ..config import resolve_device
-from ..sample_quality import digits_quality
 from ..toys import generators
 from .config import SAVED_SETTINGS, validate_dmmd_config
 from .discriminator import Architecture, Discriminator
 from .feature_kernels import FeatureKernel, make_feature_kernel
 from .forward import NoiseSchedule, make_schedule, sampling_levels
+from .sample_quality import digits_quality
 from .samplers import (REPLAYING, InteractingSampler, ParticleSideTrajectory, SamplingTrajectory, make_sampler,
                        run_sampler)
 from .targets import TargetData, load_target
@@ -66,7 +67,7 @@ def discriminator_artifact(setup: DMMDSetup) -> dict:
 
 def load_discriminator(path: str, device, dtype) -> tuple[Discriminator, dict]:
     """(the discriminator, its saved settings) from a ``discriminator.pt`` artifact."""
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+    saved = read_discriminator(path)
     model = Discriminator(Architecture(**saved["architecture"]), dtype=dtype)
     model.load_state_dict({key: value.to(dtype) for key, value in saved["state"].items()})
     return model.to(device), saved["settings"]

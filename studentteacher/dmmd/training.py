@@ -1,4 +1,4 @@
-"""Training the noise-conditional discriminator of DMMD without a generator (DESIGN §7).
+"""Training the noise-conditional discriminator of DMMD without a generator (docs/model.md).
 
 Each step draws G noise levels t_g ~ U[0, 1] (``levels_per_step``) and, for each, a clean batch
 x ``[b, d]`` of the data (b = ``batch_size`` / G, drawn with replacement) and its noised version
@@ -44,6 +44,7 @@ from typing import Callable
 
 import torch
 
+from ..errors import RunDiverged
 from .discriminator import Discriminator, features_by_blocks
 from .feature_kernels import FeatureKernel
 from .forward import NoiseSchedule
@@ -162,7 +163,8 @@ def train_discriminator(discriminator: Discriminator, kernel: FeatureKernel, dat
 
     ``generator`` (a CPU ``torch.Generator``) draws batches, levels, noise and interpolation weights.
     At every ``log_every``-th step (and the last) the MMD_u^2 at ``settings.eval_levels`` is measured
-    and ``on_log(step, loss, level_mmd2)`` is called. A non-finite loss raises FloatingPointError.
+    and ``on_log(step, loss, level_mmd2)`` is called. A non-finite loss raises
+    :class:`~studentteacher.errors.RunDiverged` (a FloatingPointError).
     """
     if settings.batch_size % settings.levels_per_step or settings.batch_size // settings.levels_per_step < 2:
         raise ValueError(f"batch_size {settings.batch_size} must be a multiple of levels_per_step "
@@ -180,7 +182,7 @@ def train_discriminator(discriminator: Discriminator, kernel: FeatureKernel, dat
         value = float(loss.detach())
         busy += time.perf_counter() - start
         if value != value or abs(value) == float("inf"):
-            raise FloatingPointError(f"discriminator training diverged at step {step}: the loss is {value}")
+            raise RunDiverged(f"discriminator training diverged at step {step}: the loss is {value}")
         result.losses.append(value)
         if step % settings.log_every == 0 or step == settings.steps:
             curve = evaluate_levels(discriminator, kernel, data, schedule, settings.eval_levels, settings.eval_size)

@@ -1,5 +1,5 @@
-"""Particle flows of kernel divergences towards a fixed target sample (DESIGN §3): a registry from
-the ``flow`` config name to the flow class (one module per family).
+"""Particle flows of kernel divergences towards a fixed target sample (docs/model.md): a registry from
+the ``flow`` config name to the flow class (one module per family, :mod:`~.registry`).
 
 Source particles ``Y: [N, d]`` (nu) flow towards the target ``X: [M, d]`` (pi) by explicit Euler
 steps y_i <- y_i - gamma_n grad phi_n(y_i + beta_n u_i) on a first variation phi of the divergence
@@ -10,7 +10,7 @@ flow                       phi (first variation)                       gamma_n (
 ========================== =========================================== ========================== ===============
 ``mmd``                    f = mean_j k(., y_j) - mean_m k(., x_m)     ``step``                   MMD^2
 ``mmd_noise``              f, evaluated at y_i + beta_n u_i            ``step``                   MMD^2
-``drmmd``                  2 h_lambda (DrMMD witness, divergences.py)  lambda * ``step``          DrMMD_lambda
+``drmmd``                  2 h_lambda (DrMMD witness, divergences)     lambda * ``step``          DrMMD_lambda
 ``drmmd_adaptive``         2 h_{lambda_n}                              max(lambda_n * ``step``,   DrMMD_{lambda_n}
                                                                        1e-4)
 ``kale``                   (1+lambda) h* (KALE witness)                ``step``                   KALE_lambda
@@ -25,54 +25,32 @@ flow                       phi (first variation)                       gamma_n (
 
 Moves are mean-field scaled (the per-particle move does not shrink with N); the modules
 :mod:`~.mmd`, :mod:`~.drmmd`, :mod:`~.kale` and :mod:`~.srmmd` state each one in terms of the value's
-particle gradient (SrMMD and HrMMD also have a witness term in the particles' kernel derivatives). Logged metrics: :mod:`~.metrics`; the runner, its failure rule and the config:
-:mod:`~.run`; checkpoints: :mod:`~.resume`. A config that names no ``step_size`` gets
+particle gradient (SrMMD and HrMMD also have a witness term in the particles' kernel derivatives).
+Logged metrics: :mod:`~.metrics`; :mod:`~.runner`: the Euler loop; :mod:`~.health`: its failure
+rule; :mod:`~.config`: the config's keys and validation; :mod:`~.setup`: building a run from
+configs; :mod:`~.resume`: checkpoints. A config that names no ``step_size`` gets
 :func:`default_step_size` (0.1; ``kale``: 0.1 * lambda, see :mod:`~.kale`).
 
-A new flow is one module with a :class:`KernelFlow` subclass and one line in :data:`FLOWS`.
+A new flow is one module with a :class:`KernelFlow` subclass and one line in :data:`~.registry.FLOWS`.
 """
 from __future__ import annotations
 
+from ..errors import FlowDivergedError, FlowInterrupted
 from .base import FirstVariation, KernelFlow, euler_step, flow_velocity
+from .config import (CONFIG_KEYS, DTYPES, FLOW_OPTIONS, OPTIONAL_KEYS, REPLICA_KEYS, default_step_size,
+                     validate_flow_config)  # fmt: skip
 from .drmmd import MIN_ADAPTIVE_STEP, AdaptiveDrMMDFlow, DrMMDFlow
+from .health import RUNAWAY_DIAMETERS
 from .kale import KALEFlow
-from .metrics import METRICS, mean_gap, sample_distances, wasserstein
+from .metrics import METRICS, FlowRecord, FlowTrajectory, mean_gap, sample_distances, wasserstein
 from .mmd import MMDFlow, MMDNoiseFlow
 from .mmd_adaptive_bandwidth import AdaptiveBandwidthMMDFlow
+from .registry import FLOWS, build_flow, flow_class
+from .resume import RESUMABLE_CHANGES, Checkpoints, FlowCheckpoint, checked_checkpoint
+from .resume import load as load_checkpoint
+from .runner import run_flow
+from .setup import FlowSetup, make_flow, noise_stream, setup_flow
 from .srmmd import SOBOLEV_OPTIONS, VELOCITIES, HrMMDFlow, SrMMDFlow
-
-FLOWS: dict[str, type[KernelFlow]] = {
-    flow.name: flow
-    for flow in (MMDFlow, MMDNoiseFlow, DrMMDFlow, AdaptiveDrMMDFlow, KALEFlow, AdaptiveBandwidthMMDFlow, SrMMDFlow,
-                 HrMMDFlow)
-}  # fmt: skip
-
-
-def flow_class(name: str) -> type[KernelFlow]:
-    """The class registered as ``name`` in :data:`FLOWS`; ValueError listing the valid names."""
-    if name not in FLOWS:
-        raise ValueError(f"flow must be one of {list(FLOWS)}, got {name!r}")
-    return FLOWS[name]
-
-
-def build_flow(name: str, target, kernel, step_size, budget_bytes: int | None = None, **options) -> KernelFlow:
-    """``FLOWS[name](target, kernel, step_size, budget_bytes=..., **options)``; ValueError naming an
-    option the flow does not declare (its ``options``) and listing those it does."""
-    cls = flow_class(name)
-    unknown = sorted(set(options) - set(cls.options))
-    if unknown:
-        raise ValueError(f"flow {name!r} takes no option {', '.join(map(repr, unknown))}; its options: {list(cls.options)}")
-    return cls(target, kernel, step_size, budget_bytes=budget_bytes, **options)
-
-
-# run.py builds flows from the registry above, so it is imported after it
-from .run import (  # noqa: E402
-    CONFIG_KEYS, DTYPES, OPTIONAL_KEYS, REPLICA_KEYS, RESUMABLE_CHANGES, RUNAWAY_DIAMETERS, Checkpoints,
-    FlowCheckpoint, FlowDivergedError, FlowInterrupted, FlowRecord, FlowSetup, FlowTrajectory, default_step_size,
-    make_flow, noise_stream, run_flow, setup_flow, validate_flow_config,
-)  # fmt: skip
-from .resume import checked_checkpoint  # noqa: E402
-from .resume import load as load_checkpoint  # noqa: E402
 
 __all__ = [
     "FLOWS", "flow_class", "build_flow", "KernelFlow", "FirstVariation", "flow_velocity", "euler_step",
@@ -81,7 +59,7 @@ __all__ = [
     "METRICS", "wasserstein", "sample_distances", "mean_gap",
     "run_flow", "FlowRecord", "FlowTrajectory", "FlowDivergedError", "FlowInterrupted",
     "CONFIG_KEYS", "DTYPES", "REPLICA_KEYS", "validate_flow_config", "make_flow", "noise_stream", "FlowSetup",
-    "setup_flow", "OPTIONAL_KEYS", "RESUMABLE_CHANGES", "RUNAWAY_DIAMETERS", "Checkpoints", "FlowCheckpoint",
+    "setup_flow", "OPTIONAL_KEYS", "FLOW_OPTIONS", "RESUMABLE_CHANGES", "RUNAWAY_DIAMETERS", "Checkpoints", "FlowCheckpoint",
     "checked_checkpoint",
     "load_checkpoint", "default_step_size",
 ]  # fmt: skip

@@ -1,4 +1,4 @@
-"""The shared interface of the kernel flows: first variation, velocity, Euler step (DESIGN §3).
+"""The shared interface of the kernel flows: first variation, velocity, Euler step (docs/model.md).
 
 A flow moves source particles ``Y: [N, d]`` towards the target ``X: [M, d]`` by explicit Euler
 steps on the first variation phi_n of its divergence at the particles of step n,
@@ -69,8 +69,10 @@ class KernelFlow:
     a flow with noise injection also overrides :meth:`noise`, one whose step depends on more than
     the particles and n names those attributes in ``carried`` (checkpoints keep them), and one whose
     sane step depends on lambda overrides :meth:`default_step_size`; one that works with certain
-    kernels only names them in ``kernels`` (the config's validation refuses the others). Then it is
-    one line in the registry (:data:`studentteacher.flows.FLOWS`).
+    kernels only names them in ``kernels`` (the config's validation refuses the others); one that
+    holds the target's Gram sets ``holds_target_gram`` and one that solves a system on the particles'
+    kernel derivatives overrides :meth:`unknowns_per_particle` (the memory preflight counts both). Then it is
+    one line in the registry (:data:`studentteacher.flows.registry.FLOWS`).
 
     Every kernel reduction goes through the blocked functions of :mod:`studentteacher.kernels`
     with ``budget_bytes`` per block (None: the device's default,
@@ -88,6 +90,8 @@ class KernelFlow:
     kernels: tuple[str, ...] = ()
     #: attributes that carry over from one step to the next besides the particles (:meth:`state`)
     carried: tuple[str, ...] = ()
+    #: whether the flow holds the target's Gram K_XX ``[..., M, M]`` (or its factor) for its solves
+    holds_target_gram: bool = False
 
     def __init__(self, target: torch.Tensor, kernel: Kernel, step_size, budget_bytes: int | None = None):
         if target.dim() not in (2, 3):
@@ -111,6 +115,12 @@ class KernelFlow:
 
     def first_variation(self, particles: torch.Tensor) -> FirstVariation:
         raise NotImplementedError
+
+    @classmethod
+    def unknowns_per_particle(cls, dim: int) -> int:
+        """C, the unknowns per particle of the linear system the flow solves on the kernel's derivatives
+        at the particles (``N C`` in all; 0: it solves none)."""
+        return 0
 
     @classmethod
     def default_step_size(cls, lmbda: float) -> float:

@@ -41,6 +41,7 @@ class DrMMDFlow(KernelFlow):
 
     name = "drmmd"
     options = ("lmbda", "solver")
+    holds_target_gram = True
     adaptive = False
 
     def __init__(self, target, kernel, step_size, lmbda, solver: str = "factor", budget_bytes=None):

@@ -15,7 +15,7 @@ Default step: a config that names no ``step_size`` gets 0.1 * lambda (1e-4 at la
 rate lambda * 0.1 of the DrMMD flow at its default step), because phi carries the factor
 (1+lambda)/lambda: the other flows' default 0.1 moves KALE particles about 1/lambda times too far
 (at lambda = 1e-3 they fly off the three rings and the run ends FAILED, see
-:mod:`~studentteacher.flows.run`). An explicit ``step_size`` is the step itself, as above, so
+:mod:`~studentteacher.flows.health`). An explicit ``step_size`` is the step itself, as above, so
 named configs and sweep files keep their meaning.
 """
 from __future__ import annotations
@@ -33,6 +33,7 @@ class KALEFlow(KernelFlow):
     name = "kale"
     options = ("lmbda", "kale_tol", "max_newton")
     carried = ("alpha",)  # the warm start of the next step's dual
+    holds_target_gram = True
 
     @classmethod
     def default_step_size(cls, lmbda: float) -> float:
@@ -45,7 +46,6 @@ class KALEFlow(KernelFlow):
         self.lmbda, self.tol, self.max_newton = as_hyper(lmbda, target), kale_tol, max_newton
         self.k_xx = kernel_gram(kernel, target, target, self.budget)  # (..., M, M)
         self.alpha: torch.Tensor | None = None  # (..., M) warm start
-        self.newton_iterations = 0
 
     def first_variation(self, particles: torch.Tensor) -> FirstVariation:
         """Newton's iterations stop on a data-dependent test, so each replica solves its own dual."""
@@ -57,7 +57,6 @@ class KALEFlow(KernelFlow):
         starts = [s if s is None or bool(torch.isfinite(s).all()) else None for s in starts]  # a failed replica restarts
         duals = [divergences.kale_dual(*problem, self.tol, self.max_newton) for problem in zip(grams, moments, lmbdas, starts)]
         self.alpha = torch.stack([dual.alpha for dual in duals]).reshape(a.shape)  # (..., M)
-        self.newton_iterations += sum(dual.iterations for dual in duals)
         values = [divergences.kale_from_dual(*problem) for problem in zip(duals, grams, moments, means, lmbdas)]
         scale = (1.0 + self.lmbda) / self.lmbda  # (...)
         weights_y = row_scale(scale / particles.shape[-2], a).expand(particles.shape[:-1])  # (..., N)

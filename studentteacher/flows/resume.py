@@ -28,13 +28,10 @@ import torch
 
 from ..checkpoints import check_resumable, read_checkpoint, save_atomically
 from ..config import ConfigError
-from ..toys import TOY_OPTIONS
 from .base import KernelFlow
+from .config import OPTIONAL_KEYS
 from .metrics import FlowRecord, FlowTrajectory
-from .srmmd import SOBOLEV_OPTIONS
 
-#: The entries of a checkpoint file (module docstring).
-CHECKPOINT_KEYS = ("step", "particles", "noise", "flow_state", "records", "snapshot_steps", "snapshots", "config")
 #: Keys of a ``particle_flow`` config that may differ between a checkpoint's run and the run resuming it.
 RESUMABLE_CHANGES = ("steps", "log_every", "snapshot_every", "checkpoint_every", "resume_from", "device", "replicas",
                      "threads")
@@ -64,7 +61,7 @@ class FlowCheckpoint:
 def read(path: str) -> dict:
     """The entries of the flow checkpoint at ``path``; ConfigError naming ``resume_from`` and what is wrong
     with the file (missing, empty, truncated or corrupt, another experiment's checkpoint)."""
-    return read_checkpoint(path, "particle_flow", CHECKPOINT_KEYS)
+    return read_checkpoint(path, "particle_flow")
 
 
 def load(path: str) -> FlowCheckpoint:
@@ -86,7 +83,7 @@ def checked_checkpoint(config: dict) -> FlowCheckpoint | None:
         return None
     checkpoint = load(path)
     if checkpoint.config is not None:  # a checkpoint older than an optional key was written with its default
-        check_resumable(path, {**TOY_OPTIONS, **SOBOLEV_OPTIONS, **checkpoint.config}, config, RESUMABLE_CHANGES)
+        check_resumable(path, {**OPTIONAL_KEYS, **checkpoint.config}, config, RESUMABLE_CHANGES)
     if config["steps"] < checkpoint.step:
         raise ConfigError(f"config key 'steps': got {config['steps']!r} but the checkpoint {path!r} is at step "
                           f"{checkpoint.step}; allowed: an integer >= {checkpoint.step}")  # fmt: skip

@@ -62,6 +62,11 @@ class SrMMDFlow(KernelFlow):
     kernels = SMOOTH_RADIAL
     alpha = 1.0
 
+    @classmethod
+    def unknowns_per_particle(cls, dim: int) -> int:
+        """C = d: the velocity's d coordinates (the HrMMD flow adds the value)."""
+        return dim
+
     def __init__(self, target, kernel, step_size, lmbda, velocity: str = SOBOLEV_OPTIONS["velocity"],
                  linear_solver: str = SOBOLEV_OPTIONS["linear_solver"], cg_tol: float | None = None,
                  budget_bytes=None):  # fmt: skip
@@ -118,6 +123,11 @@ class HrMMDFlow(SrMMDFlow):
 
     name = "hrmmd"
     options = ("lmbda", "hrmmd_alpha", "velocity", "linear_solver", "cg_tol")
+
+    @classmethod
+    def unknowns_per_particle(cls, dim: int) -> int:
+        """C = 1 + d: the value and the velocity's d coordinates."""
+        return dim + 1
 
     def __init__(self, target, kernel, step_size, lmbda, hrmmd_alpha: float = SOBOLEV_OPTIONS["hrmmd_alpha"],
                  velocity: str = SOBOLEV_OPTIONS["velocity"], linear_solver: str = SOBOLEV_OPTIONS["linear_solver"],

@@ -1,6 +1,6 @@
 """Sweeps: a YAML file -> an ordered list of configs; run one by index; status; SLURM or local backends.
 
-A sweep file (DESIGN §5)::
+A sweep file (its keys: docs/contract.md, "Command lines")::
 
     experiment: student_teacher      # or particle_flow, dmmd
     named_config: drmmd_paper        # optional (a name, or a list of names applied in order)
@@ -55,8 +55,9 @@ and the key).
 
 Modules: :mod:`.spec` (file -> configs), :mod:`.runs_folder` (where the runs are), :mod:`.tasks`
 (validate, run here), :mod:`.status` (states, final tables), :mod:`.submit`, :mod:`.backends`,
-:mod:`.cli`. Sacred is reached only through ``experiments/sacred_runs.py``, imported when a config
-is resolved or a task runs.
+:mod:`.cli`. The experiments are those of :mod:`experiments.registry`; Sacred is reached only through
+it (an experiment's :class:`experiments.runs.ExperimentRuns`), imported when a config is resolved or
+a task runs.
 """
 from .backends import BACKENDS, Backend, SubmitError, make_backend
 from .backends.slurm import (
@@ -64,12 +65,14 @@ from .backends.slurm import (
     render_script, sbatch_lines, slurm_queue, split_array,
 )
 from .cli import main
-from .spec import EXPERIMENTS, SWEEP_KEYS, ExperimentSpec, Sweep, SweepError, expand, load
+from experiments.registry import EXPERIMENTS, ExperimentSpec
+
+from .spec import SWEEP_KEYS, Sweep, SweepError, expand, load
 from .status import RESUBMIT_STATES, RUN_ID, STATES, TaskStatus, collect, format_status, status
 from .submit import submit
 from .tasks import (
     EXIT_COMPLETED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, batch_groups, checked_config, resolved_config,
-    resumable_checkpoint, run_batch, run_task, validate, validator,
+    resumable_checkpoint, run_batch, run_task, validate,
 )
 
 __all__ = [
@@ -78,5 +81,5 @@ __all__ = [
     "SubmitError", "Sweep", "SweepError", "TaskStatus", "array_spec", "batch_groups", "check_options",
     "checked_config", "collect", "expand", "format_status", "job_name", "load", "log_dir", "main", "make_backend",
     "max_array_size", "render_script", "resolved_config", "resumable_checkpoint", "run_batch", "run_task",
-    "sbatch_lines", "slurm_queue", "split_array", "status", "submit", "validate", "validator",
+    "sbatch_lines", "slurm_queue", "split_array", "status", "submit", "validate",
 ]

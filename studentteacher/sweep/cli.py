@@ -5,9 +5,11 @@ import argparse
 import json
 import sys
 
+from experiments.registry import EXPERIMENTS
+
 from .backends import BACKENDS, SubmitError, make_backend
-from .spec import EXPERIMENTS, Sweep, SweepError, load
 from .runs_folder import nothing_found
+from .spec import Sweep, SweepError, load
 from .status import collect, format_status, runs_header, status
 from .submit import submit
 from .tasks import EXIT_COMPLETED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, exit_status, run_batch, validate

@@ -1,7 +1,8 @@
 """Sweep files -> ordered configs: :func:`load` reads and expands a YAML file into a :class:`Sweep`.
 
-Only the file is checked here (keys, lists, seeds); the configs are validated against the
-experiment by :func:`studentteacher.sweep.tasks.validate`. Nothing here imports Sacred or torch.
+Only the file is checked here (keys, lists, seeds; the experiment is one of
+:data:`experiments.registry.EXPERIMENTS`); the configs are validated against the experiment by
+:func:`studentteacher.sweep.tasks.validate`. Nothing here imports Sacred or torch.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from experiments.registry import EXPERIMENTS
+
 from .runs_folder import RunsFolderError, choose
 
 SWEEP_KEYS = ("experiment", "named_config", "base", "grid", "zip", "seeds", "observer")
@@ -20,27 +23,6 @@ SWEEP_KEYS = ("experiment", "named_config", "base", "grid", "zip", "seeds", "obs
 
 class SweepError(ValueError):
     """An invalid sweep file, config or submit option; the message names the index and key."""
-
-
-@dataclass(frozen=True)
-class ExperimentSpec:
-    """A sweepable experiment, by reference ("module:name", imported when needed): its config
-    validator (config -> config or None, or ValueError), the tuple of config keys in which the
-    replicas of one batched run may differ, and the metrics that ``collect`` summarises."""
-
-    validator: str
-    replica_keys: str
-    metrics: tuple[str, ...]
-
-
-EXPERIMENTS: dict[str, ExperimentSpec] = {
-    "student_teacher": ExperimentSpec("studentteacher.config:validate", "studentteacher.replicas:REPLICA_KEYS",
-                                      ("valid_mmd2", "train_mmd2")),
-    "particle_flow": ExperimentSpec("studentteacher.flows:validate_flow_config", "studentteacher.flows:REPLICA_KEYS",
-                                    ("divergence", "mmd2", "w1", "w2")),
-    "dmmd": ExperimentSpec("studentteacher.dmmd:validate_dmmd_config", "studentteacher.dmmd:REPLICA_KEYS",
-                           ("sample_w1", "sample_w2", "sample_mmd2", "sample_fd", "sample_class_coverage")),
-}
 
 
 @dataclass(frozen=True)

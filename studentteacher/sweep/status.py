@@ -24,10 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from experiments.registry import EXPERIMENTS
+
 from .. import results
 from .backends import queued
 from .runs_folder import nothing_found
-from .spec import EXPERIMENTS, Sweep
+from .spec import Sweep
 
 #: Heartbeat intervals without a heartbeat after which a RUNNING run is dead (module docstring).
 STALE_BEATS = 3

@@ -1,67 +1,22 @@
 """Validating and running sweep tasks in this process: :func:`run_task`, :func:`run_batch`.
 
-Sacred is reached only through the experiments' helper ``sacred_runs.py`` (:func:`helper`),
-imported on first use: ``experiments/`` next to this package in a checkout, else the installed
-package ``studentteacher_experiments``.
+An experiment is reached through :mod:`experiments.registry`: its replica keys, and its
+:class:`experiments.runs.ExperimentRuns` (which imports Sacred, on first use), which resolves and validates
+its configs.
 """
 from __future__ import annotations
 
-import functools
-import importlib
-import importlib.util
 import sys
 from pathlib import Path
-from typing import Callable
+
+from experiments import registry
 
 from .. import results
 from ..progress import progress_seconds
 from .runs_folder import record
-from .spec import EXPERIMENTS, Sweep, SweepError
+from .spec import Sweep, SweepError
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 3
-HELPER = "sacred_runs.py"
-
-
-def experiments_dir() -> Path:
-    """The folder of the experiment scripts and ``sacred_runs.py``: the checkout's ``experiments/``
-    when this package runs from one, else the installed package ``studentteacher_experiments``."""
-    checkout = Path(__file__).resolve().parents[2] / "experiments"
-    if (checkout / HELPER).is_file():
-        return checkout
-    installed = importlib.util.find_spec("studentteacher_experiments")
-    if installed is None or not installed.submodule_search_locations:
-        raise SweepError(f"cannot find the experiments: no {checkout / HELPER} and no installed package "
-                         f"studentteacher_experiments (reinstall studentteacher)")
-    return Path(next(iter(installed.submodule_search_locations)))
-
-
-@functools.cache
-def helper():
-    """The experiments' helper ``sacred_runs`` (imported on the first call; it imports Sacred).
-
-    Imported by its plain name from its folder, the way the experiment scripts import it, so that the
-    sweep and the scripts share one module: one stop request, one registry of running replica groups.
-    """
-    folder = str(experiments_dir())
-    if folder not in sys.path:
-        sys.path.append(folder)
-    return importlib.import_module(Path(HELPER).stem)
-
-
-def _attribute(reference: str):
-    """The object named by ``"module:name"``."""
-    module, name = reference.split(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def validator(name: str) -> Callable[[dict], dict]:
-    """The config validator of experiment ``name``: config -> config (or None) or ValueError."""
-    return _attribute(EXPERIMENTS[name].validator)
-
-
-def replica_keys(name: str) -> tuple[str, ...]:
-    """The config keys in which the batched replicas of experiment ``name`` may differ."""
-    return _attribute(EXPERIMENTS[name].replica_keys)
 
 
 def _task_error(sweep: Sweep, index: int, err: Exception) -> SweepError:
@@ -69,14 +24,16 @@ def _task_error(sweep: Sweep, index: int, err: Exception) -> SweepError:
     return SweepError(f"sweep {sweep.path}: index {index} ({sweep.describe(index)}): {err}")
 
 
-def resolved_config(sweep: Sweep, index: int) -> dict:
+def resolved_config(sweep: Sweep, index: int, validated: list[tuple[dict, dict]] | None = None) -> dict:
     """The config Sacred would run for ``index``: defaults, named configs, then the updates.
 
     Raises :class:`SweepError` naming the index for unknown keys, a named config that does not
-    exist or a config the experiment's config hook rejects.
+    exist or a config the experiment's validator rejects (``validated``: the pairs of
+    :meth:`experiments.runs.ExperimentRuns.checked` it adds to).
     """
     try:
-        return helper().resolve_config(sweep.experiment, sweep.config_updates(index), list(sweep.named_configs))
+        return registry.runs(sweep.experiment).resolve(sweep.config_updates(index), list(sweep.named_configs),
+                                                       [] if validated is None else validated)  # fmt: skip
     except ValueError as err:
         raise _task_error(sweep, index, err) from err
 
@@ -84,13 +41,20 @@ def resolved_config(sweep: Sweep, index: int) -> dict:
 def checked_config(sweep: Sweep, index: int) -> dict:
     """The resolved config of ``index`` as the experiment's validator returns it, after the checks its
     script runs before any work (memory, the ``resume_from`` checkpoint); SweepError if invalid."""
-    config = resolved_config(sweep, index)
+    return _validated(sweep, index)[1]
+
+
+def _validated(sweep: Sweep, index: int) -> tuple[dict, dict]:
+    """(resolved config, completed config) of ``index``, checked as :func:`checked_config` says, the config
+    validated once; the run of the task takes the pair and does not validate that config again."""
+    runs, validated = registry.runs(sweep.experiment), []
+    config = resolved_config(sweep, index, validated)
     try:
-        checked = validator(sweep.experiment)(config)  # some validators return the completed config, others None
-        helper().check_before_work(sweep.experiment, config)
+        checked = runs.checked(config, validated)
+        runs.preflight(checked)
     except ValueError as err:
         raise _task_error(sweep, index, err) from err
-    return config if checked is None else checked
+    return config, checked
 
 
 def _indices_text(indices: list[int]) -> str:
@@ -106,7 +70,12 @@ def _indices_text(indices: list[int]) -> str:
 
 
 def validate(sweep: Sweep) -> list[dict]:
-    """Validate every config of the sweep; return the complete configs in index order.
+    """Validate every config of the sweep; return the complete configs in index order (:func:`_validate_all`)."""
+    return [complete for _, complete in _validate_all(sweep)]
+
+
+def _validate_all(sweep: Sweep) -> list[tuple[dict, dict]]:
+    """Validate every config of the sweep; the (resolved, complete) config pairs in index order.
 
     All invalid indices are reported together in one :class:`SweepError`: each distinct problem once
     (the validator's message, which names the key), with the tasks it affects and the varied values
@@ -119,7 +88,7 @@ def validate(sweep: Sweep) -> list[dict]:
     configs, problems = [], {}  # problem -> the indices it affects
     for index in range(len(sweep)):
         try:
-            configs.append(checked_config(sweep, index))
+            configs.append(_validated(sweep, index))
         except SweepError as err:
             problems.setdefault(str(err.__cause__ or err), []).append(index)
     if problems:
@@ -155,7 +124,7 @@ def resumable_checkpoint(sweep: Sweep, index: int) -> Path | None:
 
 
 def _task(sweep: Sweep, index: int, checkpoint: Path | None) -> dict:
-    """What the helper runs for ``index``: its config updates and the run's ``meta``, resuming
+    """What the experiment runs for ``index``: its config updates and the run's ``meta``, resuming
     from ``checkpoint`` when one is given."""
     updates = sweep.config_updates(index)
     meta = {"sweep": {"name": sweep.name, "file": str(sweep.path), "index": index, "config_updates": dict(updates)}}
@@ -166,15 +135,16 @@ def _task(sweep: Sweep, index: int, checkpoint: Path | None) -> dict:
     return {"index": index, "config_updates": updates, "meta": meta}
 
 
-def _run(sweep: Sweep, tasks: list[dict]) -> list[tuple[str, Path | None]]:
-    """Run ``tasks`` through the helper; (status, run directory) each, the status as stored."""
+def _run(sweep: Sweep, tasks: list[dict], validated: list[tuple[dict, dict]]) -> list[tuple[str, Path | None]]:
+    """Run ``tasks`` as the experiment's runs (``validated``: their configs checked already, as pairs of
+    :func:`_validated`); (status, run directory) each, the status as stored."""
     try:
         sweep.observer.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise SweepError(f"sweep {sweep.path}: observer {sweep.observer}: cannot create it ({err.strerror})") from None
     record(sweep.path, sweep.observer)  # status and collect find the runs from any folder
     try:
-        outcomes = helper().run_tasks(sweep.experiment, list(sweep.named_configs), sweep.observer, tasks)
+        outcomes = registry.runs(sweep.experiment).run_tasks(list(sweep.named_configs), sweep.observer, tasks, validated)
     except ValueError as err:  # refused before any run started (memory, a resume checkpoint, an observer)
         raise SweepError(f"sweep {sweep.path}: {err}") from err
     # The experiment may end a run on its own terms (e.g. a SacredInterrupt subclass): the stored
@@ -183,14 +153,14 @@ def _run(sweep: Sweep, tasks: list[dict]) -> list[tuple[str, Path | None]]:
             for state, run_dir in outcomes]
 
 
-def _checked_configs(sweep: Sweep, indices: list[int], validate_all: bool) -> list[dict]:
-    """The validated configs of ``indices`` (after validating every config when ``validate_all``)."""
+def _checked_configs(sweep: Sweep, indices: list[int], validate_all: bool) -> list[tuple[dict, dict]]:
+    """The (resolved, complete) configs of ``indices`` (after validating every config when ``validate_all``)."""
     for index in indices:
         sweep.config_updates(index)  # names an index out of range before the (slower) validation
     if validate_all:
-        configs = validate(sweep)
+        configs = _validate_all(sweep)
         return [configs[index] for index in indices]
-    return [checked_config(sweep, index) for index in indices]
+    return [_validated(sweep, index) for index in indices]
 
 
 def run_task(sweep: Sweep, index: int, validate_all: bool = True) -> tuple[str, Path | None]:
@@ -202,8 +172,8 @@ def run_task(sweep: Sweep, index: int, validate_all: bool = True) -> tuple[str, 
     ``"INTERRUPTED"`` (SIGTERM, SIGUSR2); the traceback of a failure is printed to stderr. A
     task whose previous attempt was interrupted with a checkpoint resumes from it.
     """
-    _checked_configs(sweep, [index], validate_all)
-    return _run(sweep, [_task(sweep, index, resumable_checkpoint(sweep, index))])[0]
+    validated = _checked_configs(sweep, [index], validate_all)
+    return _run(sweep, [_task(sweep, index, resumable_checkpoint(sweep, index))], validated)[0]
 
 
 def run_batch(sweep: Sweep, indices: list[int], validate_all: bool = True) -> list[tuple[int, str, Path | None]]:
@@ -219,14 +189,15 @@ def run_batch(sweep: Sweep, indices: list[int], validate_all: bool = True) -> li
 
     if not indices or len(set(indices)) != len(indices):
         raise SweepError(f"a batch needs one or more distinct task indices, got {indices}")
-    configs = _checked_configs(sweep, indices, validate_all)
+    validated = _checked_configs(sweep, indices, validate_all)
+    configs = [complete for _, complete in validated]
     if len(indices) == 1 or any(resumable_checkpoint(sweep, index) is not None for index in indices):
         return [(index, *run_task(sweep, index, validate_all=False)) for index in indices]
     try:
-        check_compatible(configs, replica_keys(sweep.experiment))
+        check_compatible(configs, registry.replica_keys(sweep.experiment))
     except ValueError as err:
         raise SweepError(f"sweep {sweep.path}: tasks {indices[0]}..{indices[-1]} cannot be batched: {err}") from err
-    outcomes = _run(sweep, [_task(sweep, index, None) for index in indices])
+    outcomes = _run(sweep, [_task(sweep, index, None) for index in indices], validated)
     return [(index, *outcome) for index, outcome in zip(indices, outcomes)]
 
 
@@ -238,7 +209,7 @@ def batch_groups(sweep: Sweep, indices: list[int], size: int) -> list[list[int]]
 
     if size < 1:
         raise SweepError(f"--batch must be >= 1, got {size}")
-    keys = replica_keys(sweep.experiment)
+    keys = registry.replica_keys(sweep.experiment)
     groups: list[list[int]] = []
     first_config: dict = {}
     for index in sorted(set(indices)):

@@ -1,6 +1,6 @@
 """The shared interface of the update rules.
 
-Every rule has one shape (DESIGN §2): compute detached per-sample weights rho_b, evaluate the
+Every rule has one shape (docs/model.md): compute detached per-sample weights rho_b, evaluate the
 features at the particles the rule asks for (clean, noise-injected, or noised-and-kept), and
 take the parameter gradient of the surrogate S = sum_i (1/B) sum_b rho_b^T phi_{Z_i}(x_b); the
 step is theta <- theta - lr * grad S. A rule is a small object built once from the run's

@@ -8,7 +8,7 @@ and particle i moves by -gamma grad h(Z_i), h(z) = (1/B) sum_b phi_z(x_b)^T rho_
 at noise-injected particles when ``drmmd_noise`` is set (rho from the clean particles). In
 parameter terms the step is -gamma (N/2) grad DrMMD_hat; as lambda -> infinity it is twice
 the :class:`~.sgd.Sgd` step. lambda comes from the schedule (fixed or adaptive, see
-:mod:`studentteacher.training`); the objective (and the loss) is the DrMMD value at that lambda.
+:mod:`studentteacher.training.schedules`); the objective (and the loss) is the DrMMD value at that lambda.
 """
 from __future__ import annotations
 

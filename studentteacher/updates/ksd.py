@@ -9,7 +9,7 @@ moves by -gamma (1/B) sum_b (d phi_i(x_b)/dZ)^T alpha_b. J J^T comes in closed f
 Outputs (d_out > 1): A is the Gram of the tangent kernel of the vector-valued student, so alpha
 fits each output's residual and the step is kernel Sobolev descent of the MMD^2 that
 :func:`~studentteacher.divergences.st_mmd2` logs (summed over outputs). The papers' code sums the
-outputs before differentiating, one B x B system (as DESIGN §2 writes it); both agree at d_out = 1.
+outputs before differentiating, one B x B system (as docs/model.md writes it); both agree at d_out = 1.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Z_i <- Z_i - (gamma/2) g(Z_i), with g(z) = (1/B) sum_b (d phi_z(x_b)/dz)^T r(x_b) and the
 residual r = f_S - f_T; i.e. rho = r / 2. In parameter terms the step is
--gamma * (N/4) * grad MMD2_hat (the mean-field scaling of DESIGN §2).
+-gamma * (N/4) * grad MMD2_hat (the mean-field scaling of docs/model.md).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The DMMD sampler: the noise-adaptive MMD gradient flow (Galashov et al., 2025; DESIGN §7).
+"""The DMMD sampler: the noise-adaptive MMD gradient flow (Galashov et al., 2025; docs/model.md).
 
 Particles Z ``[N, d]`` start from N(0, I); for each noise level t = t_T > ... > t_0
 (:func:`~studentteacher.dmmd.forward.sampling_levels`) they take N_s explicit Euler steps
@@ -37,6 +37,7 @@ from typing import Callable
 
 import torch
 
+from ...errors import RunDiverged
 from ..discriminator import Discriminator, features_by_blocks
 from ..feature_kernels import FeatureKernel
 
@@ -99,7 +100,8 @@ def run_sampler(sampler: Sampler, start: torch.Tensor, levels, steps_per_level: 
                 on_level: Callable[[int, float, torch.Tensor], None] | None = None) -> SamplingTrajectory:  # fmt: skip
     """Run the sampler from ``start: [N, d]`` over ``levels`` (N_s = ``steps_per_level`` Euler steps of
     size eta = ``step_size`` each); ``on_level(k, t, particles)`` after level k (1-based; k = 0: the start).
-    A non-finite particle raises FloatingPointError naming the level."""
+    A non-finite particle raises :class:`~studentteacher.errors.RunDiverged` (a FloatingPointError) naming
+    the level."""
     trajectory = SamplingTrajectory(levels=list(levels), snapshots=[start.detach().cpu().clone()])
     particles = start.detach().clone()
     if on_level is not None:
@@ -111,7 +113,7 @@ def run_sampler(sampler: Sampler, start: torch.Tensor, levels, steps_per_level: 
             particles = sampler.step(particles, level, prepared, step_size, (k - 1) * steps_per_level + s).detach()
         trajectory.seconds += time.perf_counter() - begin
         if not bool(torch.isfinite(particles).all()):
-            raise FloatingPointError(f"sampling diverged at noise level {k} (t = {level:g}): particles are not finite")
+            raise RunDiverged(f"sampling diverged at noise level {k} (t = {level:g}): particles are not finite")
         trajectory.snapshots.append(particles.cpu().clone())
         if on_level is not None:
             on_level(k, float(level), particles)

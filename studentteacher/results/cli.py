@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import results
+from studentteacher import results
 
 EXIT_INVALID = 2
 # Config keys that do not change what a run computes: runs may differ in them within a group.

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import digits
-from .dmmd.discriminator import init_uniform
+from .. import digits
+from .discriminator import init_uniform
 
 HIDDEN, FEATURES, EPOCHS, LR = 128, 64, 150, 1e-2
 COVERAGE_SHARE = 0.1
