@@ -178,6 +178,40 @@ def print_table(results: dict, stat: str = "") -> None:
             print("-+-".join("-" * width for width in widths))
 
 
+def report_agreement(rules: list[str]) -> tuple[dict, float, float, bool]:
+    """The float64 baseline-vs-package agreement per rule, printed: (per-rule diffs, largest diff,
+    largest diff relative to the step, whether it is below 1e-8)."""
+    diffs = agreement(rules)
+    worst = max(d["max_abs_diff"] for d in diffs.values())
+    relative = max(d["max_abs_diff"] / max(d["step_size"], 1e-300) for d in diffs.values())
+    agrees = relative < 1e-8
+    print(f"baseline agrees with package: {'yes' if agrees else 'no'} (max diff {worst:.2e}; "
+          f"relative to the step {relative:.2e}; float64, N=20, H=3, d=5, B=10, dense, noise 0)")
+    for rule, d in diffs.items():
+        print(f"  {rule:16s} max |diff| {d['max_abs_diff']:.2e}  (largest weight change {d['step_size']:.2e})")
+    return diffs, worst, relative, agrees
+
+
+def report_timings(args) -> dict:
+    """Seconds per epoch of each rule (package dense and particle, baseline), printed; per rule."""
+    print(f"\ntiming: N={args.n_particles}, H=3, d=50, B=100, n_train=1000, float32, CPU, "
+          f"{args.repeats} repeats x {args.epochs_per_repeat} epochs, median s/epoch")
+    results = {}
+    for rule in args.rules:
+        results[rule] = time_rule(rule, args.n_particles, args.repeats, args.epochs_per_repeat, args.ksd_baseline_batches)
+        r = results[rule]
+        note = ""
+        if r["baseline_extrapolated_from_batches"]:
+            note = f"  (baseline: {r['baseline_extrapolated_from_batches']} batches per repeat, scaled to an epoch)"
+        print(f"  {rule}: dense {r['package_dense_s_per_epoch']:.4f}  baseline {r['baseline_s_per_epoch']:.4f}  "
+              f"particle {r['package_particle_s_per_epoch']:.4f}{note}", flush=True)
+    print("\nmedian over the repeats:")
+    print_table(results)
+    print("\nbest of the repeats (least disturbed by other processes):")
+    print_table(results, "_min")
+    return results
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per rule (median reported)")
@@ -196,31 +230,8 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
-    diffs = agreement(args.rules)
-    worst = max(d["max_abs_diff"] for d in diffs.values())
-    relative = max(d["max_abs_diff"] / max(d["step_size"], 1e-300) for d in diffs.values())
-    agrees = relative < 1e-8
-    print(f"baseline agrees with package: {'yes' if agrees else 'no'} (max diff {worst:.2e}; "
-          f"relative to the step {relative:.2e}; float64, N=20, H=3, d=5, B=10, dense, noise 0)")
-    for rule, d in diffs.items():
-        print(f"  {rule:16s} max |diff| {d['max_abs_diff']:.2e}  (largest weight change {d['step_size']:.2e})")
-
-    print(f"\ntiming: N={args.n_particles}, H=3, d=50, B=100, n_train=1000, float32, CPU, "
-          f"{args.repeats} repeats x {args.epochs_per_repeat} epochs, median s/epoch")
-    results = {}
-    for rule in args.rules:
-        results[rule] = time_rule(rule, args.n_particles, args.repeats, args.epochs_per_repeat, args.ksd_baseline_batches)
-        r = results[rule]
-        note = ""
-        if r["baseline_extrapolated_from_batches"]:
-            note = f"  (baseline: {r['baseline_extrapolated_from_batches']} batches per repeat, scaled to an epoch)"
-        print(f"  {rule}: dense {r['package_dense_s_per_epoch']:.4f}  baseline {r['baseline_s_per_epoch']:.4f}  "
-              f"particle {r['package_particle_s_per_epoch']:.4f}{note}", flush=True)
-    print("\nmedian over the repeats:")
-    print_table(results)
-    print("\nbest of the repeats (least disturbed by other processes):")
-    print_table(results, "_min")
-
+    diffs, worst, relative, agrees = report_agreement(args.rules)
+    results = report_timings(args)
     report = {
         "benchmark": "bench_updates",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -9,40 +9,26 @@ imported from there and nothing of it is part of this project. ``--reference pac
 second copy of this package in the reference's seat: the plumbing check of the test suite, where
 both curves must agree exactly.
 
-From the package's config (``--config``: a named config, ``--seed``, ``--set`` overrides) the
-script builds the package's run (:class:`studentteacher.training.Trainer`) and hands the reference
-the same initial state: the teacher's training and validation sets (inputs and labels), the
-student's weights (W ``[N, H, d]`` -> ``linear1.weight [N*H, d]``, V ``[N, 1, N*H]`` ->
-``linear2.weight [N, N*H]``), the batch order of every epoch (a sampler drawing the package's
-permutation from a copy of its ``batches`` generator) and, for the noise arms, the noise draws
-(the reference's ``NoisyLinear`` draws ``randn`` into its buffers, linear1 then linear2, once per
-noisy forward: the module's ``tr`` is routed to a copy of the package's ``noise`` generator, which
-the package draws in the same order and shapes). The rest is the reference's own: its network
-modules, its loss functions (``drmmd``, ``MMD``) and their custom autograd, ``torch.optim.SGD`` and
-its ``train_epoch``, and its noise schedule (``update_noise_level`` after epoch e when
-e % ``noise_decay_every`` == 0 and e > 0, the three lines of its ``Trainer.train`` this script
-repeats). ``trainer.py`` imports ``wandb`` (an experiment tracker; its calls are commented out):
-when wandb is not installed an empty module stands in for it. The reference's own log lines
-(every 100 epochs) are not shown.
-
-Both codes run with denormal floats flushed to zero, as every run of the package does (no number
-of these rules changes; without it a dense epoch is up to 4x slower on a CPU). Every
-``--log-every`` epochs both students are evaluated on the validation set (1/2 MSE, float64, the
-figures' unit), and the weights compared: the largest gap relative to the largest weight, and
-||theta_ref - theta_pkg|| / ||theta_pkg||. In float32 with noise injection the two runs part at the
-level of rounding and the gap grows (a relu that switches in one run and not in the other); in
-float64 (``--set dtype=float64``) they stay together far longer.
-Writes ``PREFIX.json`` (config, device, torch, date, the reference's commit when DIR is a git
-checkout, both curves, their ratio, the weight differences, seconds per epoch of each code) and
-``PREFIX.png`` (the curves, and |ratio - 1| on a log axis); prints where the two part. Default
-PREFIX: ``benchmarks/results/reference_parity-<config>-seed<S>-<device>``.
+The package's run (:class:`studentteacher.training.Trainer`) hands the reference its initial state:
+the training and validation sets, the student's weights (W ``[N, H, d]`` -> ``linear1.weight
+[N*H, d]``, V ``[N, 1, N*H]`` -> ``linear2.weight [N, N*H]``), the batch order of every epoch and the
+noise draws (the reference's ``tr.randn`` routed to a copy of the package's ``noise`` generator).
+The rest is the reference's own: modules, losses and their autograd, ``torch.optim.SGD``,
+``train_epoch`` and its noise schedule (``--schedule package`` sets the package's beta_t instead).
+``wandb``, imported and never called by ``trainer.py``, is an empty module when not installed.
+Both codes flush denormals. Every ``--log-every`` epochs: both validation 1/2 MSEs (float64) and the
+weight gaps (largest gap / largest weight; ||theta_ref - theta_pkg|| / ||theta_pkg||). Writes
+``PREFIX.json`` (config, device, torch, date, the reference's commit, both curves, their ratio, the
+weight gaps, seconds per epoch of each) and ``PREFIX.png``; default PREFIX
+``benchmarks/results/reference_parity-<config>-seed<S>-<device>``. What "the same" means for each
+config is measured in docs/benchmarks.md and REPRODUCTION.md.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import datetime
-import importlib
+import importlib.util
 import io
 import json
 import math
@@ -61,6 +47,8 @@ from studentteacher.networks import output
 from studentteacher.threads import flush_denormals
 from studentteacher.training import Trainer, noise_at
 
+from parity_report import plot, summary  # beside this script
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "experiments" / "configs"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REFERENCE_FILES = ("networks.py", "losses.py", "trainer.py")
@@ -72,8 +60,6 @@ CONFIGS = {
     "mmd_paper_noise": ("mmd_paper", {"method": "noise_injection"}, "mmd_noise_injection", True),
     "mmd_paper": ("mmd_paper", {"method": "sgd"}, "mmd_noise_injection", False),
 }
-#: the |ratio - 1| bands of the summary
-BANDS = (1e-6, 1e-3, 1e-2, 1e-1)
 
 
 def package_config(name: str, seed: int, updates: dict) -> dict:
@@ -165,11 +151,17 @@ def reference_folder(path: str) -> Path:
 
 
 def import_reference(folder: Path) -> tuple[types.ModuleType, types.ModuleType, types.ModuleType]:
-    """The reference's ``networks``, ``losses`` and ``trainer`` modules (``wandb`` stubbed when absent)."""
-    sys.path.insert(0, str(folder))
+    """The reference's ``networks``, ``losses`` and ``trainer`` modules (``wandb`` stubbed when absent),
+    loaded from their files under the plain names by which ``trainer`` imports the other two."""
     if importlib.util.find_spec("wandb") is None:
         sys.modules["wandb"] = types.ModuleType("wandb")
-    return tuple(importlib.import_module(name) for name in ("networks", "losses", "trainer"))
+    modules = []
+    for name in ("networks", "losses", "trainer"):
+        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+        modules.append(importlib.util.module_from_spec(spec))
+        sys.modules[name] = modules[-1]
+        spec.loader.exec_module(modules[-1])
+    return tuple(modules)
 
 
 class PapersCode:
@@ -271,61 +263,10 @@ def compare(package: PackageRun, reference, epochs: int, log_every: int) -> dict
     return {"curves": curves, "seconds_per_epoch": {name: s / max(epochs, 1) for name, s in seconds.items()}}
 
 
-def summary(curves: dict) -> dict:
-    """For each band b: the last logged epoch up to which |ratio - 1| <= b at every logged epoch
-    (``null``: apart at epoch 0 already); the largest |ratio - 1|; the final values."""
-    apart = [abs(ratio - 1) for ratio in curves["ratio"]]
-    within = {}
-    for band in BANDS:
-        last = None
-        for epoch, distance in zip(curves["epoch"], apart):
-            if not distance <= band:
-                break
-            last = epoch
-        within[f"{band:g}"] = last
-    return {
-        "within_until": within,
-        "max_ratio_distance": max(apart),
-        "final": {"epoch": curves["epoch"][-1], "package": curves["package"][-1],
-                  "reference": curves["reference"][-1], "ratio": curves["ratio"][-1]},
-    }  # fmt: skip
-
-
 def reference_commit(folder: Path) -> str | None:
     """The checkout's commit, when ``folder`` is inside a git work tree."""
     result = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True)
     return result.stdout.strip() if result.returncode == 0 else None
-
-
-def plot(report: dict, path: Path) -> None:
-    """Both validation curves (log y) and |ratio - 1| (log y) against the epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    curves = report["curves"]
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, height_ratios=(2, 1))
-    top.plot(curves["epoch"], curves["package"], label="this package", lw=2)
-    top.plot(curves["epoch"], curves["reference"], label=f"reference ({report['reference']})", lw=1, ls="--")
-    top.set_yscale("log")
-    top.set_ylabel("validation 1/2 MSE")
-    top.legend()
-    schedule = "" if report["reference_schedule"] in (None, "own") else ", the package's noise schedule in both"
-    top.set_title(f"{report['config']['name']}, seed {report['config']['seed']}: the same initial state, "
-                  f"batches and noise{schedule}", fontsize=10)  # fmt: skip
-    distance = [max(abs(r - 1), 1e-12) for r in curves["ratio"]]
-    bottom.plot(curves["epoch"], distance, color="k", lw=1, label="|reference / package - 1|")
-    bottom.plot(curves["epoch"], [max(w, 1e-12) for w in curves["weight_difference"]], color="tab:red", lw=1,
-                label="weights apart: largest / largest weight")  # fmt: skip
-    bottom.plot(curves["epoch"], [max(w, 1e-12) for w in curves["weight_difference_rms"]], color="tab:orange", lw=1,
-                label="weights apart: ||difference|| / ||weights||")  # fmt: skip
-    bottom.set_yscale("log")
-    bottom.set_xlabel("epoch")
-    bottom.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 def parse_updates(pairs: list[str]) -> dict:
@@ -339,7 +280,8 @@ def parse_updates(pairs: list[str]) -> dict:
     return updates
 
 
-def main(argv: list[str] | None = None) -> dict:
+def arguments(argv: list[str] | None) -> argparse.Namespace:
+    """The command line, checked."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reference", required=True, help="a checkout of github.com/hudsonchen/DrMMD, or 'package'")
     parser.add_argument("--config", required=True, choices=sorted(CONFIGS))
@@ -355,6 +297,11 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.log_every < 1 or args.threads < 1:
         raise SystemExit("--epochs, --log-every and --threads must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = arguments(argv)
     try:
         config = package_config(args.config, args.seed, parse_updates(args.set))
     except ValueError as err:
@@ -393,13 +340,18 @@ def main(argv: list[str] | None = None) -> dict:
     prefix.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{prefix}.json").write_text(json.dumps(report, indent=1))
     plot(report, Path(f"{prefix}.png"))
+    print_summary(report, prefix)
+    return report
+
+
+def print_summary(report: dict, prefix: Path) -> None:
+    """Where the two curves part, the seconds per epoch of each code, and what was written."""
     within = ", ".join(f"{band}: {epoch}" for band, epoch in report["summary"]["within_until"].items())
     seconds = report["seconds_per_epoch"]
     print(f"|reference / package - 1| within band up to epoch ({within}); largest {report['summary']['max_ratio_distance']:.3g}")
     print(f"seconds per epoch: package {seconds['package']:.4f}, reference {seconds['reference']:.4f} "
           f"(reference / package {seconds['reference'] / max(seconds['package'], 1e-12):.2f}x)")  # fmt: skip
     print(f"wrote {Path(f'{prefix}.json')} and {Path(f'{prefix}.png')}")
-    return report
 
 
 if __name__ == "__main__":
