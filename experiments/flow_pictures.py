@@ -82,16 +82,22 @@ def save_pictures(directory: Path, target: np.ndarray, snapshots: np.ndarray, st
     draw_snapshots(axes.flat, target, snapshots, steps, window=window)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     figure.legend(handles, ["target (grey)", "particles (red)"][: len(labels)], loc="lower center", ncol=2, fontsize=8)
-    figure.suptitle(title, fontsize=9)
-    figure.tight_layout(rect=(0, 0.05, 1, 1))
-    grid = directory / "snapshots.png"
-    figure.savefig(grid, dpi=100)
-    plt.close(figure)
+    grid = save_titled(figure, directory / "snapshots.png", title, rect=(0, 0.05, 1, 1))
 
     def frame(ax, index):
         draw_particles(ax, target, snapshots[index], f"{title}\nstep {steps[index]}", window=window, fontsize=7)
 
     return [grid, save_animation(directory / "flow.gif", len(steps), frame, fps=5)]
+
+
+def save_titled(figure, path: Path, title: str, rect: tuple) -> Path:
+    """Title ``figure``, lay it out within ``rect`` (figure fractions), save it to ``path`` at 100 dpi
+    and close it; ``path``."""
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout(rect=rect)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
 
 
 def save_animation(path: Path, frames: int, draw, fps: int) -> Path:
@@ -146,11 +152,7 @@ def save_sampling_pictures(directory: Path, target: np.ndarray, snapshots: np.nd
         draw_sample(ax, target, snapshots[index], titles[index], window)
     for ax in list(axes.flat)[len(picks):]:
         ax.set_axis_off()
-    figure.suptitle(title, fontsize=9)
-    figure.tight_layout(rect=(0, 0, 1, 0.95))
-    grid = directory / "samples.png"
-    figure.savefig(grid, dpi=100)
-    plt.close(figure)
+    grid = save_titled(figure, directory / "samples.png", title, rect=(0, 0, 1, 0.95))
 
     def frame(ax, index):
         draw_sample(ax, target, snapshots[index], f"{title}\n{titles[index]}", window, fontsize=7)

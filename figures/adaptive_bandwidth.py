@@ -52,8 +52,7 @@ def label(row) -> str:
 
 
 def main(argv=None) -> None:
-    args = common.parser(__doc__.split("\n\n")[0]).parse_args(argv)
-    df = common.load(args.runs, "particle_flow")
+    args, df = common.args_and_rows(__doc__, argv, "particle_flow")
     df = common.keep(df, (df["target"] == "gaussian_nd") & (df["kernel"] == "gaussian_scaled"),
                      "MMD flows with the scaled Gaussian kernel on gaussian_nd")  # fmt: skip
     runs = results.runs(df)

@@ -17,8 +17,7 @@ NAME = "adaptive_lambda"
 
 
 def main(argv=None) -> None:
-    args = common.parser(__doc__.split("\n\n")[0]).parse_args(argv)
-    df = common.load(args.runs, "particle_flow")
+    args, df = common.args_and_rows(__doc__, argv, "particle_flow")
     df = common.keep(df, df["flow"] == "drmmd_adaptive", "drmmd_adaptive runs")
     df = df.assign(config=df["lmbda"].map(lambda v: f"lambda_0 = {v:g}"))
     common.theme()

@@ -60,6 +60,13 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def args_and_rows(doc: str, argv: Sequence[str] | None, experiment: str) -> tuple[argparse.Namespace, pd.DataFrame]:
+    """A figure script's parsed command line (described by the first paragraph of its docstring
+    ``doc``) and the tidy rows of its ``experiment`` runs under ``--runs``."""
+    args = parser(doc.split("\n\n")[0]).parse_args(argv)
+    return args, load(args.runs, experiment)
+
+
 def load(dirs: Sequence[str], experiment: str) -> pd.DataFrame:
     """The tidy table of the runs of ``experiment`` under ``dirs``, attempts joined
     (:func:`results.join_attempts`: a resumed run is one run with its whole curve, under the
@@ -179,6 +186,23 @@ def curve(ax, rows: pd.DataFrame, hue: str | None, y: str = "value", style: str 
 def half(rows: pd.DataFrame) -> pd.DataFrame:
     """The rows with ``value`` halved (MMD^2 -> the papers' 1/2 MSE)."""
     return rows.assign(value=rows["value"] / 2)
+
+
+def train_valid_panels(axes, df: pd.DataFrame, hue: str, hue_order: Sequence) -> None:
+    """Train and validation 1/2 MSE curves of ``df`` on the first two ``axes``, one line per
+    ``hue`` value, each seed's own curve thin."""
+    for ax, metric in zip(axes, ["train_mmd2", "valid_mmd2"]):
+        curve(ax, half(results.curves(df, metric)), hue=hue, hue_order=hue_order, seeds=True)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(HALF_MSE[metric])
+        ax.legend(title=None, fontsize=8)
+
+
+def final_half_mse(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """The last logged validation 1/2 MSE (``valid_mmd2 / 2``) per config ``by``: mean and sd over seeds."""
+    table = results.final_table(df, by, "valid_mmd2", how="last")
+    table[["mean", "sd"]] = table[["mean", "sd"]] / 2
+    return table
 
 
 def footnote(fig, *lines: str) -> None:

@@ -28,8 +28,7 @@ def level_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(argv=None) -> None:
-    args = common.parser(__doc__.split("\n\n")[0]).parse_args(argv)
-    df = common.load(args.runs, "dmmd")
+    args, df = common.args_and_rows(__doc__, argv, "dmmd")
     trained = set(df.loc[df["metric"] == "loss", "run_dir"])
     df = common.keep(df, df["run_dir"].isin(trained), "dmmd runs that trained their discriminator")
     levels = level_rows(df)

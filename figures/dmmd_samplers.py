@@ -23,8 +23,7 @@ COLORS = {"interacting": "tab:blue", "approximate": "tab:orange", "pairwise": "t
 
 
 def main(argv=None) -> None:
-    args = common.parser(__doc__.split("\n\n")[0]).parse_args(argv)
-    df = common.load(args.runs, "dmmd")
+    args, df = common.args_and_rows(__doc__, argv, "dmmd")
     runs = results.runs(df)
     quality = "sample_fd" if "sample_fd" in set(df["metric"].dropna()) else "sample_w1"
     second = "sample_class_coverage" if quality == "sample_fd" else "sample_mmd2"

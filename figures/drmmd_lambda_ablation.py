@@ -35,8 +35,7 @@ def in_order(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(argv=None) -> None:
-    args = common.parser(__doc__.split("\n\n")[0]).parse_args(argv)
-    df = common.load(args.runs, "student_teacher")
+    args, df = common.args_and_rows(__doc__, argv, "student_teacher")
     fixed_drmmd = (df["method"] == "drmmd") & ~df["adaptive_lmbda"].astype(bool)
     df = common.keep(df, fixed_drmmd | df["method"].isin(MMD_ARMS.keys()),
                      "fixed-lambda drmmd runs and the MMD arms (sgd, noise_injection)")
@@ -48,8 +47,7 @@ def main(argv=None) -> None:
     settings = results.runs(df).sort_values("lmbda").drop_duplicates("setting")["setting"].tolist()
     common.theme()
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.5))
-    table = in_order(results.final_table(df, ["noise", "lmbda", "lr"], "valid_mmd2", how="last"))
-    table[["mean", "sd"]] = table[["mean", "sd"]] / 2
+    table = in_order(common.final_half_mse(df, ["noise", "lmbda", "lr"]))
     for noise, rows in table.groupby("noise", sort=False):
         finite = rows[rows["lmbda"] < float("inf")]
         line = axes[0].errorbar(finite["lmbda"], finite["mean"], yerr=finite["sd"].fillna(0), marker="o", capsize=3,

@@ -116,8 +116,7 @@ def long_panel(ax, df: pd.DataFrame) -> None:
 
 
 def main(argv=None) -> None:
-    args = common.parser(__doc__.split("\n\n")[0]).parse_args(argv)
-    df = common.load(args.runs, "student_teacher")
+    args, df = common.args_and_rows(__doc__, argv, "student_teacher")
     labels = results.runs(df).set_index("run_dir").apply(label, axis=1)
     df = df.assign(config=df["run_dir"].map(labels))
     df = common.keep(df, df["config"].notna(), "sgd, noise_injection and fixed-lambda drmmd runs")
@@ -126,14 +125,9 @@ def main(argv=None) -> None:
     order = common.drawn_order(main_runs, "config", ORDER)
     common.theme()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
-    for ax, metric in zip(axes, ["train_mmd2", "valid_mmd2"]):
-        common.curve(ax, common.half(results.curves(main_runs, metric)), hue="config", hue_order=order, seeds=True)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(common.HALF_MSE[metric])
-        ax.legend(title=None, fontsize=8)
+    common.train_valid_panels(axes, main_runs, "config", order)
     long_panel(axes[2], df)
-    table = results.final_table(main_runs, ["config"], "valid_mmd2", how="last")
-    table[["mean", "sd"]] = table[["mean", "sd"]] / 2
+    table = common.final_half_mse(main_runs, ["config"])
     drops = drop_table(df)
     common.finish(
         fig, args.out, NAME,

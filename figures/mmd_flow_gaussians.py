@@ -54,8 +54,7 @@ def stranded_table(done: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(argv=None) -> None:
-    args = common.parser(__doc__.split("\n\n")[0]).parse_args(argv)
-    df = common.load(args.runs, "particle_flow")
+    args, df = common.args_and_rows(__doc__, argv, "particle_flow")
     df = common.keep(df, (df["target"] == "gaussian_1d") & df["flow"].isin(FLOWS),
                            "MMD flows (with and without noise) on the 1-D Gaussians")
     runs = results.runs(df)

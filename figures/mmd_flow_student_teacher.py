@@ -23,21 +23,15 @@ EPOCHS = (500, 1000, 2000, 5000, 10000)
 
 
 def main(argv=None) -> None:
-    args = common.parser(__doc__.split("\n\n")[0]).parse_args(argv)
-    df = common.load(args.runs, "student_teacher")
+    args, df = common.args_and_rows(__doc__, argv, "student_teacher")
     df = common.keep(df, df["method"].isin(METHODS), f"methods {', '.join(METHODS)}")
     horizon = int(results.runs(df)["epochs"].min())
     df = common.until(df, horizon).assign(rule=lambda d: d["method"].map(common.METHOD_LABELS))
     order = common.drawn_order(df, "rule", [common.METHOD_LABELS[m] for m in METHODS])
     common.theme()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
-    for ax, metric in zip(axes, ["train_mmd2", "valid_mmd2"]):
-        common.curve(ax, common.half(results.curves(df, metric)), hue="rule", hue_order=order, seeds=True)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(common.HALF_MSE[metric])
-        ax.legend(title=None, fontsize=8)
-    table = results.final_table(df, ["method"], "valid_mmd2", how="last")
-    table[["mean", "sd"]] = table[["mean", "sd"]] / 2
+    common.train_valid_panels(axes, df, "rule", order)
+    table = common.final_half_mse(df, ["method"])
     common.finish(
         fig, args.out, NAME,
         f"Student-teacher, MMD flow variants, read to epoch {horizon}: {common.st_setting(df)}, "

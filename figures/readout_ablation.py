@@ -24,8 +24,7 @@ EPOCHS = (1000, 5000, 10000, 15000)
 
 
 def main(argv=None) -> None:
-    args = common.parser(__doc__.split("\n\n")[0]).parse_args(argv)
-    df = common.load(args.runs, "student_teacher")
+    args, df = common.args_and_rows(__doc__, argv, "student_teacher")
     drawn = df["method"].isin(METHODS) & ~df["drmmd_noise"].astype(bool) & ~df["adaptive_lmbda"].astype(bool)
     df = common.keep(df, drawn, f"methods {', '.join(METHODS)} (drmmd without noise, fixed lambda)")
     df = df.assign(rule=df["method"].map(common.METHOD_LABELS))
@@ -35,8 +34,7 @@ def main(argv=None) -> None:
     common.theme()
     fig, axes = plt.subplots(1, 1 + len(readouts), figsize=(max(12, 5 * (1 + len(readouts))), 4.6), squeeze=False)
     axes = axes[0]
-    table = results.final_table(common.until(df, horizon), ["readout", "rule"], "valid_mmd2", how="last")
-    table[["mean", "sd"]] = table[["mean", "sd"]] / 2
+    table = common.final_half_mse(common.until(df, horizon), ["readout", "rule"])
     width = 0.8 / max(1, len(readouts))
     for k, readout in enumerate(readouts):
         rows = table[table["readout"] == readout].set_index("rule").reindex(order)

@@ -111,8 +111,7 @@ def draw_particles(df, runs, out) -> None:
 
 
 def main(argv=None) -> None:
-    args = common.parser(__doc__.split("\n\n")[0]).parse_args(argv)
-    df = common.load(args.runs, "particle_flow")
+    args, df = common.args_and_rows(__doc__, argv, "particle_flow")
     df = common.keep(df, df["target"].isin(list(TARGETS)) & df["flow"].isin(FLOWS),
                      f"flows {', '.join(FLOWS)} on {', '.join(TARGETS)}")  # fmt: skip
     runs = results.runs(df)

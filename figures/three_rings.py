@@ -34,8 +34,7 @@ def label(row) -> str:
 
 
 def main(argv=None) -> None:
-    args = common.parser(__doc__.split("\n\n")[0]).parse_args(argv)
-    df = common.load(args.runs, "particle_flow")
+    args, df = common.args_and_rows(__doc__, argv, "particle_flow")
     df = common.keep(df, (df["target"] == "three_rings") & df["flow"].isin(FLOWS), f"flows {', '.join(FLOWS)} on three rings")
     runs = results.runs(df)
     labels = runs.set_index("run_dir").apply(label, axis=1)

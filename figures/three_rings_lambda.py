@@ -18,8 +18,7 @@ NAME = "three_rings_lambda"
 
 
 def main(argv=None) -> None:
-    args = common.parser(__doc__.split("\n\n")[0]).parse_args(argv)
-    df = common.load(args.runs, "particle_flow")
+    args, df = common.args_and_rows(__doc__, argv, "particle_flow")
     df = common.keep(df, (df["target"] == "three_rings") & (df["flow"] == "drmmd"),
                            "DrMMD flows on three rings")
     lambdas = sorted(set(df["lmbda"]))
