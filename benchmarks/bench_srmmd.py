@@ -136,7 +136,7 @@ def main() -> None:
               "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
                               else platform.processor() or "cpu"),
               "problem": {"toy": "mog", "kernel": "gaussian", "bandwidth": BANDWIDTH, "lmbda": LMBDA, "hrmmd_alpha":
-                          flows.SOBOLEV_OPTIONS["hrmmd_alpha"], "velocity": "witness"},
+                          flows.SPEC["hrmmd_alpha"].default, "velocity": "witness"},
               "rows": []}  # fmt: skip
     print(f"{device}: seconds per step (median of {arguments.repeats}), dense / cg, CG iterations, peak MiB")
     for name in arguments.flows:

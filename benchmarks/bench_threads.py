@@ -13,8 +13,8 @@ keeps its own spin-then-sleep policy, and torch's thread count, one per core), `
 threads (``torch.set_num_threads``, OpenMP threads waiting actively, ``OMP_WAIT_POLICY=ACTIVE``),
 ``2-passive`` (2 threads, ``OMP_WAIT_POLICY=PASSIVE``: idle threads sleep instead of spinning),
 ``auto`` (the package's defaults: passive waiting and
-:func:`studentteacher.threads.choose_threads` with the experiment's ``light`` rule,
-:func:`studentteacher.config.light_work`). Prints seconds per epoch and the ratio
+:func:`studentteacher.threads.choose_threads` with the experiment's ``tiny_tensors`` rule,
+:func:`studentteacher.config.has_tiny_tensors`). Prints seconds per epoch and the ratio
 to one thread under the same load; never asserts. Run it on an otherwise idle machine.
 """
 from __future__ import annotations
@@ -43,11 +43,11 @@ if sys.argv[2] == "torch":  # torch first: its OpenMP starts with the wait polic
 from studentteacher.threads import apply_threads, flush_denormals  # else the package first: its wait policy
 import torch
 flush_denormals()  # as every run does (every policy: this benchmark compares threads alone)
-from studentteacher.config import light_work
+from studentteacher.config import has_tiny_tensors
 if sys.argv[2] == "torch":
     threads = torch.get_num_threads()
 else:
-    threads = apply_threads(sys.argv[2], light=light_work(json.loads(sys.argv[1])))
+    threads = apply_threads(sys.argv[2], tiny_tensors=has_tiny_tensors(json.loads(sys.argv[1])))
 from studentteacher.training import Trainer
 trainer = Trainer({**json.loads(sys.argv[1]), "seed": 1, "device": "cpu"})
 epochs = int(sys.argv[3])

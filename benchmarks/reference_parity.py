@@ -65,7 +65,7 @@ CONFIGS = {
 def package_config(name: str, seed: int, updates: dict) -> dict:
     """The validated package config of ``--config name``: defaults, the named config, its updates, ``updates``."""
     named, config_updates, _, _ = CONFIGS[name]
-    config = config_module.defaults(config_module.SPEC)
+    config = dict(config_module.DEFAULTS)
     config |= yaml.safe_load((CONFIG_DIR / f"{named}.yaml").read_text())
     config |= config_updates | updates | {"seed": seed, "threads": 1}
     return config_module.validate(config)

@@ -44,7 +44,7 @@ import torch
 from sacred import Experiment
 
 from studentteacher import preflight
-from studentteacher.config import defaults
+from studentteacher.keys import defaults
 from studentteacher.dmmd import SPEC, validate_dmmd_config
 from studentteacher.dmmd import run as dmmd_run
 from studentteacher.progress import RunProgress

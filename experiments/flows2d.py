@@ -40,103 +40,18 @@ from studentteacher.progress import RunProgress
 from studentteacher.replicas import check_compatible
 
 ex = Experiment("particle_flow")
+ex.add_config(flows.DEFAULTS)  # the key spec's defaults (studentteacher/flows/config.py; docs/contract.md)
+for named in sorted((Path(__file__).resolve().parent / "configs" / "particle_flow").glob("*.yaml")):
+    ex.add_named_config(named.stem, str(named))
 
 
 @ex.config
-def config():
-    target = "three_rings"  # three_rings | mog | gaussian | gaussian_1d | gaussian_nd | swiss_roll | spiral
-    # a key of studentteacher.flows.FLOWS: mmd | mmd_noise | drmmd | drmmd_adaptive | kale | mmd_adaptive_bandwidth
-    # | srmmd | hrmmd
-    flow = "mmd"
-    # gaussian | laplace | imq | energy | gaussian_scaled (bandwidth convention: studentteacher.kernels);
-    # srmmd and hrmmd take gaussian or imq
-    kernel = "gaussian"
-    bandwidth = 0.15  # mmd_adaptive_bandwidth (kernel gaussian_scaled): the floor of the adaptive bandwidth
-    dim = 2  # gaussian_nd only: the dimension d
-    source_distance = 4.0  # gaussian_nd only: |mu_0|, the distance of the source's mean from the target's
-    n_particles = 300
-    n_target = 300
-    steps = 1000
-    lmbda = 1e-3
-    # mmd/mmd_noise/kale/srmmd/hrmmd: gamma itself; drmmd: gamma = lmbda * step_size (studentteacher/flows/drmmd.py)
-    step_size = flows.default_step_size(flow, lmbda)  # 0.1; kale: 0.1 * lmbda (studentteacher/flows/kale.py)
-    noise_level = 0.0  # mmd_noise: beta_n = noise_level while step < noise_until, then 0
-    noise_until = 0
-    # srmmd/hrmmd (studentteacher/flows/srmmd.py): move along grad f ("witness", the authors' code) or along the
-    # exact Wasserstein gradient of the divergence ("gradient"); the N d system per step by Cholesky ("dense")
-    # or conjugate gradients ("cg"); hrmmd: alpha, the weight of ||grad f||^2 (1 - alpha: of ||f||^2) under mu
-    velocity = "witness"
-    linear_solver = "dense"
-    hrmmd_alpha = 0.8
-    dtype = "float64"
-    device = "auto"  # "auto": cuda if available, else cpu
-    # flow steps between metric logs and between snapshots (the last step is always both); a steps value
-    # that is not an integer is left to the validation, which names it
-    log_every = max(1, steps // 200) if isinstance(steps, int) else 1
-    snapshot_every = max(1, steps // 20) if isinstance(steps, int) else 1
-    replicas = 1  # > 1 on the command line: seeds seed, seed+1, ... as one batched flow, one run each
-    threads = "auto"  # CPU threads: "auto" (studentteacher.threads) or a count
-    checkpoint_every = 0  # flow steps between checkpoints (0: only on SIGTERM/SIGUSR2)
-    resume_from = None  # a checkpoint.pt to continue from (only steps, log/snapshot/checkpoint periods, device differ)
-
-
-@ex.named_config
-def three_rings_mmd():
-    # MMD flow on three rings, N = M = 300, Gaussian sigma = 0.15, step 0.1 (step 1 oscillates).
-    target, flow, kernel, bandwidth = "three_rings", "mmd", "gaussian", 0.15
-    n_particles, n_target, dtype = 300, 300, "float64"
-    steps, step_size = 100_000, 0.1
-
-
-@ex.named_config
-def three_rings_drmmd():
-    # DrMMD flow, lambda = 1e-3, step 0.1: effective rate gamma = lambda * step = 1e-4.
-    target, flow, kernel, bandwidth = "three_rings", "drmmd", "gaussian", 0.15
-    n_particles, n_target, dtype = 300, 300, "float64"
-    steps, step_size, lmbda = 100_000, 0.1, 1e-3
-
-
-@ex.named_config
-def three_rings_drmmd_adaptive():
-    # Adaptive DrMMD, lambda_0 = 0.1, step 0.1: gamma_n = max(lambda_n * 0.1, 1e-4).
-    target, flow, kernel, bandwidth = "three_rings", "drmmd_adaptive", "gaussian", 0.15
-    n_particles, n_target, dtype = 300, 300, "float64"
-    steps, step_size, lmbda = 100_000, 0.1, 0.1
-
-
-@ex.named_config
-def three_rings_kale():
-    # KALE flow, lambda = 1e-3, rate 1e-4: the KALE step is not multiplied by lambda, so step = 1e-4.
-    target, flow, kernel, bandwidth = "three_rings", "kale", "gaussian", 0.15
-    n_particles, n_target, dtype = 300, 300, "float64"
-    steps, step_size, lmbda = 100_000, 1e-4, 1e-3
-
-
-@ex.named_config
-def gaussian_nd_adaptive_bandwidth():
-    # Galashov et al. (2025), Prop. 3.1: N(mu_0, I) -> N(0, I) in R^10, |mu_0| = 6.5, scaled Gaussian kernel with
-    # alpha_n = max(alpha*(mu_n), 1); step 729 = 3^(d/2 + 1), half the stable step of the mean at the floor
-    # (experiments/sweeps/figures/adaptive_bandwidth.yaml).
-    target, flow, kernel, bandwidth = "gaussian_nd", "mmd_adaptive_bandwidth", "gaussian_scaled", 1.0
-    dim, source_distance = 10, 6.5
-    n_particles, n_target, dtype = 300, 300, "float64"
-    steps, step_size = 1000, 729.0
-
-
-@ex.named_config
-def gaussians_mmd_noise():
-    # Arbel et al. (2019): 1-D N(10, 0.5) -> N(0, 1), sigma = 2, step 0.1, noise 10 for 5000 steps, N = M = 1000.
-    target, flow, kernel, bandwidth = "gaussian_1d", "mmd_noise", "gaussian", 2.0
-    n_particles, n_target, dtype = 1000, 1000, "float64"
-    steps, step_size, noise_level, noise_until = 20_000, 0.1, 10.0, 5000
-
-
-@ex.named_config
-def gaussians_mmd():
-    # The Gaussian setting of ``gaussians_mmd_noise`` without noise injection.
-    target, flow, kernel, bandwidth = "gaussian_1d", "mmd", "gaussian", 2.0
-    n_particles, n_target, dtype = 1000, 1000, "float64"
-    steps, step_size = 20_000, 0.1
+def derived_defaults(flow, lmbda, steps):
+    # the defaults that follow from other keys (a value given on the command line wins): the step 0.1 (kale:
+    # 0.1 * lmbda), metric logs every max(1, steps // 200) steps and snapshots every max(1, steps // 20)
+    step_size = flows.default_step_size(flow, lmbda)
+    log_every = flows.default_period(steps, 200)
+    snapshot_every = flows.default_period(steps, 20)
 
 
 def _save_npz(path: Path, trajectory: flows.FlowTrajectory, toy: toys.Toy) -> None:
@@ -152,22 +67,20 @@ def _save_npz(path: Path, trajectory: flows.FlowTrajectory, toy: toys.Toy) -> No
 
 def picture_title(config: dict) -> str:
     """The run's settings, e.g. 'drmmd flow on three_rings: N = 300, M = 300, gaussian sigma 0.15, step 0.1,
-    lambda 0.001, seed 1'."""
-    config = {**flows.SOBOLEV_OPTIONS, **config}
-    with_lmbda = ("drmmd", "drmmd_adaptive", "kale", "srmmd", "hrmmd")
-    lmbda = f", lambda {config['lmbda']:g}" if config["flow"] in with_lmbda else ""
-    if config["flow"] == "hrmmd":
-        lmbda += f", alpha {config['hrmmd_alpha']:g}"
-    if config["flow"] in ("srmmd", "hrmmd"):
-        lmbda += f", {config['velocity']} velocity"
-    noise = (f", noise {config['noise_level']:g} until step {config['noise_until']}"
-             if config["flow"] == "mmd_noise" else "")
-    floor = " floor" if config["flow"] == "mmd_adaptive_bandwidth" else ""
+    lambda 0.001, seed 1': lambda, alpha, the velocity and the noise where the flow takes them (its ``options``)."""
+    config = {**flows.DEFAULTS, **config}  # a stored config from before a key was added has its default
+    options = flows.FLOWS[config["flow"]].options
+    settings = f", lambda {config['lmbda']:g}" if "lmbda" in options else ""
+    settings += f", alpha {config['hrmmd_alpha']:g}" if "hrmmd_alpha" in options else ""
+    settings += f", {config['velocity']} velocity" if "velocity" in options else ""
+    if "noise_level" in options:
+        settings += f", noise {config['noise_level']:g} until step {config['noise_until']}"
+    floor = " floor" if "floor" in options else ""
     target = config["target"]
     if target == "gaussian_nd":
         target += f" (d = {config['dim']}, |mu_0| = {config['source_distance']:g}; first two coordinates)"
     return (f"{config['flow']} flow on {target}: N = {config['n_particles']}, M = {config['n_target']}, "
-            f"{config['kernel']} sigma{floor} {config['bandwidth']:g}, step {config['step_size']:g}{lmbda}{noise}, "
+            f"{config['kernel']} sigma{floor} {config['bandwidth']:g}, step {config['step_size']:g}{settings}, "
             f"seed {config['seed']}")
 
 
@@ -266,7 +179,7 @@ def train(batch: Batch) -> None:
 
 
 runs = ExperimentRuns(ex, train, flows.validate_flow_config, check_before_work,
-                                  checkpoint_config=lambda path: flows.load_checkpoint(path).config)
+                     checkpoint_config=lambda path: flows.load_checkpoint(path).config)
 run_replicas = runs.run_replicas
 
 if __name__ == "__main__":

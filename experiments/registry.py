@@ -16,20 +16,20 @@ from dataclasses import dataclass
 class ExperimentSpec:
     """A sweepable experiment: its script's module (which defines ``runs``, an ExperimentRuns holding its
     config validator), the tuple of config keys in which the replicas of one batched run may differ
-    ("module:name"), the metrics that ``collect`` summarises, and its key spec ("module:name" of a dict of :class:`studentteacher.config.Key`; None while the
-    experiment has none: its Sacred config holds the defaults)."""
+    ("module:name"), the metrics that ``collect`` summarises, and its key spec ("module:name" of a dict
+    of :class:`studentteacher.keys.Key`, from which its Sacred config takes the defaults)."""
 
     script: str
     replica_keys: str
     metrics: tuple[str, ...]
-    spec: str | None = None
+    spec: str
 
 
 EXPERIMENTS: dict[str, ExperimentSpec] = {
     "student_teacher": ExperimentSpec("experiments.train", "studentteacher.replicas:REPLICA_KEYS",
                                       ("valid_mmd2", "train_mmd2"), spec="studentteacher.config:SPEC"),
     "particle_flow": ExperimentSpec("experiments.flows2d", "studentteacher.flows:REPLICA_KEYS",
-                                    ("divergence", "mmd2", "w1", "w2")),
+                                    ("divergence", "mmd2", "w1", "w2"), spec="studentteacher.flows:SPEC"),
     "dmmd": ExperimentSpec("experiments.dmmd", "studentteacher.dmmd:REPLICA_KEYS",
                            ("sample_w1", "sample_w2", "sample_mmd2", "sample_fd", "sample_class_coverage"),
                            spec="studentteacher.dmmd:SPEC"),

@@ -18,7 +18,7 @@ import numpy as np
 from sacred import Experiment
 
 from studentteacher import preflight
-from studentteacher.config import DEFAULTS, light_work, validate
+from studentteacher.config import DEFAULTS, has_tiny_tensors, validate
 from studentteacher.progress import RunProgress
 from studentteacher.training import BatchedTrainer, TrainingInterrupted, check_resume, read_checkpoint
 
@@ -104,7 +104,7 @@ def train(batch: Batch) -> None:
 
 
 runs = ExperimentRuns(ex, train, validate, check_before_work,
-                                  checkpoint_config=lambda path: read_checkpoint(path)["config"], one_thread=light_work)
+                     checkpoint_config=lambda path: read_checkpoint(path)["config"], one_thread=has_tiny_tensors)
 run_replicas = runs.run_replicas
 
 if __name__ == "__main__":

@@ -237,6 +237,18 @@ def at_epochs(df: pd.DataFrame, by: Sequence[str], metric: str, epochs: Sequence
     return pd.concat([keys.reset_index(drop=True), pd.DataFrame(columns)], axis=1) if columns else pd.DataFrame()
 
 
+def half_mse_tables(name: str, df: pd.DataFrame, by: Sequence[str], epochs: Sequence[int],
+                    horizon: int | None = None) -> list[tuple[pd.DataFrame, str]]:
+    """A student-teacher figure's printed tables for :func:`finish`: the validation 1/2 MSE of ``df`` per
+    config ``by`` at the runs' end (read to epoch ``horizon`` where given), then at ``epochs``."""
+    if horizon is None:
+        final = (final_half_mse(df, by), f"{name}: final validation 1/2 MSE (valid_mmd2 / 2)")
+    else:
+        final = (final_half_mse(until(df, horizon), by),
+                 f"{name}: validation 1/2 MSE (valid_mmd2 / 2) at epoch {horizon}")
+    return [final, (at_epochs(df, by, "valid_mmd2", epochs), f"{name}: validation 1/2 MSE at epochs")]
+
+
 def finish(fig, out: str | Path, name: str, title: str, notes: Sequence[str] = (),
            tables: Sequence[tuple[pd.DataFrame, str]] = ()) -> list[Path]:
     """The ending every figure shares: title, footnote, layout, ``OUT/NAME.png`` + ``.pdf``, and

@@ -127,15 +127,13 @@ def main(argv=None) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     common.train_valid_panels(axes, main_runs, "config", order)
     long_panel(axes[2], df)
-    table = common.final_half_mse(main_runs, ["config"])
     drops = drop_table(df)
     common.finish(
         fig, args.out, NAME,
         f"Student-teacher, MMD vs DrMMD (lambda = {lambdas}, lr {common.values_text(df, 'lr')}): "
         f"{common.st_setting(main_runs)}\n{common.seeds_text(main_runs, by='config')} (thin: each seed)",
         notes=[common.not_completed_note(df, "config")],
-        tables=[(table, f"{NAME}: final validation 1/2 MSE (valid_mmd2 / 2)"),
-                (common.at_epochs(main_runs, ["config"], "valid_mmd2", EPOCHS), f"{NAME}: validation 1/2 MSE at epochs"),
+        tables=[*common.half_mse_tables(NAME, main_runs, ["config"], EPOCHS),
                 (spread_table(main_runs, order, SPREAD_EPOCHS), f"{NAME}: validation 1/2 MSE over seeds"),
                 (drops.drop(columns="drop_epoch"), f"{NAME}: first logged epoch with validation 1/2 MSE < {DROP}"),
                 (drop_fractions(drops), f"{NAME}: seeds dropped below {DROP} by epoch (each seed's longest run)")],

@@ -31,14 +31,12 @@ def main(argv=None) -> None:
     common.theme()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
     common.train_valid_panels(axes, df, "rule", order)
-    table = common.final_half_mse(df, ["method"])
     common.finish(
         fig, args.out, NAME,
         f"Student-teacher, MMD flow variants, read to epoch {horizon}: {common.st_setting(df)}, "
         f"lr {common.values_text(df, 'lr')}\n{common.seeds_text(df, by='rule')} (thin: each seed)",
         notes=[common.not_completed_note(df, "method")],
-        tables=[(table, f"{NAME}: validation 1/2 MSE (valid_mmd2 / 2) at epoch {horizon}"),
-                (common.at_epochs(df, ["method"], "valid_mmd2", EPOCHS), f"{NAME}: validation 1/2 MSE at epochs")],
+        tables=common.half_mse_tables(NAME, df, ["method"], EPOCHS, horizon),
     )  # fmt: skip
 
 

@@ -62,9 +62,7 @@ def main(argv=None) -> None:
         f"Student-teacher, dense vs particle readout (DrMMD lambda = {lambdas}): {common.st_setting(df)}\n"
         f"{common.seeds_text(df, by=['readout', 'rule'])}",
         notes=[common.not_completed_note(df, "rule")],
-        tables=[(table, f"{NAME}: validation 1/2 MSE (valid_mmd2 / 2) at epoch {horizon}"),
-                (common.at_epochs(df, ["readout", "rule"], "valid_mmd2", EPOCHS),
-                 f"{NAME}: validation 1/2 MSE at epochs")],
+        tables=common.half_mse_tables(NAME, df, ["readout", "rule"], EPOCHS, horizon),
     )  # fmt: skip
 
 

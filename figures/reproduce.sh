@@ -42,38 +42,38 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"  # tiny tensors: one thread per p
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 sweeps="$repo/experiments/sweeps/figures"
 
-# figure script -> sweep files behind it (stems, without the _small suffix)
-declare -A behind=(
-    [mmd_flow_student_teacher]="mmd_flow_student_teacher drmmd_student_teacher"
-    [drmmd_student_teacher]="drmmd_student_teacher"
-    [drmmd_lambda_ablation]="drmmd_lambda_ablation drmmd_student_teacher"
-    [three_rings]="three_rings"
-    [three_rings_lambda]="three_rings_lambda"
-    [adaptive_lambda]="three_rings"
-    [mmd_flow_gaussians]="mmd_flow_gaussians"
-    [readout_ablation]="readout_ablation drmmd_student_teacher mmd_flow_student_teacher"
-    [adaptive_bandwidth]="adaptive_bandwidth"
-    [dmmd_discriminator]="dmmd"
-    [dmmd_samples]="dmmd dmmd_baselines dmmd_baselines_adaptive"
-    [dmmd_samplers]="dmmd_samplers"
-    [srmmd_toys]="srmmd_toys"
-)
-# full scale only (no small variant): Figure 2's seeds 4-6 and its DrMMD runs to 30 000 epochs
-declare -A behind_full=(
-    [drmmd_student_teacher]="drmmd_student_teacher_seeds drmmd_student_teacher_30k"
-)
-order=(mmd_flow_student_teacher drmmd_student_teacher drmmd_lambda_ablation readout_ablation
-       three_rings adaptive_lambda three_rings_lambda mmd_flow_gaussians
-       adaptive_bandwidth dmmd_discriminator dmmd_samples dmmd_samplers srmmd_toys)
-files=()
-for stem in mmd_flow_student_teacher drmmd_student_teacher drmmd_lambda_ablation readout_ablation \
-            three_rings three_rings_lambda mmd_flow_gaussians \
-            adaptive_bandwidth dmmd dmmd_baselines dmmd_baselines_adaptive dmmd_samplers srmmd_toys; do
-    files+=("$sweeps/$stem$suffix.yaml")
-done
-if [[ $small == 0 ]]; then
-    files+=("$sweeps/drmmd_student_teacher_seeds.yaml" "$sweeps/drmmd_student_teacher_30k.yaml")
-fi
+# figure script (drawn in this order) -> the sweep files behind it, as stems without the _small
+# suffix, in the order of its --runs; after '|' the full-scale-only ones (no small variant; passed
+# where their runs are there): Figure 2's seeds 4-6 and its DrMMD runs to 30 000 epochs
+figures='
+mmd_flow_student_teacher  mmd_flow_student_teacher drmmd_student_teacher
+drmmd_student_teacher     drmmd_student_teacher | drmmd_student_teacher_seeds drmmd_student_teacher_30k
+drmmd_lambda_ablation     drmmd_lambda_ablation drmmd_student_teacher
+readout_ablation          readout_ablation drmmd_student_teacher mmd_flow_student_teacher
+three_rings               three_rings
+adaptive_lambda           three_rings
+three_rings_lambda        three_rings_lambda
+mmd_flow_gaussians        mmd_flow_gaussians
+adaptive_bandwidth        adaptive_bandwidth
+dmmd_discriminator        dmmd
+dmmd_samples              dmmd dmmd_baselines dmmd_baselines_adaptive
+dmmd_samplers             dmmd_samplers
+srmmd_toys                srmmd_toys
+'
+# read it: the figures in order, what is behind each, and the sweep files to run (each once, in the
+# table's order; the full-scale-only ones last)
+order=() files=() full_files=()
+declare -A behind=() behind_full=() listed=()
+while read -r name stems; do
+    [[ -n $name ]] || continue
+    order+=("$name")
+    IFS='|' read -r "behind[$name]" "behind_full[$name]" <<<"$stems"
+    for stem in ${behind[$name]}; do
+        [[ -n ${listed[$stem]:-} ]] || { listed[$stem]=1; files+=("$sweeps/$stem$suffix.yaml"); }
+    done
+    for stem in ${behind_full[$name]}; do full_files+=("$sweeps/$stem.yaml"); done
+done <<<"$figures"
+if [[ $small == 0 ]]; then files+=("${full_files[@]}"); fi
 
 start=$(date +%s)
 echo "== $scale reproduction: runs in $runs, figures in $out"
@@ -100,7 +100,7 @@ for name in "${order[@]}"; do
     dirs=()
     for stem in ${behind[$name]}; do dirs+=("$runs/$stem$suffix"); done
     if [[ $small == 0 ]]; then
-        for stem in ${behind_full[$name]:-}; do [[ -d "$runs/$stem" ]] && dirs+=("$runs/$stem"); done
+        for stem in ${behind_full[$name]}; do [[ -d "$runs/$stem" ]] && dirs+=("$runs/$stem"); done
     fi
     "$python" "$here/$name.py" --runs "${dirs[@]}" --out "$out"
 done

@@ -22,7 +22,7 @@ from collections.abc import Collection
 
 import torch
 
-from .config import ConfigError
+from .keys import ConfigError
 
 #: The entries of a checkpoint of each experiment.
 CHECKPOINT_KEYS = {

@@ -1,6 +1,6 @@
 """The errors of the three runners (student-teacher training, the 2-D flows, DMMD), one set for all.
 
-* bad input: :class:`~studentteacher.config.ConfigError` (a ValueError naming the config key, the
+* bad input: :class:`~studentteacher.keys.ConfigError` (a ValueError naming the config key, the
   value and what is allowed), raised before any work;
 * a run that diverged: :class:`RunDiverged` (a non-finite loss, particle or metric, or particles
   that ran away; the message names the step or epoch, the quantity and, in a batch, the replica);
@@ -13,7 +13,7 @@ the sweep status shows): :class:`TrainingDiverged` and :class:`TrainingInterrupt
 """
 from __future__ import annotations
 
-from .config import ConfigError
+from .keys import ConfigError
 
 __all__ = ["ConfigError", "RunDiverged", "StoppedOnRequest", "TrainingDiverged", "TrainingInterrupted",
            "FlowDivergedError", "FlowInterrupted"]  # fmt: skip

@@ -28,7 +28,7 @@ that passes may still be large:
   float64, host), and the snapshots of every level (host);
 * all: ~200 bytes of host memory per logged step (the history the run keeps).
 
-A refusal is a :class:`~studentteacher.config.ConfigError` naming the key whose value makes the
+A refusal is a :class:`~studentteacher.keys.ConfigError` naming the key whose value makes the
 largest tensor large (of a product of several keys, the key of its largest factor; ``replicas``
 when one replica would fit), the estimate and what is available.
 """
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import torch
 
 from . import digits
-from .config import ConfigError, resolve_device
+from .keys import ConfigError, resolve_device
 from .flows.registry import FLOWS
 from .toys import TOY_OPTIONS
 

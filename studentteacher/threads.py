@@ -1,7 +1,7 @@
 """How a run uses the CPU: the ``threads`` config key ("auto" or a count), and denormals flushed.
 
 ``"auto"`` is ``SLURM_CPUS_PER_TASK`` where SLURM sets it (the allocation), else ``OMP_NUM_THREADS``
-where the user sets it, else 1 for *light* work (tiny tensors, e.g. the particle readout: the
+where the user sets it, else 1 for work on *tiny tensors* (tiny tensors, e.g. the particle readout: the
 experiment says which), else the cores this process may run on that are idle now:
 ``max(1, usable cores - busy cores)``, at most :data:`AUTO_MAX`, with the busy cores read from
 ``/proc/stat`` over :data:`SAMPLE_SECONDS` (the 1-minute load average where that cannot be read:
@@ -89,21 +89,21 @@ def check_threads(value) -> int | str:
     raise ValueError(f"config key 'threads': got {value!r}; allowed: {AUTO!r} or an integer >= 1 and <= {THREADS_MAX}")
 
 
-def choose_threads(requested: int | str = AUTO, light: bool = False) -> int:
+def choose_threads(requested: int | str = AUTO, tiny_tensors: bool = False) -> int:
     """The thread count for ``requested`` (a positive count, or "auto": see the module docstring;
-    ``light``: the run's tensors are too small to share between threads)."""
+    ``tiny_tensors``: the run's tensors are too small to share between threads)."""
     if requested != AUTO:
         return int(requested)
     for variable in ("SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS"):
         value = os.environ.get(variable, "")
         if value.isdigit() and int(value) > 0:
             return int(value)
-    return 1 if light else min(idle_cores(), AUTO_MAX)
+    return 1 if tiny_tensors else min(idle_cores(), AUTO_MAX)
 
 
-def apply_threads(requested: int | str = AUTO, light: bool = False) -> int:
-    """``torch.set_num_threads(choose_threads(requested, light))``; returns the count set."""
-    threads = choose_threads(requested, light)
+def apply_threads(requested: int | str = AUTO, tiny_tensors: bool = False) -> int:
+    """``torch.set_num_threads(choose_threads(requested, tiny_tensors))``; returns the count set."""
+    threads = choose_threads(requested, tiny_tensors)
     torch.set_num_threads(threads)
     return threads
 

@@ -22,7 +22,7 @@ def test_contract_tables_match_the_key_specs():
     current = generator.CONTRACT.read_text()
     wanted = generator.render(current)
     if current != wanted:
-        stale = [name for name in generator.SOURCES if generator.table(name) not in current]
+        stale = [name for name in generator.experiments() if generator.table(name) not in current]
         raise AssertionError(f"docs/contract.md: the config tables of {stale} differ from the key specs; "
                              f"regenerate them with: {generator.COMMAND}")
 
@@ -30,7 +30,7 @@ def test_contract_tables_match_the_key_specs():
 def test_every_experiment_has_a_table_with_every_key():
     generator = _generator()
     text = generator.CONTRACT.read_text()
-    for experiment in generator.SOURCES:
+    for experiment in generator.experiments():
         block = text.split(generator.begin(experiment), 1)[1].split(generator.end(experiment), 1)[0]
         keys = [row[0] for row in generator.rows(experiment)]
         assert keys, f"{experiment}: no config keys found"

@@ -2,6 +2,7 @@
 import functools
 import math
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -214,7 +215,7 @@ GOOD = dict(target="three_rings", flow="drmmd", kernel="gaussian", bandwidth=0.1
     [("target", "moons"), ("flow", "sgd"), ("kernel", "rbf"), ("bandwidth", 0.0), ("bandwidth", -1.0),
      ("lmbda", 0.0), ("step_size", float("nan")), ("n_particles", 0), ("n_target", 31), ("steps", 2.5),
      ("log_every", True), ("dtype", "float16"), ("device", "tpu"), ("noise_level", -1.0), ("replicas", 0),
-     ("checkpoint_every", -1), ("checkpoint_every", 2.0), ("resume_from", 3)],
+     ("checkpoint_every", -1), ("checkpoint_every", 2.5), ("resume_from", 3), ("seed", None)],
 )  # fmt: skip
 def test_validate_flow_config_names_the_bad_key(key, value):
     flows.validate_flow_config(GOOD)
@@ -223,11 +224,22 @@ def test_validate_flow_config_names_the_bad_key(key, value):
 
 
 def test_validate_flow_config_unknown_and_missing_keys():
-    with pytest.raises(ValueError, match="unknown config keys \\['lr'\\]"):
+    with pytest.raises(ValueError, match="unknown config key 'lr'.*known keys: target, flow"):
         flows.validate_flow_config({**GOOD, "lr": 0.1})
-    without = {key: value for key, value in GOOD.items() if key != "lmbda"}
-    with pytest.raises(ValueError, match="missing config keys \\['lmbda'\\]"):
-        flows.validate_flow_config(without)
+    without = {key: value for key, value in GOOD.items() if key not in ("lmbda", "step_size", "log_every")}
+    complete = flows.validate_flow_config(without)  # the spec's defaults; the derived ones from the other keys
+    assert complete["lmbda"] == flows.SPEC["lmbda"].default == 1e-3
+    assert complete["step_size"] == 0.1 and complete["log_every"] == 1  # steps 10: max(1, 10 // 200)
+    kale = flows.validate_flow_config({**without, "flow": "kale", "lmbda": 0.01, "steps": 4000})
+    assert kale["step_size"] == pytest.approx(0.001) and kale["log_every"] == 20
+
+
+def test_a_validated_flow_config_is_frozen_and_whole_numbers_are_ints():
+    complete = flows.validate_flow_config({**GOOD, "checkpoint_every": 2.0})
+    assert complete["checkpoint_every"] == 2 and isinstance(complete["checkpoint_every"], int)
+    with pytest.raises(TypeError, match="read-only"):
+        complete["steps"] = 5
+    assert type(pickle.loads(pickle.dumps(complete))) is dict  # checkpoints hold a plain dict
 
 
 # ----------------------------------------------------------------------------- blocked reductions
@@ -407,7 +419,8 @@ def test_flow_restarted_from_step_0_after_an_interruption(flow_name, tmp_path):
     stop = _interrupted([config], [path], 5)
     assert [record.step for record in stop.trajectories[0].records] == [0, 3]
     checkpoint = flows.load_checkpoint(path)
-    assert checkpoint.step == 5 and checkpoint.config == config and not os.path.exists(path + ".tmp")
+    assert checkpoint.step == 5 and not os.path.exists(path + ".tmp")
+    assert checkpoint.config == flows.validate_flow_config(config)  # the complete config, defaults filled in
     if flow_name in ("drmmd_adaptive", "kale"):
         assert all(value is not None for value in checkpoint.flow_state.values()) and checkpoint.flow_state
     for source in (path, periodic):

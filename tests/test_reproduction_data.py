@@ -46,7 +46,9 @@ LAST_STEP = {"student_teacher": "epochs", "particle_flow": "steps"}
 # attempt names the checkpoint it continues)
 EXECUTION_KEYS = ("threads", "resume_from")
 # keys a config may leave out, with the value it then has (a run from before the key was added has none)
-OPTIONAL_KEYS = {"particle_flow": flows.OPTIONAL_KEYS,
+ADDED_FLOW_KEYS = ("checkpoint_every", "resume_from", "threads", "dim", "source_distance", "velocity", "linear_solver",
+                   "hrmmd_alpha")  # fmt: skip
+OPTIONAL_KEYS = {"particle_flow": {key: flows.SPEC[key].default for key in ADDED_FLOW_KEYS},
                  "student_teacher": {"hrmmd_alpha": st_config.SPEC["hrmmd_alpha"].default}}
 # experiment -> what a stored config from before keys were added means today (dmmd: the keys' values then and
 # the sampler's name today)

@@ -28,8 +28,8 @@ def test_auto_takes_the_slurm_allocation_then_omp_num_threads():
     assert choose_threads(4) == 4
 
 
-def test_auto_takes_one_thread_for_light_work_and_the_idle_cores_otherwise(monkeypatch):
-    code = "from studentteacher.threads import choose_threads; print(choose_threads('auto', light=True))"
+def test_auto_takes_one_thread_for_has_tiny_tensors_and_the_idle_cores_otherwise(monkeypatch):
+    code = "from studentteacher.threads import choose_threads; print(choose_threads('auto', tiny_tensors=True))"
     assert python(code) == "1", "tiny tensors: one thread even on an idle machine"
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -37,7 +37,7 @@ def test_auto_takes_one_thread_for_light_work_and_the_idle_cores_otherwise(monke
     for busy, expected in ((0.1, 4), (1.4, 3), (2.6, 1), (7.0, 1)):
         monkeypatch.setattr(threads, "busy_cores", lambda busy=busy: busy)
         assert choose_threads("auto") == expected, busy
-        assert choose_threads("auto", light=True) == 1
+        assert choose_threads("auto", tiny_tensors=True) == 1
 
 
 def test_busy_cores_are_read_from_two_samples_of_proc_stat(monkeypatch):

@@ -76,7 +76,7 @@ def test_divergence_names_epoch_and_quantity_and_keeps_history():
     trainer = Trainer(dict(SMALL, epochs=3))
     trainer.run()
     logged = list(trainer.history["train_mmd2"])
-    trainer.config["lr"], trainer.config["epochs"] = 1e30, 6
+    dict.update(trainer.config, lr=1e30, epochs=6)  # past the validated config's freeze: the run goes on diverging
     with pytest.raises(TrainingDiverged, match=r"non-finite (loss|particles) at epoch 4"):
         trainer.run()
     assert trainer.history["train_mmd2"] == logged
@@ -192,7 +192,7 @@ def test_a_runaway_replica_fails_alone():
 def test_runaway_train_mmd2_fails_against_the_epoch_0_value_kept_by_checkpoints(tmp_path):
     trainer = Trainer(dict(SMALL, dtype="float64", epochs=2))
     trainer.run()
-    start_mmd2, start_scale = trainer.replicas[0].yardsticks
+    start_mmd2, start_scale = trainer.replicas[0].runaway_baseline
     assert start_mmd2 == trainer.history["train_mmd2"][0] and start_scale >= 1.0
     values = {"train_mmd2": 1001 * start_mmd2, "valid_mmd2": 0.1, "loss": 0.1}
     assert "run-away train_mmd2 at epoch 2" in trainer._problem(trainer.replicas[0], values, start_scale)
@@ -200,7 +200,7 @@ def test_runaway_train_mmd2_fails_against_the_epoch_0_value_kept_by_checkpoints(
     path = str(tmp_path / "ckpt.pt")
     trainer.save_checkpoint(path)
     resumed = Trainer(dict(SMALL, dtype="float64", epochs=4, resume_from=path))
-    assert resumed.replicas[0].yardsticks == (start_mmd2, start_scale)
+    assert resumed.replicas[0].runaway_baseline == (start_mmd2, start_scale)
 
 
 def test_checkpoint_on_a_full_disk_names_the_path_and_leaves_no_temporary(full_disk):

@@ -1,12 +1,14 @@
-"""Each run's config is validated once by the experiments' edge, whatever the route: a command line with
-one run, one with two replicas (once per run), and a sweep task.
+"""Each run's config is validated once, whatever the route: a command line with one run, one with two
+replicas (once per run), and a sweep task.
 
 The count wraps the experiment's validator where the edge reaches it (the ``ExperimentRuns``'s
-``validate`` and the script's own name for it). The library's entry points (the training loop,
-``setup_flow``, ``setup_dmmd``) check their input themselves, as a library does, outside this count.
+``validate`` and the script's own name for it) and where the library's entry point reaches it (the
+training loop, ``setup_flow``, ``setup_dmmd``): the edge hands the validated config down frozen, and
+the library takes a frozen config as checked.
 """
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ import yaml
 from conftest import import_script
 
 from studentteacher import sweep as sw
+from studentteacher.keys import FrozenConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = {
@@ -24,10 +27,15 @@ SCRIPTS = {
              ["n_train=90", "n_eval=30", "hidden=8", "features=4", "embedding=4", "train_steps=2", "batch_size=16",
               "levels=2", "steps_per_level=2", "n_particles=20"]),
 }  # fmt: skip
+#: experiment -> (module, name) of the validator its library entry point calls on a plain dict
+LIBRARY = {"student_teacher": ("studentteacher.config", "validate"),
+           "particle_flow": ("studentteacher.flows.setup", "validate_flow_config"),
+           "dmmd": ("studentteacher.dmmd.run", "validate_dmmd_config")}  # fmt: skip
 
 
-def count_validations(monkeypatch, module, name: str | None) -> list[int]:
-    """The seeds of the configs the edge validates from now on (``module.runs.validate`` and ``module.name``)."""
+def count_validations(monkeypatch, module, name: str | None, experiment: str = "student_teacher") -> list[int]:
+    """The seeds of the configs validated from now on (``module.runs.validate``, ``module.name`` and the
+    library's validator of ``experiment``)."""
     seeds: list[int] = []
 
     def counted(validate):
@@ -40,6 +48,8 @@ def count_validations(monkeypatch, module, name: str | None) -> list[int]:
     monkeypatch.setattr(module.runs, "validate", counted(module.runs.validate))
     if name is not None:
         monkeypatch.setattr(module, name, counted(getattr(module, name)))
+    library = importlib.import_module(LIBRARY[experiment][0])
+    monkeypatch.setattr(library, LIBRARY[experiment][1], counted(getattr(library, LIBRARY[experiment][1])))
     return seeds
 
 
@@ -47,9 +57,21 @@ def count_validations(monkeypatch, module, name: str | None) -> list[int]:
 def test_a_command_line_run_validates_its_config_once(experiment, tmp_path, monkeypatch):
     script, name, tiny = SCRIPTS[experiment]
     module = import_script(script, f"validation_once_{script.stem}")
-    seeds = count_validations(monkeypatch, module, name)
+    seeds = count_validations(monkeypatch, module, name, experiment)
     assert module.runs.command_line(["with", *tiny, "device=cpu", "seed=7", "-F", str(tmp_path)]) == 0
     assert seeds == [7], f"{experiment}: validated {len(seeds)} times"
+
+
+@pytest.mark.parametrize("experiment", list(SCRIPTS))
+def test_the_validated_config_is_frozen_and_the_library_trusts_it(experiment):
+    script, name, tiny = SCRIPTS[experiment]
+    module = import_script(script, f"validation_frozen_{script.stem}")
+    updates = {key: yaml.safe_load(value) for key, value in (item.split("=") for item in tiny)}
+    config = module.runs.resolve({**updates, "device": "cpu", "seed": 3}, [])
+    complete = module.runs.validate(config)
+    assert isinstance(complete, FrozenConfig) and complete["seed"] == 3
+    with pytest.raises(TypeError, match="read-only"):
+        complete["seed"] = 4
 
 
 def test_a_run_without_a_seed_validates_its_config_once(tmp_path, monkeypatch):

@@ -68,6 +68,9 @@ class ExperimentRuns:
         #: What Sacred's config hook validates with: :data:`DIRECT` (a run started by ``ex.run`` directly),
         #: the (config, completed config) pairs of one command (:meth:`checked`), or None (not at all).
         self.hook_validated: list[tuple[dict, dict]] | object | None = DIRECT
+        #: Every (config, completed config) pair validated so far: a run's main function trains the
+        #: completed (frozen) config of its own, which the library then takes as checked.
+        self.completed: list[tuple[dict, dict]] = []
 
         def check_config(config, command_name, logger):
             """Reject a bad config before Sacred does (its own message for an unknown key says less) and
@@ -75,13 +78,13 @@ class ExperimentRuns:
             if command_name == "main" and self.hook_validated is not None:
                 config = {"seed": 0, **config}
                 if self.hook_validated is DIRECT:
-                    self.validate(config)
+                    self.checked(config, [])
                 else:
                     self.checked(config, self.hook_validated)
             return {}
 
         def main(_config, _run):
-            return self.main(dict(_config), _run)
+            return self.main(self.completed_config(dict(_config)), _run)
 
         ex.config_hook(check_config)
         ex.main(main)
@@ -105,7 +108,7 @@ class ExperimentRuns:
                 batch.finish(replica, RunStorageError(f"{failed_writes[0]}; the run did not start"))
             return
         flushed = flush_denormals() and FLUSHED_DENORMALS  # this thread, and the workers started after import
-        threads = apply_threads(batch.configs[0].get("threads", "auto"), light=self.one_thread(batch.configs[0]))
+        threads = apply_threads(batch.configs[0].get("threads", "auto"), tiny_tensors=self.one_thread(batch.configs[0]))
         for run in batch.runs:
             run.info["threads"] = threads
             run.info["flush_denormals"] = flushed
@@ -211,7 +214,16 @@ class ExperimentRuns:
         complete = self.validate(config)
         complete = config if complete is None else complete  # some validators return None
         validated.append((config, complete))
+        self.completed.append((config, complete))
         return complete
+
+    def completed_config(self, config: dict) -> dict:
+        """The completed config of a run's ``config`` as its validation returned it (``config`` itself
+        when none did: the library then checks it)."""
+        for known, complete in reversed(self.completed):
+            if known == config:
+                return complete
+        return config
 
     def prepare(self, plans: list[dict], validated: list[tuple[dict, dict]] | None = None) -> list[dict]:
         """Check every run of ``plans`` before any starts: its resolved config (:meth:`checked`, once;

@@ -161,24 +161,23 @@ class RunStore(FileStorageObserver):
         with contextlib.suppress(OSError):
             os.remove(os.path.join(self.dir, self.RESERVE))
 
-    def _store_failure(self, stop_time) -> None:
+    def _end(self, end_event, stop_time, *args):
+        """A run's end that is not a failure (``end_event``: Sacred's completed or interrupted event), after
+        the reserve is released; stored as FAILED instead where a write failed."""
+        self._release_reserve()
+        if not self.errors:
+            return end_event(stop_time, *args)
         self.run_entry.update(stop_time=stop_time.isoformat(), status="FAILED", fail_trace=[
             f"RunStorageError: {self.errors[0]}; the run's stored record is incomplete\n"])  # fmt: skip
         self.save_json(self.run_entry, "run.json")
 
     @_serialised
     def completed_event(self, stop_time, result):
-        self._release_reserve()
-        if self.errors:
-            return self._store_failure(stop_time)
-        return super().completed_event(stop_time, result)
+        return self._end(super().completed_event, stop_time, result)
 
     @_serialised
     def interrupted_event(self, interrupt_time, status):
-        self._release_reserve()
-        if self.errors:
-            return self._store_failure(interrupt_time)
-        return super().interrupted_event(interrupt_time, status)
+        return self._end(super().interrupted_event, interrupt_time, status)
 
     @_serialised
     def failed_event(self, fail_time, fail_trace):

@@ -2,21 +2,20 @@
 
 :func:`validate_dmmd_config` checks every key against :data:`SPEC` (types, ranges, choices from
 the registries of targets, feature kernels, schedules and samplers) and the cross-key rules, and
-raises :class:`~studentteacher.config.ConfigError` naming the key, the value and what is allowed.
+raises :class:`~studentteacher.keys.ConfigError` naming the key, the value and what is allowed.
 """
 from __future__ import annotations
 
 import os
 
 from ..checkpoints import read_discriminator
-from ..config import DEVICE, SEED, THREADS, ConfigError, Key, check_device, check_keys, check_replica_seeds
+from ..keys import (DEVICE, DTYPE, SEED, THREADS, ConfigError, FrozenConfig, Key, check_device, check_keys,
+                    check_replica_seeds)  # fmt: skip
 from .feature_kernels import FEATURE_KERNELS
 from .forward import DEFAULT_SCHEDULE, SCHEDULES
 from .samplers import SAMPLERS
 from .targets import TARGETS
 from .training import GP_POINTS
-
-DTYPES = ("float32", "float64")
 
 SPEC: dict[str, Key] = {
     "target": Key("three_rings", str, choices=TARGETS, help="the data to sample"),
@@ -50,7 +49,7 @@ SPEC: dict[str, Key] = {
                                help="approximate: particles of the interacting run whose mean features it replays"),
     "discriminator_from": Key(None, str, nullable=True, help="a saved discriminator.pt: sample without training"),
     "device": DEVICE,
-    "dtype": Key("float32", str, choices=DTYPES, help="floating point type of training and sampling"),
+    "dtype": DTYPE,
     "log_every": Key(100, int, minimum=1, help="training steps between logs of the loss and MMD^2 per level"),
     "replicas": Key(1, int, minimum=1, help="runs with the seeds seed, seed+1, ..., one after the other"),
     "threads": THREADS,
@@ -69,8 +68,8 @@ RENAMED_SAMPLERS = {"approximate": "self_potential"}
 REPLICA_KEYS = ("seed", "replicas")
 
 
-def validate_dmmd_config(config: dict) -> dict:
-    """The complete config or ConfigError naming the key (module docstring)."""
+def validate_dmmd_config(config: dict) -> FrozenConfig:
+    """The complete config, frozen, or ConfigError naming the key (module docstring)."""
     complete = check_keys(config, SPEC)
     check_device(complete["device"])
     check_replica_seeds(complete)
@@ -85,7 +84,7 @@ def validate_dmmd_config(config: dict) -> dict:
                 raise ConfigError(f"config key {key!r}: got {complete[key]!r}; allowed: a multiple of 3 for target "
                                   "'three_rings'")  # fmt: skip
     _check_saved_discriminator(complete)
-    return complete
+    return FrozenConfig(complete)
 
 
 def config_of_earlier_run(stored: dict) -> dict:

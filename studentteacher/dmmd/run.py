@@ -23,7 +23,7 @@ import torch
 
 from .. import held_out
 from ..checkpoints import read_discriminator
-from ..config import resolve_device
+from ..keys import DTYPES, resolve_device, validated
 from ..toys import generators
 from .config import SAVED_SETTINGS, validate_dmmd_config
 from .discriminator import Architecture, Discriminator
@@ -35,7 +35,6 @@ from .samplers import (REPLAYING, InteractingSampler, ParticleSideTrajectory, Sa
 from .targets import TargetData, load_target
 from .training import TrainingResult, TrainSettings, feature_spectrum, train_discriminator
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: The noise levels at which the discriminator's MMD^2 between data and noised data is logged.
 EVAL_LEVELS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
@@ -76,7 +75,7 @@ def load_discriminator(path: str, device, dtype) -> tuple[Discriminator, dict]:
 def setup_dmmd(config: dict) -> DMMDSetup:
     """Validate ``config`` and build its run; a ``discriminator_from`` artifact fixes the target,
     schedule and kernel it was trained with (a config that names others is refused by the validation)."""
-    config = validate_dmmd_config(config)
+    config = validated(config, validate_dmmd_config)
     device, dtype = resolve_device(config["device"]), DTYPES[config["dtype"]]
     streams = generators(config["seed"], 4)
     model, loaded = None, config["discriminator_from"] is not None

@@ -27,7 +27,7 @@ Moves are mean-field scaled (the per-particle move does not shrink with N); the 
 :mod:`~.mmd`, :mod:`~.drmmd`, :mod:`~.kale` and :mod:`~.srmmd` state each one in terms of the value's
 particle gradient (SrMMD and HrMMD also have a witness term in the particles' kernel derivatives).
 Logged metrics: :mod:`~.metrics`; :mod:`~.runner`: the Euler loop; :mod:`~.health`: its failure
-rule; :mod:`~.config`: the config's keys and validation; :mod:`~.setup`: building a run from
+rule; :mod:`~.config`: the config's key spec and validation; :mod:`~.setup`: building a run from
 configs; :mod:`~.resume`: checkpoints. A config that names no ``step_size`` gets
 :func:`default_step_size` (0.1; ``kale``: 0.1 * lambda, see :mod:`~.kale`).
 
@@ -37,8 +37,7 @@ from __future__ import annotations
 
 from ..errors import FlowDivergedError, FlowInterrupted
 from .base import FirstVariation, KernelFlow, euler_step, flow_velocity
-from .config import (CONFIG_KEYS, DTYPES, FLOW_OPTIONS, OPTIONAL_KEYS, REPLICA_KEYS, default_step_size,
-                     validate_flow_config)  # fmt: skip
+from .config import DEFAULTS, FLOW_KEYS, REPLICA_KEYS, SPEC, default_period, default_step_size, validate_flow_config
 from .drmmd import MIN_ADAPTIVE_STEP, AdaptiveDrMMDFlow, DrMMDFlow
 from .health import RUNAWAY_DIAMETERS
 from .kale import KALEFlow
@@ -50,16 +49,16 @@ from .resume import RESUMABLE_CHANGES, Checkpoints, FlowCheckpoint, checked_chec
 from .resume import load as load_checkpoint
 from .runner import run_flow
 from .setup import FlowSetup, make_flow, noise_stream, setup_flow
-from .srmmd import SOBOLEV_OPTIONS, VELOCITIES, HrMMDFlow, SrMMDFlow
+from .srmmd import VELOCITIES, HrMMDFlow, SrMMDFlow
 
 __all__ = [
     "FLOWS", "flow_class", "build_flow", "KernelFlow", "FirstVariation", "flow_velocity", "euler_step",
     "MMDFlow", "MMDNoiseFlow", "DrMMDFlow", "AdaptiveDrMMDFlow", "KALEFlow", "AdaptiveBandwidthMMDFlow",
-    "SrMMDFlow", "HrMMDFlow", "SOBOLEV_OPTIONS", "VELOCITIES", "MIN_ADAPTIVE_STEP",
+    "SrMMDFlow", "HrMMDFlow", "VELOCITIES", "MIN_ADAPTIVE_STEP",
     "METRICS", "wasserstein", "sample_distances", "mean_gap",
     "run_flow", "FlowRecord", "FlowTrajectory", "FlowDivergedError", "FlowInterrupted",
-    "CONFIG_KEYS", "DTYPES", "REPLICA_KEYS", "validate_flow_config", "make_flow", "noise_stream", "FlowSetup",
-    "setup_flow", "OPTIONAL_KEYS", "FLOW_OPTIONS", "RESUMABLE_CHANGES", "RUNAWAY_DIAMETERS", "Checkpoints", "FlowCheckpoint",
+    "SPEC", "DEFAULTS", "FLOW_KEYS", "REPLICA_KEYS", "validate_flow_config", "make_flow", "noise_stream", "FlowSetup",
+    "setup_flow", "RESUMABLE_CHANGES", "RUNAWAY_DIAMETERS", "Checkpoints", "FlowCheckpoint",
     "checked_checkpoint",
-    "load_checkpoint", "default_step_size",
+    "load_checkpoint", "default_step_size", "default_period",
 ]  # fmt: skip

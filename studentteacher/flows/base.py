@@ -22,6 +22,7 @@ from ..kernels import (
     Kernel, block_budget, block_rows, kernel_matvec, kernel_matvec_grad, matvec, radial_weighted_gradient,
     squared_distances,
 )  # fmt: skip
+from ..keys import Key
 
 
 def as_hyper(value, target: torch.Tensor) -> torch.Tensor:
@@ -63,7 +64,8 @@ class KernelFlow:
     """Base class of the flows: ``first_variation(particles: [..., N, d]) -> FirstVariation``.
 
     A new flow subclasses this, sets ``name`` (its ``flow`` config value) and ``options`` (the
-    keyword arguments of its ``__init__`` beyond ``target, kernel, step_size, budget_bytes``), and
+    keyword arguments of its ``__init__`` beyond ``target, kernel, step_size, budget_bytes``; those
+    that are config keys of its own it declares in ``config_keys``, which puts them into the config), and
     implements :meth:`first_variation` with the moments a = K_XY 1/N ``[..., M]`` and mean(K_YY)
     ``[...]`` of :meth:`moments` and the target's c = K_XX 1/M ``[..., M]`` and mean(K_XX) ``[...]``;
     a flow with noise injection also overrides :meth:`noise`, one whose step depends on more than
@@ -86,6 +88,9 @@ class KernelFlow:
 
     name: str = ""
     options: tuple[str, ...] = ()
+    #: the config keys only this flow takes (name -> :class:`~studentteacher.keys.Key`), each one also an
+    #: option; the ``particle_flow`` spec is built from them (:mod:`studentteacher.flows.config`)
+    config_keys: dict[str, Key] = {}
     #: the ``kernel`` config values the flow works with; () for any
     kernels: tuple[str, ...] = ()
     #: attributes that carry over from one step to the next besides the particles (:meth:`state`)

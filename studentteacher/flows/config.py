@@ -1,103 +1,93 @@
-"""The ``particle_flow`` config: its keys, the optional ones with their values, the keys replicas may
-vary in, and the validation that names a bad key, its value and what is allowed (docs/contract.md).
+"""The ``particle_flow`` config: its key spec (docs/contract.md), the keys replicas may vary in, and
+the validation that names a bad key, its value and what is allowed.
+
+:data:`SPEC` is built from the keys every flow run has and the keys each registered flow declares
+for itself (its ``config_keys``: ``velocity``, ``linear_solver``, ``hrmmd_alpha``); the step and
+the log and snapshot periods default to values derived from other keys. :func:`validate_flow_config`
+returns the complete config frozen (:class:`~studentteacher.keys.FrozenConfig`).
 """
 from __future__ import annotations
 
-import math
-import numbers
-
-import torch
-
-from ..config import SEED_LIMIT, check_device
-from ..divergences import SOBOLEV_SOLVERS
+from ..keys import (DEVICE, DTYPES, SEED, THREADS, FrozenConfig, Key, check_device, check_keys, check_replica_seeds,
+                    defaults, fail, merged)  # fmt: skip
 from ..kernels import KERNELS
-from ..threads import check_threads
 from ..toys import TARGETS, TOY_OPTIONS
 from .registry import FLOWS
-from .srmmd import SOBOLEV_OPTIONS, VELOCITIES
-
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
-CONFIG_KEYS = (
-    "target", "dim", "source_distance", "flow", "kernel", "bandwidth", "n_particles", "n_target", "steps",
-    "step_size", "lmbda", "noise_level", "noise_until", "velocity", "linear_solver", "hrmmd_alpha", "dtype", "device",
-    "log_every", "snapshot_every", "replicas", "threads", "seed", "checkpoint_every", "resume_from",
-)  # fmt: skip
-#: Optional keys that are options of some flows (each flow gets those it declares in its ``options``),
-#: with the value a config that leaves one out has: the SrMMD and HrMMD flows' ``velocity``,
-#: ``linear_solver`` and ``hrmmd_alpha`` (:data:`~studentteacher.flows.srmmd.SOBOLEV_OPTIONS`).
-FLOW_OPTIONS = dict(SOBOLEV_OPTIONS)
-#: Keys a config may leave out, with the value it then has (the toy's ``dim`` and ``source_distance``:
-#: :data:`~studentteacher.toys.TOY_OPTIONS`; :data:`FLOW_OPTIONS`).
-OPTIONAL_KEYS = {"checkpoint_every": 0, "resume_from": None, "threads": "auto", **TOY_OPTIONS, **FLOW_OPTIONS}
-#: Config keys in which the replicas of one batched run may differ (every other key is shared).
-REPLICA_KEYS = ("seed", "step_size", "lmbda", "noise_level", "noise_until", "replicas", "resume_from")
-
-
-def _fail(key: str, value, allowed: str):
-    raise ValueError(f"config key {key!r}: got {value!r}; allowed: {allowed}")
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def validate_flow_config(config: dict) -> None:
-    """Check every key of a ``particle_flow`` config before any work; ValueError naming key, value, allowed.
-    ``flow`` is checked against the registry :data:`~studentteacher.flows.FLOWS` as it is now;
-    ``resume_from`` only for its type (the file is :func:`~.resume.checked_checkpoint`'s: the
-    experiment checks it before work, once the resumed run has taken the checkpoint's config)."""
-    unknown = sorted(set(config) - set(CONFIG_KEYS))
-    if unknown:
-        raise ValueError(f"unknown config keys {unknown}; allowed keys: {list(CONFIG_KEYS)}")
-    required = [key for key in CONFIG_KEYS if key not in OPTIONAL_KEYS]
-    missing = [key for key in required if key not in config]
-    if missing:
-        raise ValueError(f"missing config keys {missing}; required keys: {required}")
-    for key, options in (("target", TARGETS), ("flow", tuple(FLOWS)), ("kernel", tuple(KERNELS)), ("dtype", tuple(DTYPES))):
-        if config[key] not in options:
-            _fail(key, config[key], f"one of {list(options)}")
-    for key in ("bandwidth", "step_size", "lmbda"):
-        if not (_is_real(config[key]) and config[key] > 0):
-            _fail(key, config[key], "a finite number > 0")
-    if not (_is_real(config["noise_level"]) and config["noise_level"] >= 0):
-        _fail("noise_level", config["noise_level"], "a finite number >= 0")
-    config = {**OPTIONAL_KEYS, **config}
-    for key, low in (("n_particles", 1), ("n_target", 1), ("steps", 0), ("noise_until", 0), ("log_every", 1),
-                     ("snapshot_every", 1), ("replicas", 1), ("checkpoint_every", 0), ("dim", 1)):  # fmt: skip
-        if not (_is_int(config[key]) and config[key] >= low):
-            _fail(key, config[key], f"an integer >= {low}")
-    if not (_is_real(config["source_distance"]) and config["source_distance"] >= 0):
-        _fail("source_distance", config["source_distance"], "a finite number >= 0")
-    for key, options in (("velocity", VELOCITIES), ("linear_solver", SOBOLEV_SOLVERS)):
-        if not (isinstance(config[key], str) and config[key] in options):
-            _fail(key, config[key], f"one of {list(options)}")
-    if not (_is_real(config["hrmmd_alpha"]) and 0 <= config["hrmmd_alpha"] <= 1):
-        _fail("hrmmd_alpha", config["hrmmd_alpha"], "a number 0 <= hrmmd_alpha <= 1")
-    if config["target"] == "three_rings" and config["n_target"] % 3:
-        _fail("n_target", config["n_target"], "a multiple of 3 for target 'three_rings'")
-    kernels = FLOWS[config["flow"]].kernels
-    if kernels and config["kernel"] not in kernels:
-        _fail("kernel", config["kernel"], f"one of {list(kernels)} for flow {config['flow']!r}")
-    if not (_is_int(config["seed"]) and 0 <= config["seed"] <= SEED_LIMIT - config["replicas"]):
-        _fail("seed", config["seed"], "an integer 0 <= seed < 2**32 (numpy's seed range: Sacred seeds numpy with it; "
-              "with replicas, seed + replicas - 1 < 2**32)")
-    if not isinstance(config["device"], str):
-        _fail("device", config["device"], "'auto', 'cpu', 'cuda' or 'cuda:N'")
-    check_device(config["device"])  # the student-teacher experiment's check: a CUDA device must exist
-    check_threads(config.get("threads", "auto"))
-    if not (config["resume_from"] is None or isinstance(config["resume_from"], str)):
-        _fail("resume_from", config["resume_from"], "null or the path of a checkpoint")
-
 
 
 def default_step_size(flow: str, lmbda) -> float:
     """The ``step_size`` of a config that names none: the flow's
     :meth:`~studentteacher.flows.base.KernelFlow.default_step_size` (0.1; 0.1 * lambda for ``kale``).
     0.1 for a name or lambda that is not valid (the config's validation names it)."""
-    if not isinstance(flow, str) or flow not in FLOWS or not (_is_real(lmbda) and lmbda > 0):
+    valid_lmbda = isinstance(lmbda, (int, float)) and not isinstance(lmbda, bool) and 0 < lmbda < float("inf")
+    if not isinstance(flow, str) or flow not in FLOWS or not valid_lmbda:
         return 0.1
     return FLOWS[flow].default_step_size(lmbda)
+
+
+def default_period(steps, periods: int) -> int:
+    """Steps between logs (``periods`` = 200) or snapshots (20) of a config that names none:
+    max(1, steps // periods); 1 for a ``steps`` that is not an integer (the validation names it)."""
+    return max(1, steps // periods) if isinstance(steps, int) and not isinstance(steps, bool) else 1
+
+
+SPEC: dict[str, Key] = merged({
+    "target": Key("three_rings", str, choices=TARGETS, help="the target sample (`studentteacher/toys.py`)"),
+    "flow": Key("mmd", str, choices=FLOWS, help="the flow (a name registered in `studentteacher.flows.FLOWS`)"),
+    "kernel": Key("gaussian", str, choices=KERNELS,
+                  help="kernel of the flow (bandwidth convention in docs/model.md); srmmd and hrmmd take gaussian or "
+                       "imq, mmd_adaptive_bandwidth gaussian_scaled"),
+    "bandwidth": Key(0.15, float, minimum=0.0, exclusive_minimum=True,
+                     help="kernel bandwidth sigma (mmd_adaptive_bandwidth: the floor of the adaptive bandwidth)"),
+    "dim": Key(TOY_OPTIONS["dim"], int, minimum=1, help="gaussian_nd only: the dimension d"),
+    "source_distance": Key(TOY_OPTIONS["source_distance"], float, minimum=0.0,
+                           help="gaussian_nd only: the distance of the source's mean from the target's, abs(mu_0)"),
+    "n_particles": Key(300, int, minimum=1, help="moving particles N"),
+    "n_target": Key(300, int, minimum=1, help="target points M"),
+    "steps": Key(1000, int, minimum=0, help="Euler steps"),
+    "lmbda": Key(1e-3, float, minimum=0.0, exclusive_minimum=True,
+                 help="lambda of drmmd, drmmd_adaptive (lambda_0), kale, srmmd, hrmmd"),
+    "step_size": Key("0.1; kale: 0.1 * lmbda", float, minimum=0.0, exclusive_minimum=True,
+                     derive=lambda config: default_step_size(config["flow"], config["lmbda"]),
+                     help="the step; drmmd: rate = lmbda * step_size"),
+    "noise_level": Key(0.0, float, minimum=0.0, help="mmd_noise: the noise beta while step < noise_until"),
+    "noise_until": Key(0, int, minimum=0, help="mmd_noise: the first step without noise"),
+}, *(flow.config_keys for flow in FLOWS.values()), {
+    "dtype": Key("float64", str, choices=tuple(DTYPES), help="floating point type"),
+    "device": DEVICE,
+    "log_every": Key("max(1, steps // 200)", int, minimum=1, derive=lambda config: default_period(config["steps"], 200),
+                     help="steps between metric logs (the last step is always logged)"),
+    "snapshot_every": Key("max(1, steps // 20)", int, minimum=1,
+                          derive=lambda config: default_period(config["steps"], 20),
+                          help="steps between snapshots (the last step is always one)"),
+    "replicas": Key(1, int, minimum=1, help="flows run as one batched flow (seeds seed, seed+1, ...), one run each"),
+    "threads": THREADS,
+    "checkpoint_every": Key(0, int, minimum=0, help="steps between checkpoints (0: only on a stop signal)"),
+    "resume_from": Key(None, str, nullable=True, help="checkpoint to resume from"),
+    "seed": SEED,
+})
+#: The default of every key but the seed and the derived ones (``step_size``, ``log_every``, ``snapshot_every``).
+DEFAULTS = defaults(SPEC)
+#: The keys the registered flows declare for themselves (``config_keys``), with their Keys.
+FLOW_KEYS: dict[str, Key] = merged(*(flow.config_keys for flow in FLOWS.values()))
+#: Config keys in which the replicas of one batched run may differ (every other key is shared).
+REPLICA_KEYS = ("seed", "step_size", "lmbda", "noise_level", "noise_until", "replicas", "resume_from")
+
+
+def validate_flow_config(config: dict) -> FrozenConfig:
+    """The complete config, frozen, or ConfigError naming the key, its value and what is allowed, before
+    any work. Beyond each key's own check: a seed (the toys are drawn from it), ``n_target`` a multiple
+    of 3 for ``three_rings``, a kernel the flow works with, the device present. ``resume_from`` is
+    checked for its type only (the file is :func:`~.resume.checked_checkpoint`'s: the experiment checks
+    it before work, once the resumed run has taken the checkpoint's config)."""
+    complete = check_keys(config, SPEC)
+    if complete.get("seed") is None:
+        fail("seed", complete.get("seed"), "an integer 0 <= seed < 2**32 (the toys are drawn from it)")
+    if complete["target"] == "three_rings" and complete["n_target"] % 3:
+        fail("n_target", complete["n_target"], "a multiple of 3 for target 'three_rings'")
+    kernels = FLOWS[complete["flow"]].kernels
+    if kernels and complete["kernel"] not in kernels:
+        fail("kernel", complete["kernel"], f"one of {', '.join(map(repr, kernels))} for flow {complete['flow']!r}")
+    check_device(complete["device"])
+    check_replica_seeds(complete)
+    return FrozenConfig(complete)

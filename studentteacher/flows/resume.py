@@ -29,7 +29,7 @@ import torch
 from ..checkpoints import check_resumable, read_checkpoint, save_atomically
 from ..config import ConfigError
 from .base import KernelFlow
-from .config import OPTIONAL_KEYS
+from .config import DEFAULTS
 from .metrics import FlowRecord, FlowTrajectory
 
 #: Keys of a ``particle_flow`` config that may differ between a checkpoint's run and the run resuming it.
@@ -83,7 +83,7 @@ def checked_checkpoint(config: dict) -> FlowCheckpoint | None:
         return None
     checkpoint = load(path)
     if checkpoint.config is not None:  # a checkpoint older than an optional key was written with its default
-        check_resumable(path, {**OPTIONAL_KEYS, **checkpoint.config}, config, RESUMABLE_CHANGES)
+        check_resumable(path, {**DEFAULTS, **checkpoint.config}, config, RESUMABLE_CHANGES)
     if config["steps"] < checkpoint.step:
         raise ConfigError(f"config key 'steps': got {config['steps']!r} but the checkpoint {path!r} is at step "
                           f"{checkpoint.step}; allowed: an integer >= {checkpoint.step}")  # fmt: skip

@@ -58,7 +58,7 @@ class _Recorder:
         return self.trajectories
 
 
-def _pause(step: int, stop: bool, checkpoints: Checkpoints | None, health: ReplicaHealth, recorder: _Recorder, on_failure,
+def _settle_failures_and_checkpoint(step: int, stop: bool, checkpoints: Checkpoints | None, health: ReplicaHealth, recorder: _Recorder, on_failure,
            state: tuple) -> bool:  # fmt: skip
     """At the start of ``step``: fail newly flagged replicas, write the live ones' checkpoints
     (``state`` = particles, flow, generator) and raise :class:`FlowInterrupted` on ``stop``;
@@ -107,7 +107,7 @@ def run_flow(flow: KernelFlow, source: torch.Tensor, steps: int, *, reference_ba
         stop = step > start and should_stop is not None and should_stop()
         due = step > start and checkpoints is not None and checkpoints.due(step)
         state = (particles, flow, generator)
-        if (stop or due) and not _pause(step, stop, checkpoints, health, recorder, on_failure, state):
+        if (stop or due) and not _settle_failures_and_checkpoint(step, stop, checkpoints, health, recorder, on_failure, state):
             break
         first, velocity = flow_velocity(flow, particles, step, generator)  # (..., N, d)
         health.mark(torch.isfinite(first.value), step, BAD_VALUE)

@@ -9,11 +9,11 @@ from typing import Callable
 
 import torch
 
-from ..config import ConfigError, resolve_device
 from ..kernels import Kernel, get_kernel
+from ..keys import DTYPES, ConfigError, defaults, resolve_device, validated
 from ..toys import TOY_OPTIONS, Toy, generators, make_toy
 from .base import KernelFlow
-from .config import DTYPES, FLOW_OPTIONS, OPTIONAL_KEYS, validate_flow_config
+from .config import FLOW_KEYS, validate_flow_config
 from .metrics import FlowTrajectory
 from .registry import build_flow, flow_class
 from .resume import Checkpoints, FlowCheckpoint, checked_checkpoint
@@ -25,7 +25,7 @@ def make_flow(flow: str, target: torch.Tensor, kernel: Kernel, step_size, lmbda,
     """The flow named ``flow`` (a key of :data:`~studentteacher.flows.FLOWS`) towards ``target: [M, d]``
     (or ``[R, M, d]``, with numbers or ``[R]`` lists as hyperparameters), from a config's values.
 
-    A config holds ``lmbda``, ``noise_level``, ``noise_until`` and the :data:`~.config.FLOW_OPTIONS`
+    A config holds ``lmbda``, ``noise_level``, ``noise_until`` and the keys of :data:`~.config.FLOW_KEYS`
     (``flow_options``, their defaults where not given; TypeError for another keyword) whichever flow
     it names: each flow gets those of them (and ``solver``) that it declares in its ``options``, and
     ignores the others
@@ -33,11 +33,11 @@ def make_flow(flow: str, target: torch.Tensor, kernel: Kernel, step_size, lmbda,
     ``budget_bytes`` bounds the temporaries of each block of a kernel reduction (None: the
     device's default, :func:`~studentteacher.kernels.block_budget`).
     """
-    unknown = sorted(set(flow_options) - set(FLOW_OPTIONS))
+    unknown = sorted(set(flow_options) - set(FLOW_KEYS))
     if unknown:
-        raise TypeError(f"make_flow() got unexpected keyword arguments {unknown}; flow options: {list(FLOW_OPTIONS)}")
+        raise TypeError(f"make_flow() got unexpected keyword arguments {unknown}; flow options: {list(FLOW_KEYS)}")
     values = {"lmbda": lmbda, "noise_level": noise_level, "noise_until": noise_until, "solver": solver,
-              **FLOW_OPTIONS, **flow_options}
+              **defaults(FLOW_KEYS), **flow_options}
     declared = flow_class(flow).options
     options = {key: value for key, value in values.items() if key in declared}
     return build_flow(flow, target, kernel, step_size, budget_bytes=budget_bytes, **options)
@@ -71,7 +71,7 @@ class FlowSetup:
         after ``before_checkpoint()``. ``hooks``: ``on_log``, ``on_failure``, ``should_stop``, ``on_step``."""
         batched = len(self.toys) > 1
         source = torch.stack([toy.source for toy in self.toys]) if batched else self.toys[0].source
-        every = self.config.get("checkpoint_every", OPTIONAL_KEYS["checkpoint_every"])
+        every = self.config["checkpoint_every"]
         checkpoints = None if checkpoint_paths is None else Checkpoints(list(checkpoint_paths), every, self.configs,
                                                                             before_checkpoint)
         trajectories = run_flow(
@@ -96,21 +96,21 @@ def _resume_points(configs: list[dict]) -> list[FlowCheckpoint] | None:
 
 
 def setup_flow(configs: list[dict]) -> FlowSetup:
-    """Validate ``configs`` (R >= 1, compatible: they differ only in :data:`REPLICA_KEYS`) and build
-    their toys and flow, all on the device and dtype of the first config (the replicas share both),
-    and read the checkpoints they resume from (all of them resume, from one step, or none)."""
-    for config in configs:
-        validate_flow_config(config)
+    """Validate ``configs`` (R >= 1, compatible: they differ only in :data:`REPLICA_KEYS`; those an
+    experiment validated already are taken as they are) and build their toys and flow, all on the
+    device and dtype of the first config (the replicas share both), and read the checkpoints they
+    resume from (all of them resume, from one step, or none)."""
+    configs = [validated(config, validate_flow_config) for config in configs]
     resume = _resume_points(configs)
     first = configs[0]
     device, dtype = resolve_device(first["device"]), DTYPES[first["dtype"]]
     toys = [make_toy(c["target"], c["n_particles"], c["n_target"], c["seed"], dtype, device,
-                     **{key: c.get(key, default) for key, default in TOY_OPTIONS.items()}) for c in configs]  # fmt: skip
+                     **{key: c[key] for key in TOY_OPTIONS}) for c in configs]  # fmt: skip
     kernel = get_kernel(first["kernel"], first["bandwidth"])
     hyper = [[c[key] for c in configs] for key in ("step_size", "lmbda", "noise_level", "noise_until")]
     if len(configs) == 1:
         hyper = [values[0] for values in hyper]
     target = torch.stack([toy.target for toy in toys]) if len(configs) > 1 else toys[0].target
-    options = {key: first.get(key, default) for key, default in FLOW_OPTIONS.items()}
+    options = {key: first[key] for key in FLOW_KEYS}
     flow = make_flow(first["flow"], target, kernel, *hyper, **options)
     return FlowSetup(first, toys, flow, [noise_stream(c["seed"]) for c in configs], list(configs), resume)

@@ -37,12 +37,18 @@ import torch
 
 from .. import divergences
 from ..kernels import SMOOTH_RADIAL
+from ..keys import Key
 from .base import FirstVariation, KernelFlow, as_hyper
 
 VELOCITIES = ("witness", "gradient")
-#: The config keys of these flows beside ``lmbda`` and their defaults (``hrmmd_alpha`` 0.8: the
-#: authors' scripts).
-SOBOLEV_OPTIONS = {"velocity": "witness", "linear_solver": "dense", "hrmmd_alpha": 0.8}
+#: The config keys of these flows beside ``lmbda`` (``hrmmd_alpha`` 0.8: the authors' scripts).
+VELOCITY = Key("witness", str, choices=VELOCITIES,
+               help="srmmd/hrmmd: `witness` (move along grad f) or `gradient` (the exact Wasserstein gradient)")
+LINEAR_SOLVER = Key("dense", str, choices=divergences.SOBOLEV_SOLVERS,
+                    help="srmmd/hrmmd: the per-step linear system by `dense` Cholesky or `cg`")
+HRMMD_ALPHA = Key(0.8, float, minimum=0.0, maximum=1.0,
+                  help="hrmmd: weight of the gradient norm (1 - it: of the L2 norm)",
+                  allowed="a number 0 <= hrmmd_alpha <= 1")
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,7 @@ class SrMMDFlow(KernelFlow):
 
     name = "srmmd"
     options = ("lmbda", "velocity", "linear_solver", "cg_tol")
+    config_keys = {"velocity": VELOCITY, "linear_solver": LINEAR_SOLVER}
     kernels = SMOOTH_RADIAL
     alpha = 1.0
 
@@ -67,8 +74,8 @@ class SrMMDFlow(KernelFlow):
         """C = d: the velocity's d coordinates (the HrMMD flow adds the value)."""
         return dim
 
-    def __init__(self, target, kernel, step_size, lmbda, velocity: str = SOBOLEV_OPTIONS["velocity"],
-                 linear_solver: str = SOBOLEV_OPTIONS["linear_solver"], cg_tol: float | None = None,
+    def __init__(self, target, kernel, step_size, lmbda, velocity: str = VELOCITY.default,
+                 linear_solver: str = LINEAR_SOLVER.default, cg_tol: float | None = None,
                  budget_bytes=None):  # fmt: skip
         super().__init__(target, kernel, step_size, budget_bytes)
         if velocity not in VELOCITIES:
@@ -123,14 +130,15 @@ class HrMMDFlow(SrMMDFlow):
 
     name = "hrmmd"
     options = ("lmbda", "hrmmd_alpha", "velocity", "linear_solver", "cg_tol")
+    config_keys = {**SrMMDFlow.config_keys, "hrmmd_alpha": HRMMD_ALPHA}
 
     @classmethod
     def unknowns_per_particle(cls, dim: int) -> int:
         """C = 1 + d: the value and the velocity's d coordinates."""
         return dim + 1
 
-    def __init__(self, target, kernel, step_size, lmbda, hrmmd_alpha: float = SOBOLEV_OPTIONS["hrmmd_alpha"],
-                 velocity: str = SOBOLEV_OPTIONS["velocity"], linear_solver: str = SOBOLEV_OPTIONS["linear_solver"],
+    def __init__(self, target, kernel, step_size, lmbda, hrmmd_alpha: float = HRMMD_ALPHA.default,
+                 velocity: str = VELOCITY.default, linear_solver: str = LINEAR_SOLVER.default,
                  cg_tol: float | None = None, budget_bytes=None):  # fmt: skip
         if not 0.0 <= hrmmd_alpha <= 1.0:
             raise ValueError(f"hrmmd_alpha must be in [0, 1], got {hrmmd_alpha!r}")

@@ -4,7 +4,7 @@ A non-finite loss or particle (tracked on the device, read at logging, checkpoin
 or metric, or a run-away replica, fails that replica with
 :class:`~studentteacher.errors.TrainingDiverged` naming the epoch and the quantity, passed to
 ``on_failure`` (a plain run raises it); the other replicas go on. Run-away, read at log epochs
-against the replica's epoch-0 yardsticks (which checkpoints keep): ``train_mmd2`` above
+against the replica's epoch-0 run-away baseline (which checkpoints keep): ``train_mmd2`` above
 :data:`MMD2_GROWTH` (1e3) x its epoch-0 value, or the RMS of all particle weights above
 :data:`SCALE_GROWTH` (1e4) x the larger of its epoch-0 value and the teacher's.
 
@@ -48,14 +48,14 @@ def weight_scales(params: Params, replicas: int) -> list[float]:
 
 def failure_of(replica: ReplicaState, values: dict[str, float], scale: float, epoch: int) -> str | None:
     """Why the log epoch ``epoch`` fails ``replica`` (non-finite, or run-away: module docstring), or None.
-    The first call takes the yardsticks (epoch 0, or the resumed epoch of an older checkpoint)."""
+    The first call takes the run-away baseline (epoch 0, or the resumed epoch of an older checkpoint)."""
     failed = [name for name, value in values.items() if not math.isfinite(value)]
     if failed or not math.isfinite(scale):
         return f"non-finite {failed[0] if failed else 'particles'} at epoch {epoch}"
-    if replica.yardsticks is None:
+    if replica.runaway_baseline is None:
         teacher = torch.cat([value.reshape(-1) for value in replica.teacher.values()])
-        replica.yardsticks = (values["train_mmd2"], max(scale, float(teacher.square().mean().sqrt())))
-    start_mmd2, start_scale = replica.yardsticks
+        replica.runaway_baseline = (values["train_mmd2"], max(scale, float(teacher.square().mean().sqrt())))
+    start_mmd2, start_scale = replica.runaway_baseline
     if start_mmd2 > 0 and values["train_mmd2"] > MMD2_GROWTH * start_mmd2:
         return (f"run-away train_mmd2 at epoch {epoch}: {values['train_mmd2']:.4g} > {MMD2_GROWTH:g} x its "
                 f"epoch-0 value {start_mmd2:.4g}")  # fmt: skip

@@ -15,6 +15,7 @@ from .. import config as config_module
 from ..data import Dataset
 from ..divergences import st_mmd2
 from ..errors import TrainingDiverged, TrainingInterrupted
+from ..keys import DTYPES, resolve_device, validated
 from ..networks import Architecture, Params, output
 from ..replicas import check_compatible
 from ..updates import StepHyper, draw_noise, rule_from_config
@@ -75,14 +76,14 @@ class TrainingLoop:
     def __init__(self, configs: list[dict]):
         if not configs:
             raise ValueError("a training loop needs at least one config")
-        configs = [config_module.validate(config) for config in configs]
+        configs = [validated(config, config_module.validate) for config in configs]
         check_compatible(configs)
         self.config = cfg = configs[0]
         if len(configs) > 1 and cfg["compile"] != "off":
             raise ValueError(f"config key 'compile': got {cfg['compile']!r}; allowed: 'off' for batched "
                              "replicas (their step is vmapped, not compiled)")  # fmt: skip
-        self.device = config_module.resolve_device(cfg["device"])
-        self.dtype = getattr(torch, cfg["dtype"])
+        self.device = resolve_device(cfg["device"])
+        self.dtype = DTYPES[cfg["dtype"]]
         if self.device.type == "cuda":  # TF32 only when the config asks for it (PyTorch's default may differ)
             torch.backends.cuda.matmul.allow_tf32 = cfg["allow_tf32"]
         self.arch = Architecture(cfg["readout"], cfg["d_in"], cfg["hidden"], cfg["d_out"], cfg["bias"])

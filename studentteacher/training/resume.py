@@ -11,7 +11,7 @@ or in a batch of any size) at the end of an epoch, written atomically by
 ``lmbda``        lambda_n (0-dim; the config's lmbda unless lambda adapts)
 ``drmmd_start``  D_0 of the adaptive lambda schedule, or None
 ``best_valid``   the lowest logged valid_mmd2
-``yardsticks``   epoch-0 train_mmd2 and RMS weight of the run-away rule (absent in older files)
+``yardsticks``   run-away baseline (the key's first name): epoch-0 train_mmd2, RMS weight
 ``generators``   the state of each random stream (:data:`~studentteacher.data.STREAMS`)
 ===============  =========================================================================
 
@@ -26,6 +26,7 @@ import torch
 from .. import checkpoints
 from .. import config as config_module
 from ..data import labelled_dataset, make_generators
+from ..keys import resolve_device
 from ..networks import Architecture, Params, init_params, output
 from .state import ReplicaStart, ReplicaState
 
@@ -77,7 +78,7 @@ def check_resume(config: dict) -> dict | None:
         return None
     state = read_checkpoint(path)
     _check_same_run(path, state, config)
-    device = config_module.resolve_device(config["device"])
+    device = resolve_device(config["device"])
     expected = torch.Generator(device=device).get_state().numel()
     if any(torch.as_tensor(s).numel() != expected for s in state["generators"].values()):
         raise config_module.ConfigError(
@@ -106,7 +107,7 @@ def load_checkpoint(path: str, replica: ReplicaState, dtype: torch.dtype, device
                 f"({error}); resume on the device it was written on"
             ) from error
     replica.best_valid = state["best_valid"]
-    replica.yardsticks = state.get("yardsticks")  # None in older checkpoints: taken again at the resumed epoch
+    replica.runaway_baseline = state.get("yardsticks")  # None in older checkpoints: taken again at the resumed epoch
     return ReplicaStart(
         epoch=state["epoch"],
         params={key: value.to(device=device, dtype=dtype) for key, value in state["params"].items()},
@@ -152,7 +153,7 @@ def write_checkpoint(path: str, replica: ReplicaState, epoch: int, params: Param
             "lmbda": torch.as_tensor(lmbda).cpu(),
             "drmmd_start": drmmd_start,
             "best_valid": replica.best_valid,
-            "yardsticks": replica.yardsticks,
+            "yardsticks": replica.runaway_baseline,
             "generators": {name: g.get_state() for name, g in replica.generators.items()},
         },
         path,

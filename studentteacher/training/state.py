@@ -35,7 +35,7 @@ class ReplicaState:
     best_valid: float = math.inf
     history: dict[str, list[float]] = field(default_factory=dict)
     failed: bool = False
-    yardsticks: tuple[float, float] | None = None  # epoch-0 train_mmd2 and weight scale (the run-away rule)
+    runaway_baseline: tuple[float, float] | None = None  # epoch-0 train_mmd2 and weight scale (the run-away rule)
 
     def record(self, epoch: int, values: dict[str, float]) -> EpochMetrics:
         """Append ``values`` (and the epoch) to the history."""

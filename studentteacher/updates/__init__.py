@@ -1,10 +1,11 @@
 """Update rules: a registry from the ``method`` name to the rule (one module per rule).
 
-A rule class declares the config keys it takes (``options``); :func:`make_rule` builds any rule
-from keyword options and rejects the ones it does not declare, and :func:`rule_from_config`
-picks a rule's options out of a whole (validated) run config, where each option is the config
-key of the same name. A new rule is one module, one entry in :data:`RULES` and, for each of its
-options, one key in :data:`studentteacher.config.SPEC`.
+A rule class declares the config keys it takes (``options``: name -> :class:`~studentteacher.keys.Key`),
+from which the student-teacher spec (:data:`studentteacher.config.SPEC`) takes them; :func:`make_rule`
+builds any rule from keyword options and rejects the ones it does not declare, and
+:func:`rule_from_config` picks a rule's options out of a whole (validated) run config, where each
+option is the config key of the same name. A new rule, options included, is one module and one
+entry in :data:`RULES`.
 """
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ from typing import NamedTuple
 import torch
 
 from ..divergences import st_mmd2
+from ..keys import Key
 from ..networks import Architecture, Params
 
 
@@ -44,8 +45,9 @@ class UpdateRule:
     """
 
     name: str = ""
-    #: config keys the rule takes as keyword arguments of its constructor
-    options: tuple[str, ...] = ()
+    #: the config keys the rule takes as keyword arguments of its constructor (their defaults are those
+    #: of the constructor), each declared here once: the student-teacher spec is built from them
+    options: dict[str, Key] = {}
     uses_noise: bool = False
     #: lambda enters the step (and the objective), so the loop may adapt it (``adaptive_lmbda``)
     adapts_lambda: bool = False

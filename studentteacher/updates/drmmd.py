@@ -14,15 +14,19 @@ from __future__ import annotations
 
 from ..divergences import st_drmmd, st_drmmd_weights
 from ..networks import forward, surrogate_grad
+from ..keys import Key
 from .base import UpdateRule, descend, perturb
+
+
+DRMMD_NOISE = Key(False, bool, help="DrMMD witness gradient at noise-injected particles")
 
 
 class Drmmd(UpdateRule):
     name = "drmmd"
-    options = ("drmmd_noise",)
+    options = {"drmmd_noise": DRMMD_NOISE}
     adapts_lambda = True
 
-    def __init__(self, arch, drmmd_noise: bool = False):
+    def __init__(self, arch, drmmd_noise: bool = DRMMD_NOISE.default):
         super().__init__(arch)
         self.drmmd_noise = bool(drmmd_noise)
         self.uses_noise = self.drmmd_noise

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from ..keys import Key
 from ..networks import forward, per_sample_gram, surrogate_grad
 from .base import UpdateRule, descend
 
@@ -29,11 +30,14 @@ def ksd_alpha(gram: torch.Tensor, residual: torch.Tensor, n_particles: int, ksd_
     return solution.reshape(batch, outputs)
 
 
+KSD_REG = Key(1e-6, float, minimum=0.0, exclusive_minimum=True, help="KSD ridge eps")
+
+
 class Ksd(UpdateRule):
     name = "ksd"
-    options = ("ksd_reg",)
+    options = {"ksd_reg": KSD_REG}
 
-    def __init__(self, arch, ksd_reg: float = 1e-6):
+    def __init__(self, arch, ksd_reg: float = KSD_REG.default):
         super().__init__(arch)
         if not ksd_reg > 0:
             raise ValueError(f"ksd_reg must be > 0, got {ksd_reg!r}")

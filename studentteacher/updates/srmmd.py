@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import torch
 
+from ..keys import Key
 from ..networks import Forward, forward, per_sample_gram, surrogate_grad
 from .base import UpdateRule, descend
 from .ksd import ksd_alpha
@@ -53,11 +54,14 @@ class Srmmd(UpdateRule):
         return descend(params, grads, hyper.lr), self.objective(fwd.mean(), y, hyper.lmbda)
 
 
+HRMMD_ALPHA = Key(0.8, float, minimum=0.0, maximum=1.0, help="HrMMD weight of ||grad f||^2 (1 - it: ||f||^2)")
+
+
 class Hrmmd(Srmmd):
     name = "hrmmd"
-    options = ("hrmmd_alpha",)
+    options = {"hrmmd_alpha": HRMMD_ALPHA}
 
-    def __init__(self, arch, hrmmd_alpha: float = 0.8):
+    def __init__(self, arch, hrmmd_alpha: float = HRMMD_ALPHA.default):
         super().__init__(arch)
         if not 0.0 <= hrmmd_alpha <= 1.0:
             raise ValueError(f"hrmmd_alpha must be in [0, 1], got {hrmmd_alpha!r}")
