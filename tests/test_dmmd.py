@@ -5,6 +5,7 @@ discriminator loss with its gradient penalty at either kind of point, and the fe
 against an SVD of a known matrix."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -313,8 +314,8 @@ def test_replaying_for_fresh_particles_samples_as_well_as_the_interacting_sample
     dmmd_run.train(setup)
     w1 = {}
     for sampler in ("interacting", "approximate", "self_potential"):
-        setup.config["sampler"] = sampler
-        w1[sampler] = dmmd_run.sample_metrics(setup.data, dmmd_run.sample(setup).particles)["sample_w1"]
+        with_sampler = dataclasses.replace(setup, config=dmmd.validate_dmmd_config({**setup.config, "sampler": sampler}))
+        w1[sampler] = dmmd_run.sample_metrics(setup.data, dmmd_run.sample(with_sampler).particles)["sample_w1"]
     floor = dmmd_run.floor_metrics(setup)["sample_w1_floor"]
     assert abs(w1["approximate"] - w1["interacting"]) <= 0.15 * w1["interacting"], w1
     assert w1["self_potential"] > 1.5 * w1["interacting"], f"the self-potential sampler collapses: {w1}"
