@@ -77,7 +77,7 @@ def train(batch: Batch) -> None:
         progress.note({name: metrics.values[name] for name in PROGRESS_METRICS}, replica)
 
     def on_failure(replica, error):
-        save_arrays(runs[replica], trainer.members[replica])
+        save_arrays(runs[replica], trainer.replica_views[replica])
         batch.finish(replica, error)
 
     try:
@@ -92,14 +92,14 @@ def train(batch: Batch) -> None:
     except TrainingInterrupted as stop:
         for replica, run in enumerate(runs):
             run.info["checkpoint"] = path = stop.checkpoint_paths[replica]
-            save_arrays(run, trainer.members[replica])
+            save_arrays(run, trainer.replica_views[replica])
             batch.finish(replica, RunInterrupted(f"{stop}; checkpoint: {path}"))
         return
     finally:
         progress.close()
     for replica, (run, result) in enumerate(zip(runs, results)):
         if result is not None:
-            save_arrays(run, trainer.members[replica])
+            save_arrays(run, trainer.replica_views[replica])
             batch.finish(replica, result)
 
 

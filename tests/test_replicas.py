@@ -30,7 +30,7 @@ def test_replicas_match_plain_runs(options):
     results = batched.run(on_metrics=lambda r, metrics: logged[r].append(metrics))
     for r, config in enumerate(configs):
         plain = plain_history(config)
-        member = batched.members[r]
+        member = batched.replica_views[r]
         for name in ("train_mmd2", "valid_mmd2", "loss", "noise_level", "lmbda", "epoch"):
             torch.testing.assert_close(
                 torch.tensor(member.history[name]), torch.tensor(plain.history[name]), rtol=1e-10, atol=1e-13,
@@ -52,8 +52,8 @@ def test_diverging_replica_fails_alone():
     assert results[1] is None
     for r in (0, 2):
         plain = plain_history(configs[r])
-        assert batched.members[r].history["valid_mmd2"] == pytest.approx(plain.history["valid_mmd2"], rel=1e-5)
-    assert batched.members[1].history["epoch"] == [0.0]
+        assert batched.replica_views[r].history["valid_mmd2"] == pytest.approx(plain.history["valid_mmd2"], rel=1e-5)
+    assert batched.replica_views[1].history["epoch"] == [0.0]
 
 
 def test_incompatible_replicas_are_rejected_naming_the_key():
@@ -66,7 +66,7 @@ def test_one_replica_is_the_plain_run_bit_for_bit():
     batched = BatchedTrainer([config])
     batched.run()
     plain = plain_history(config)
-    (member,) = batched.members
+    (member,) = batched.replica_views
     assert {k: v for k, v in member.history.items() if k != "epoch_seconds"} == {
         k: v for k, v in plain.history.items() if k != "epoch_seconds"
     }
@@ -89,4 +89,4 @@ def test_a_replica_checkpoint_resumes_alone_or_in_its_batch(tmp_path):
     for name in ("train_mmd2", "valid_mmd2", "loss", "noise_level"):
         expected = straight.history[name][-2:]  # epochs 4 and 6
         assert alone.history[name] == pytest.approx(expected, rel=1e-10), name
-        assert again.members[1].history[name] == pytest.approx(expected, rel=1e-10), name
+        assert again.replica_views[1].history[name] == pytest.approx(expected, rel=1e-10), name

@@ -186,7 +186,7 @@ def test_replicas_with_different_lambdas_match_their_plain_runs():
     configs = [dict(SMALL, method="hrmmd", seed=seed, lmbda=lmbda) for seed, lmbda in ((1, 0.1), (2, 0.02))]
     batched = BatchedTrainer(configs)
     batched.run()
-    for member, config in zip(batched.members, configs):
+    for member, config in zip(batched.replica_views, configs):
         plain = Trainer(dict(config))
         plain.run()
         for key in plain.params:

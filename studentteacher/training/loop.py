@@ -130,7 +130,8 @@ class TrainingLoop:
         return self.layout.pick_params(self.params, replica)
 
     @property
-    def members(self) -> list[ReplicaView]:
+    def replica_views(self) -> list[ReplicaView]:
+        """Each replica as a plain run shows it: its config, particles (views) and metric history."""
         return [ReplicaView(r.config, self.params_of(i), r.history) for i, r in enumerate(self.replicas)]
 
     # ------------------------------------------------------------------ schedules
@@ -334,6 +335,6 @@ class Trainer(TrainingLoop):
 
 
 class BatchedTrainer(TrainingLoop):
-    """R replicas advanced together (R > 1 as one vmapped computation); ``members[r]``: replica r."""
+    """R replicas advanced together (R > 1 as one vmapped computation); ``replica_views[r]``: replica r."""
 
     run = TrainingLoop.train
