@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,15 +42,22 @@ def test_every_experiment_has_a_table_with_every_key():
 #: Pointers to a design page outside the repository, which a user of the project does not have
 #: (written in pieces so that this file does not match itself).
 OUTSIDE_POINTERS = re.compile("|".join(["DES" + r"IGN(\.md| §)", "shared " + "folder", r"\.\./" + "shared"]))
-#: What is scanned: the project's own text, not the committed runs (their copied sources are history).
+#: What is scanned: the project's own text (the files git tracks or would track: not a virtual environment
+#: or run folder inside the checkout), not the committed runs (their copied sources are history).
 SCANNED = {".py", ".md", ".sh", ".sbatch", ".yaml", ".cfg", ".toml", ".txt"}
-SKIPPED = {".git", "reproduction", "runs", "__pycache__", ".pytest_cache", "studentteacher.egg-info"}
+SKIPPED = {"reproduction"}
+
+
+def _project_files() -> list[Path]:
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.splitlines()
+    return [ROOT / name for name in sorted(listed)]
 
 
 def test_the_project_documents_itself():
     """No file points to a design page outside the repository; the facts live in docs/."""
     hits = []
-    for path in sorted(ROOT.rglob("*")):
+    for path in _project_files():
         parts = set(path.relative_to(ROOT).parts)
         if parts & SKIPPED or path.suffix not in SCANNED or not path.is_file():
             continue
