@@ -11,9 +11,10 @@ features and the class coverage).
 
 Runs: experiments/sweeps/figures/dmmd[_small].yaml (DMMD) and dmmd_baselines[_adaptive][_small].yaml
 (particle_flow). Every method is measured against the held-out sample of its seed, points none of them
-saw (``sample_w1`` ..., studentteacher.held_out); a baseline run that logged no held-out metrics (runs
-from before them) shows its distances to the target it flowed to, below what exact sampling scores.
-DMMD starts from N(0, I), each baseline from its toy's source.
+saw (``sample_w1`` ..., studentteacher.held_out). A baseline run from before the runs logged those
+metrics is scored here from its logged final particles with the function the runs log them with
+(:func:`studentteacher.held_out.final_scores`), never against the target it flowed to. DMMD starts from
+N(0, I), each baseline from its toy's source.
 """
 from __future__ import annotations
 
@@ -23,10 +24,12 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 
 import common
 from common import results
 from experiments import flow_pictures
+from studentteacher import held_out
 
 NAME = "dmmd_samples"
 METRICS = {"w1": "W1", "w2": "W2", "mmd2": "MMD^2"}
@@ -51,11 +54,33 @@ def _tidy(args) -> pd.DataFrame:
     df = pd.concat(frames, ignore_index=True)
     table = results.runs(df)
     df = df.assign(method=df["run_dir"].map(table.set_index("run_dir").apply(method_label, axis=1)))
-    held_out = set(df.loc[df["metric"] == "sample_w1", "run_dir"])
-    fitted = df["metric"].isin(list(METRICS)) & df["run_dir"].isin(held_out)  # a flow's distances to its own target
+    df = pd.concat([df, scored_from_particles(df)], ignore_index=True)
+    fitted = df["metric"].isin(list(METRICS)) & (df["experiment"] == "particle_flow")  # distances to its own target
     renamed = {f"sample_{key}": key for key in METRICS} | {"sample_w1_floor": "w1_floor"}
     renamed |= {"sample_fd": "fd", "sample_class_coverage": "coverage"}
     return with_ratio(df[~fitted].assign(metric=df["metric"].replace(renamed)))
+
+
+def scored_from_particles(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows ``sample_*`` (held-out scores and floor, at the last step) for the completed particle-flow runs
+    on a held-out target that did not log them: :func:`held_out.final_scores` of the final particles in
+    their trajectory.npz against the held-out sample of their seed (n_target points), what a run logs today."""
+    logged = set(df.loc[df["metric"] == "sample_w1", "run_dir"])
+    table = results.runs(df)
+    todo = table[(table["experiment"] == "particle_flow") & (table["status"] == "COMPLETED")
+                 & table["target"].isin(held_out.TARGETS) & ~table["run_dir"].isin(logged)]
+    last_step = df.groupby("run_dir")["step"].max()
+    rows = []
+    for run in todo.itertuples():
+        path = Path(run.run_dir) / "trajectory.npz"
+        if not path.exists():
+            continue
+        particles = torch.from_numpy(np.load(path)["particles"])  # (N, 2)
+        scores = held_out.final_scores(run.target, particles, int(run.n_target), int(run.seed))
+        base = df[df["run_dir"] == run.run_dir].iloc[0]
+        rows += [base.to_dict() | {"metric": metric, "step": last_step[run.run_dir], "value": value}
+                 for metric, value in scores.items()]
+    return pd.DataFrame(rows, columns=df.columns)
 
 
 def with_ratio(df: pd.DataFrame) -> pd.DataFrame:
@@ -89,13 +114,16 @@ def _cell(row) -> str:
     return f"{row['mean']:.3g} ({row['count']})"
 
 
-def final_particles(run_dir: str):
-    """(target, particles) of a run: samples.npz (dmmd) or trajectory.npz (particle_flow); None if absent."""
-    for name, target in (("samples.npz", "held_out"), ("trajectory.npz", "target")):
-        path = Path(run_dir) / name
-        if path.exists():
-            data = np.load(path)
-            return data[target], data["particles"]
+def final_particles(run) -> tuple[np.ndarray, np.ndarray] | None:
+    """(held-out points, final particles) of a run (a row of the run table): samples.npz (dmmd) or
+    trajectory.npz (particle_flow, the held-out sample of its seed); None if absent."""
+    samples, trajectory = Path(run["run_dir"]) / "samples.npz", Path(run["run_dir"]) / "trajectory.npz"
+    if samples.exists():
+        data = np.load(samples)
+        return data["held_out"], data["particles"]
+    if trajectory.exists():
+        points = held_out.held_out_sample(run["target"], int(run["n_target"]), int(run["seed"]))
+        return points.numpy(), np.load(trajectory)["particles"]
     return None
 
 
@@ -127,7 +155,7 @@ def main(argv=None) -> None:
     for row, target in enumerate(targets):
         for column, method in enumerate(methods):
             ax, chosen = axes[row, column], done[(done["target"] == target) & (done["method"] == method)]
-            drawn = None if chosen.empty else final_particles(chosen.iloc[0]["run_dir"])
+            drawn = None if chosen.empty else final_particles(chosen.iloc[0])
             if drawn is None:
                 ax.set_axis_off()
                 continue

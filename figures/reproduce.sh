@@ -57,6 +57,7 @@ mmd_flow_gaussians        mmd_flow_gaussians
 adaptive_bandwidth        adaptive_bandwidth
 dmmd_discriminator        dmmd
 dmmd_samples              dmmd dmmd_baselines dmmd_baselines_adaptive
+dmmd_choices              dmmd dmmd_choices
 dmmd_samplers             dmmd_samplers
 srmmd_toys                srmmd_toys
 '
