@@ -14,7 +14,8 @@ Gaussian kernel, :func:`studentteacher.flows.metrics.sample_distances`):
 A method's ratio to the floor (sample_w1 / sample_w1_floor; 1 is as good as exact sampling) compares
 targets with different scales. Exact draws (:func:`exact_sample`): ``three_rings`` a ring chosen
 uniformly, the angle U[0, 2 pi) (the flows' target is the deterministic equispaced version of this
-law); ``mog`` and ``swiss_roll`` :mod:`studentteacher.toys`' samplers.
+law); ``spiral`` 0.12 t (cos t, sin t) + 0.02 eps with t ~ U[0.5 pi, 4.5 pi] (the flows' target puts t on
+an equispaced grid); ``mog`` and ``swiss_roll`` :mod:`studentteacher.toys`' samplers.
 """
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ import torch
 from . import toys
 from .flows.metrics import sample_distances
 
-#: The 2-D targets with an exact sampler (the targets of DMMD and its baselines).
-TARGETS = ("three_rings", "mog", "swiss_roll")
+#: The 2-D targets with an exact sampler (the targets of DMMD and its baselines, and the SrMMD paper's spiral).
+TARGETS = ("three_rings", "mog", "swiss_roll", "spiral")
 #: SeedSequence([seed, purpose]) entropy of each derived stream (1: DMMD's training sample).
 HELD_OUT, FLOOR = 2, 3
 
@@ -49,6 +50,10 @@ def exact_sample(name: str, n: int, generator: torch.Generator, dtype=torch.floa
         return toys.mixture_of_gaussians(n, generator, dtype)
     if name == "swiss_roll":
         return toys.swiss_roll(n, generator, dtype)
+    if name == "spiral":
+        t = math.pi * (0.5 + 4.0 * torch.rand(n, generator=generator, dtype=dtype))  # (n,)
+        noise = torch.randn(n, 2, generator=generator, dtype=dtype)  # (n, 2)
+        return 0.12 * t[:, None] * torch.stack([torch.cos(t), torch.sin(t)], dim=1) + 0.02 * noise
     raise ValueError(f"target must be one of {list(TARGETS)} for an exact sample, got {name!r}")
 
 

@@ -288,7 +288,13 @@ def test_held_out_points_are_a_separate_exact_draw_and_the_floor_is_an_exact_sam
                            "sample_mmd2_floor"}  # fmt: skip
     assert scores["sample_w1"] == pytest.approx(scores["sample_w1_floor"], rel=0.5), "an exact sample scores the floor"
     assert held_out.final_scores("gaussian", fitted, 30, 1) == {}
-    with pytest.raises(ValueError, match="'three_rings', 'mog', 'swiss_roll'"):
+    spiral = toys.make_toy("spiral", 1, 2000, seed=5).target  # t on a grid: the held-out law up to the grid
+    drawn = held_out.held_out_sample("spiral", 2000, seed=5)
+    other = held_out.exact_sample("spiral", 2000, torch.Generator().manual_seed(1))
+    between_draws = held_out.held_out_metrics("spiral", other, drawn)["sample_w1"]  # sampling noise alone
+    assert held_out.held_out_metrics("spiral", spiral, drawn)["sample_w1"] < 1.3 * between_draws
+    assert held_out.held_out_metrics("spiral", spiral + 0.05, drawn)["sample_w1"] > 1.5 * between_draws
+    with pytest.raises(ValueError, match="'three_rings', 'mog', 'swiss_roll', 'spiral'"):
         held_out.exact_sample("gaussian", 3, torch.Generator())
 
 
