@@ -4,6 +4,7 @@ the particles, solved on the kernel's derivatives at the particles (the section 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -49,21 +50,36 @@ def sobolev_jet(kernel: Kernel, points: torch.Tensor, particles: torch.Tensor, t
     return radial_jet(kernel, points, torch.cat([particles, target], dim=-2))
 
 
-def jet_gram(jet: RadialJet) -> torch.Tensor:
-    """G_{ic,jc'} = <e_{ic}, e_{jc'}>_H ``[..., N, 1 + d, N, 1 + d]`` from the jet at the particles
-    (points and centres Y, ``[..., N, N]``); with delta_ij = y_i - y_j and q, q' = dq/ds at |delta_ij|^2:
+def jet_gram(jet: RadialJet, kept: Sequence[int] | None = None) -> torch.Tensor:
+    """G_{ic,jc'} = <e_{ic}, e_{jc'}>_H ``[..., N, C, N, C]`` for the coordinates ``kept`` (C of them; default
+    all 1 + d) from the jet at the particles (points and centres Y, ``[..., N, N]``); with
+    delta_ij = y_i - y_j and q, q' = dq/ds at |delta_ij|^2:
 
     G_{i0,j0} = k(y_i, y_j),  G_{i0,jm} = -q delta_{ij,m},  G_{il,j0} = d_{1,l} k(y_i, y_j) = q delta_{ij,l},
     G_{il,jm} = d_{1,l} d_{2,m} k(y_i, y_j) = -2 q' delta_{ij,l} delta_{ij,m} - q [l = m].
+
+    Built block by block (each ``[..., N, N]``) straight into the layout whose reshape to
+    ``[..., N C, N C]`` is the system matrix: no (N, N, C, C) temporaries.
     """
-    delta, slope = jet.difference, jet.slope[..., None]  # (..., N, N, d), (..., N, N, 1)
-    identity = torch.eye(delta.shape[-1], dtype=delta.dtype, device=delta.device)
-    outer = delta[..., :, None] * delta[..., None, :]  # (..., N, N, d, d)
-    hessian = -2.0 * jet.slope_ds[..., None, None] * outer - slope[..., None] * identity  # (..., N, N, d, d)
-    value_row = torch.cat([jet.value[..., None], -slope * delta], dim=-1)  # (..., N, N, 1 + d)
-    gradient_rows = torch.cat([(slope * delta)[..., None], hessian], dim=-1)  # (..., N, N, d, 1 + d)
-    gram = torch.cat([value_row[..., None, :], gradient_rows], dim=-2)  # (..., N, N, 1 + d, 1 + d): [i, j, c, c']
-    return gram.transpose(-3, -2)  # (..., N, 1 + d, N, 1 + d)
+    kept = range(1 + jet.difference.shape[-1]) if kept is None else [int(c) for c in kept]
+    n = jet.value.shape[-1]
+    gram = jet.value.new_empty(*jet.value.shape[:-2], n, len(kept), n, len(kept))
+    for row, c in enumerate(kept):
+        for column, c_other in enumerate(kept):
+            gram[..., :, row, :, column] = _gram_block(jet, c, c_other)
+    return gram
+
+
+def _gram_block(jet: RadialJet, c: int, c_other: int) -> torch.Tensor:
+    """G_{ic,jc'} over i, j ``[..., N, N]`` (:func:`jet_gram`) for one pair of coordinates."""
+    if c == 0 and c_other == 0:
+        return jet.value
+    if c == 0:
+        return -jet.slope * jet.difference[..., c_other - 1]
+    if c_other == 0:
+        return jet.slope * jet.difference[..., c - 1]
+    block = -2.0 * jet.slope_ds * jet.difference[..., c - 1] * jet.difference[..., c_other - 1]
+    return block - jet.slope if c == c_other else block
 
 
 def jet_gram_matvec(jet: RadialJet, coefficients: torch.Tensor) -> torch.Tensor:
@@ -86,12 +102,15 @@ def solve_dense(jet: RadialJet, rhs: torch.Tensor, weights: torch.Tensor, shift:
     ``rhs: [..., N, 1 + d]`` (0 where w_c = 0), ``weights: [1 + d]``, ``shift: [...]`` -> ``[..., N, 1 + d]``
     (0 where w_c = 0)."""
     kept = weights.nonzero()[:, 0]  # (C,)
+    n = rhs.shape[-2]
+    size = n * len(kept)
+    matrix = jet_gram(jet, kept.tolist()).reshape(*rhs.shape[:-2], size, size)  # (..., N C, N C): rows (i, c)
     kept_weights = weights[kept]
-    gram = jet_gram(jet).index_select(-3, kept).index_select(-1, kept)  # (..., N, C, N, C)
-    size = gram.shape[-4] * len(kept)
-    scaled = (gram * kept_weights[:, None, None] * kept_weights).reshape(*gram.shape[:-4], size, size)
-    identity = torch.eye(size, dtype=rhs.dtype, device=rhs.device)
-    cholesky = torch.linalg.cholesky(scaled + shift.to(rhs.dtype)[..., None, None] * identity)  # (..., N C, N C)
+    if not bool((kept_weights == 1).all()):
+        scale = kept_weights.repeat(n)  # (N C,)
+        matrix.mul_(scale[:, None]).mul_(scale)
+    matrix.diagonal(dim1=-2, dim2=-1).add_(shift.to(rhs.dtype)[..., None])
+    cholesky = torch.linalg.cholesky(matrix)  # (..., N C, N C)
     kept_rhs = rhs.index_select(-1, kept).reshape(*rhs.shape[:-2], size, 1)  # (..., N C, 1)
     solution = torch.cholesky_solve(kept_rhs, cholesky).reshape(*rhs.shape[:-1], len(kept))  # (..., N, C)
     return torch.zeros_like(rhs).index_copy(-1, kept, solution)
@@ -186,15 +205,16 @@ def sobolev_witness(jet: RadialJet, k_xx_mean, lmbda, alpha: float = 1.0, solver
 
 @dataclass(frozen=True)
 class WitnessJet:
-    """f ``[..., P]``, grad f ``[..., P, d]`` and (Hess f) grad f ``[..., P, d]`` at P points."""
+    """f ``[..., P]``, grad f ``[..., P, d]`` and (Hess f) grad f ``[..., P, d]`` at P points (None when not
+    asked for)."""
 
     value: torch.Tensor
     gradient: torch.Tensor
-    hessian_gradient: torch.Tensor
+    hessian_gradient: torch.Tensor | None
 
 
-def witness_jet(witness: SobolevWitness, jet: RadialJet) -> WitnessJet:
-    """f, grad f and (Hess f) grad f at the points of ``jet`` (:func:`sobolev_jet`, ``[..., P, N + M]``).
+def witness_jet(witness: SobolevWitness, jet: RadialJet, hessian: bool = True) -> WitnessJet:
+    """f, grad f and, with ``hessian``, (Hess f) grad f at the points of ``jet`` (:func:`sobolev_jet`, ``[..., P, N + M]``).
     With the centres c (particles, then target) of weights w (a, then b), delta = z - c, and the
     gradient weights c_j of :class:`SobolevWitness` (delta_j = z - y_j; q, q', q'' of the jet):
 
@@ -212,6 +232,8 @@ def witness_jet(witness: SobolevWitness, jet: RadialJet) -> WitnessJet:
     value = (weights * jet.value).sum(-1) + (slope * along).sum(-1)  # (..., P)
     gradient = (((weights * jet.slope)[..., None] * delta).sum(-2) + slope @ c
                 + 2.0 * ((slope_ds * along)[..., None] * own).sum(-2))  # (..., P, d)  # fmt: skip
+    if not hessian:
+        return WitnessJet(value, gradient, None)
     across = (delta * gradient[..., None, :]).sum(-1)  # (..., P, N + M): delta . v, v = grad f
     own_across, c_dot_v = across[..., :n], gradient @ c.mT  # (..., P, N), (..., P, N)
     centre_terms = ((weights * jet.slope).sum(-1)[..., None] * gradient
@@ -243,4 +265,4 @@ def hrmmd_witness(points: torch.Tensor, particles: torch.Tensor, target: torch.T
     SrMMD's, f(z) = (1/lambda) [mean_i k(y_i, z) - mean_m k(x_m, z) - sum_{i,l} v_il d_{1,l} k(y_i, z)])."""
     witness = sobolev_witness(sobolev_jet(kernel, particles, particles, target), kernel(target, target).mean(), lmbda,
                               alpha)  # fmt: skip
-    return witness_jet(witness, sobolev_jet(kernel, points, particles, target)).value
+    return witness_jet(witness, sobolev_jet(kernel, points, particles, target), hessian=False).value

@@ -99,13 +99,14 @@ class SrMMDFlow(KernelFlow):
                                      self.step, witness=witness)  # fmt: skip
 
     def _witness_jet(self, first: SobolevFirstVariation, points, particles) -> divergences.WitnessJet:
-        """f, grad f, (Hess f) grad f at ``points: [..., P, d]`` (the step's jet when they are its particles)."""
+        """f, grad f and, for the ``gradient`` velocity, (Hess f) grad f at ``points: [..., P, d]`` (the step's
+        jet when they are its particles)."""
         kept, self._jet = self._jet, None
         if kept is not None and kept[0] is particles and points is particles:
             jet = kept[1]
         else:
             jet = divergences.sobolev_jet(self.kernel, points, particles, self.target)  # (..., P, N + M)
-        return divergences.witness_jet(first.witness, jet)
+        return divergences.witness_jet(first.witness, jet, hessian=self.velocity_rule == "gradient")
 
     def velocity(self, first: SobolevFirstVariation, points, particles) -> torch.Tensor:
         """v = grad f (``witness``) or grad f - alpha (Hess f) grad f - (1 - alpha) f grad f (``gradient``) at
