@@ -1,5 +1,5 @@
 """Figure 2 (Chen et al. 2024, student-teacher): MMD, MMD + noise injection, DrMMD (lambda = 0.1)
-and DrMMD + noise injection; train and validation error vs epochs, mean +- 1 sd over seeds (each
+and DrMMD + noise injection, and SrMMD (lambda = 0.1; Tian et al. 2026) where its runs are given; train and validation error vs epochs, mean +- 1 sd over seeds (each
 seed thin), log y; a third panel draws each DrMMD seed without noise alone, the runs to 30 000
 epochs and runs still going (INTERRUPTED, resumed by a later session) included, with the drop
 threshold.
@@ -10,7 +10,8 @@ threshold.
 Runs: experiments/sweeps/figures/drmmd_student_teacher[_small].yaml (seeds 1-3),
 drmmd_student_teacher_seeds.yaml (seeds 4-6) and drmmd_student_teacher_30k.yaml (DrMMD to 30 000
 epochs, seeds 1 and 2; their first 15 000 epochs repeat the 15 000-epoch runs of the same seeds, so
-they are drawn only in the third panel and enter only the drop table). The y-axes are half the
+they are drawn only in the third panel and enter only the drop table), srmmd_student_teacher.yaml (SrMMD,
+the ``ksd`` step with ksd_reg = lambda, docs/srmmd_student_teacher.md). The y-axes are half the
 logged MMD^2 (the papers' "1/2 MSE"), whatever the rule optimised. Prints, per configuration, the
 validation 1/2 MSE at the epochs the papers discuss and at the end (mean +- sd, then median and
 min-max), and for every seed the first logged epoch at which it falls below DROP (the drop), with
@@ -25,7 +26,7 @@ import common
 from common import results
 
 NAME = "drmmd_student_teacher"
-ORDER = ["MMD", "MMD + noise", "DrMMD", "DrMMD + noise"]
+ORDER = ["MMD", "MMD + noise", "DrMMD", "DrMMD + noise", "SrMMD"]
 LONG = "DrMMD, 30 000 epochs"
 EPOCHS = (500, 1000, 2000, 3000, 5000, 7500, 10000, 15000)
 SPREAD_EPOCHS = (5000, 10000)
@@ -42,6 +43,8 @@ def label(row) -> str | None:
         if row["epochs"] > 15000:
             return LONG
         return f"DrMMD{' + noise' if row['drmmd_noise'] else ''}"
+    if row["method"] == "srmmd":
+        return "SrMMD"
     return None
 
 
@@ -119,7 +122,7 @@ def main(argv=None) -> None:
     args, df = common.args_and_rows(__doc__, argv, "student_teacher")
     labels = results.runs(df).set_index("run_dir").apply(label, axis=1)
     df = df.assign(config=df["run_dir"].map(labels))
-    df = common.keep(df, df["config"].notna(), "sgd, noise_injection and fixed-lambda drmmd runs")
+    df = common.keep(df, df["config"].notna(), "sgd, noise_injection, fixed-lambda drmmd and srmmd runs")
     main_runs = df[df["config"] != LONG]
     lambdas = common.values_text(df[df["method"] == "drmmd"], "lmbda")
     order = common.drawn_order(main_runs, "config", ORDER)

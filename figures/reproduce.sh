@@ -44,10 +44,10 @@ sweeps="$repo/experiments/sweeps/figures"
 
 # figure script (drawn in this order) -> the sweep files behind it, as stems without the _small
 # suffix, in the order of its --runs; after '|' the full-scale-only ones (no small variant; passed
-# where their runs are there): Figure 2's seeds 4-6 and its DrMMD runs to 30 000 epochs
+# where their runs are there): Figure 2's seeds 4-6, its DrMMD runs to 30 000 epochs and its SrMMD arm
 figures='
 mmd_flow_student_teacher  mmd_flow_student_teacher drmmd_student_teacher
-drmmd_student_teacher     drmmd_student_teacher | drmmd_student_teacher_seeds drmmd_student_teacher_30k
+drmmd_student_teacher     drmmd_student_teacher | drmmd_student_teacher_seeds drmmd_student_teacher_30k srmmd_student_teacher
 drmmd_lambda_ablation     drmmd_lambda_ablation drmmd_student_teacher
 readout_ablation          readout_ablation drmmd_student_teacher mmd_flow_student_teacher
 three_rings               three_rings

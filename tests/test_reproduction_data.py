@@ -26,7 +26,8 @@ DATA = REPO / "reproduction" / "runs"
 SWEEPS = REPO / "experiments" / "sweeps" / "figures"
 # figure script -> the sweeps it reads (as figures/reproduce.sh's map), in the order of its --runs
 FIGURES = {
-    "drmmd_student_teacher": ["drmmd_student_teacher", "drmmd_student_teacher_seeds", "drmmd_student_teacher_30k"],
+    "drmmd_student_teacher": ["drmmd_student_teacher", "drmmd_student_teacher_seeds", "drmmd_student_teacher_30k",
+                              "srmmd_student_teacher"],
     "mmd_flow_student_teacher": ["mmd_flow_student_teacher", "drmmd_student_teacher"],
     "drmmd_lambda_ablation": ["drmmd_lambda_ablation", "drmmd_student_teacher"],
     "readout_ablation": ["readout_ablation", "drmmd_student_teacher", "mmd_flow_student_teacher"],
