@@ -58,9 +58,11 @@ def exact_sample(name: str, n: int, generator: torch.Generator, dtype=torch.floa
 
 
 def held_out_sample(name: str, n: int, seed: int, dtype=torch.float64, device="cpu") -> torch.Tensor:
-    """The held-out sample ``[n, 2]`` of a run with ``seed`` (module docstring)."""
+    """The held-out sample ``[n, 2]`` of a run with ``seed`` (module docstring), in ``dtype``. Always drawn in
+    float32 (the DMMD runs' dtype), then cast: a float64 flow and a float32 DMMD run of one seed are scored
+    against the same points (a float64 draw from the same stream would be other points)."""
     generator = torch.Generator().manual_seed(derived_seed(seed, HELD_OUT))
-    return exact_sample(name, n, generator, dtype).to(device)
+    return exact_sample(name, n, generator, torch.float32).to(device, dtype)
 
 
 def floor_metrics(name: str, n_particles: int, held_out: torch.Tensor, seed: int) -> dict[str, float]:

@@ -274,11 +274,13 @@ def test_held_out_points_are_a_separate_exact_draw_and_the_floor_is_an_exact_sam
 
     rings = held_out.held_out_sample("three_rings", 900, seed=1)
     radii = torch.stack([(rings - torch.tensor([0.0, -c])).norm(dim=1) for c in (0.0, 0.75, 1.5)]).min(0).values
-    torch.testing.assert_close(radii, torch.full((900,), 0.3, dtype=torch.float64), rtol=0, atol=1e-12)
+    torch.testing.assert_close(radii, torch.full((900,), 0.3, dtype=torch.float64), rtol=0, atol=1e-6)  # float32 draw
     fitted = toys.make_toy("three_rings", 1, 900, seed=1).target  # the equispaced points a baseline flows onto
     assert held_out.held_out_metrics("three_rings", fitted, fitted)["sample_w1"] == pytest.approx(0, abs=1e-6)
     assert held_out.held_out_metrics("three_rings", fitted, rings)["sample_w1"] > 0.01, "other points than fitted"
     torch.testing.assert_close(held_out.held_out_sample("mog", 50, 3), held_out.held_out_sample("mog", 50, 3))
+    float32 = held_out.held_out_sample("swiss_roll", 50, 3, dtype=torch.float32)  # a DMMD run's, and a flow's:
+    assert torch.equal(float32.double(), held_out.held_out_sample("swiss_roll", 50, 3))  # the same points
     assert not torch.allclose(held_out.held_out_sample("mog", 50, 3), toys.make_toy("mog", 1, 50, seed=3).target)
     floors = [held_out.floor_metrics("mog", n, held_out.held_out_sample("mog", 900, 2), 2)["sample_w1_floor"]
               for n in (100, 1000)]  # fmt: skip
