@@ -116,14 +116,18 @@ def _cell(row) -> str:
 
 def final_particles(run) -> tuple[np.ndarray, np.ndarray] | None:
     """(held-out points, final particles) of a run (a row of the run table): samples.npz (dmmd) or
-    trajectory.npz (particle_flow, the held-out sample of its seed); None if absent."""
+    trajectory.npz (particle_flow: the held-out sample of its seed; the points it flowed to on a target
+    without one); None if absent."""
     samples, trajectory = Path(run["run_dir"]) / "samples.npz", Path(run["run_dir"]) / "trajectory.npz"
     if samples.exists():
         data = np.load(samples)
         return data["held_out"], data["particles"]
     if trajectory.exists():
+        data = np.load(trajectory)
+        if run["target"] not in held_out.TARGETS:
+            return data["target"], data["particles"]
         points = held_out.held_out_sample(run["target"], int(run["n_target"]), int(run["seed"]))
-        return points.numpy(), np.load(trajectory)["particles"]
+        return points.numpy(), data["particles"]
     return None
 
 
