@@ -24,7 +24,7 @@ def test_small_reproduction_draws_every_figure(tmp_path):
     env = {**os.environ, "FIGURE_RUNS": str(tmp_path / "runs"), "FIGURE_OUT": str(tmp_path / "png"),
            "OMP_NUM_THREADS": "1", "PYTHON": os.environ.get("PYTHON", "python")}
     done = subprocess.run(["bash", str(REPO / "figures" / "reproduce.sh"), "--small"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for name in FIGURES:
         for suffix in (".png", ".pdf"):
