@@ -46,13 +46,14 @@ def choice_label(row) -> str | None:
 
 
 def compared_runs(df: pd.DataFrame) -> pd.DataFrame:
-    """The completed 2-D runs of ``df`` with a ``choice`` label, on the seeds every changed choice ran."""
+    """The completed runs of ``df`` with a ``choice`` label, on the seeds and targets the changed choices ran."""
     table = common.completed(df)
     table = table[table["target"].isin(TARGETS)].assign(choice=lambda t: t.apply(choice_label, axis=1))
     table = table[table["choice"].notna()]
     changed = table[table["choice"] != next(iter(CHOICES.values()))]
-    seeds = set(changed["seed"]) if not changed.empty else set(table["seed"])
-    return table[table["seed"].isin(seeds)]
+    if changed.empty:
+        return table
+    return table[table["seed"].isin(changed["seed"]) & table["target"].isin(changed["target"])]
 
 
 def finals(df: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
