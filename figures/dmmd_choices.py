@@ -60,8 +60,8 @@ def finals(df: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """One row per run of ``runs``: target, choice, seed and the last value of each of :data:`METRICS`."""
     last = df[df["run_dir"].isin(runs["run_dir"])].sort_values("step").groupby(["run_dir", "metric"]).tail(1)
     values = last.pivot(index="run_dir", columns="metric", values="value")
-    values = values.reindex(columns=sorted(set(values.columns) | set(METRICS) | {"sample_w1_floor"}))
-    values["w1_ratio"] = values["sample_w1"] / values["sample_w1_floor"]
+    values = values.reindex(columns=["sample_w1", "sample_w1_floor", "sample_fd", "feature_variance_top1"])
+    values["w1_ratio"] = values["sample_w1"] / values["sample_w1_floor"]  # NaN on the digits
     return runs.set_index("run_dir")[["target", "choice", "seed"]].join(values[list(METRICS)]).reset_index()
 
 
