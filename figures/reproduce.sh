@@ -47,6 +47,7 @@ sweeps="$repo/experiments/sweeps/figures"
 # where their runs are there): Figure 2's seeds 4-6, its DrMMD runs to 30 000 epochs and its SrMMD arm
 figures='
 mmd_flow_student_teacher  mmd_flow_student_teacher drmmd_student_teacher
+diffusion_fixed_noise     diffusion_fixed_noise drmmd_student_teacher mmd_flow_student_teacher
 drmmd_student_teacher     drmmd_student_teacher | drmmd_student_teacher_seeds drmmd_student_teacher_30k srmmd_student_teacher
 drmmd_lambda_ablation     drmmd_lambda_ablation drmmd_student_teacher
 readout_ablation          readout_ablation drmmd_student_teacher mmd_flow_student_teacher

@@ -13,7 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 FIGURES = [
-    "mmd_flow_student_teacher", "drmmd_student_teacher", "drmmd_lambda_ablation", "readout_ablation",
+    "mmd_flow_student_teacher", "diffusion_fixed_noise", "drmmd_student_teacher", "drmmd_lambda_ablation", "readout_ablation",
     "three_rings", "three_rings_snapshots", "adaptive_lambda", "three_rings_lambda", "mmd_flow_gaussians",
     "adaptive_bandwidth", "dmmd_discriminator", "dmmd_samples", "dmmd_choices", "dmmd_samplers", "srmmd_toys", "srmmd_toys_particles",
 ]  # fmt: skip

@@ -29,6 +29,7 @@ FIGURES = {
     "drmmd_student_teacher": ["drmmd_student_teacher", "drmmd_student_teacher_seeds", "drmmd_student_teacher_30k",
                               "srmmd_student_teacher"],
     "mmd_flow_student_teacher": ["mmd_flow_student_teacher", "drmmd_student_teacher"],
+    "diffusion_fixed_noise": ["diffusion_fixed_noise", "drmmd_student_teacher", "mmd_flow_student_teacher"],
     "drmmd_lambda_ablation": ["drmmd_lambda_ablation", "drmmd_student_teacher"],
     "readout_ablation": ["readout_ablation", "drmmd_student_teacher", "mmd_flow_student_teacher"],
     "three_rings": ["three_rings"],
