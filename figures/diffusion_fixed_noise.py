@@ -98,7 +98,7 @@ def main(argv=None) -> None:
     axes[1].set_xscale("log")
     axes[1].set_yscale("log")
     axes[1].set_xlabel("fixed noise level beta")
-    axes[1].set_ylabel(f"{common.HALF_MSE['valid_mmd2']} at epoch {horizon}")
+    axes[1].set_ylabel(f"validation 1/2 MSE at epoch {horizon}")
     axes[1].legend(title=None, fontsize=7)
 
     table = common.final_half_mse(df, ["arm", "lr"])[["arm", "lr", "mean", "count", "excluded"]]
