@@ -85,8 +85,7 @@ def main(argv=None) -> None:
     axes[0].legend(title=None, fontsize=7)
 
     per_run = results.per_run(df, "valid_mmd2")
-    per_run = per_run[per_run["status"] == "COMPLETED"].assign(final=lambda t: t["final"] / 2)
-    per_run = per_run.assign(arm=per_run.apply(arm, axis=1))
+    per_run = per_run[per_run["status"] == "COMPLETED"].assign(final=lambda t: t["final"] / 2)  # keeps df's arm
     fixed_runs = per_run[per_run["arm"].str.startswith("diffusion, beta = ")]
     for lr, members in fixed_runs.groupby("lr"):
         members = members.sort_values("noise_level")
