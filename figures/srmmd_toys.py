@@ -21,6 +21,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import seaborn as sns
 
 import common
@@ -73,11 +74,35 @@ def draw_curves(df, runs, out) -> None:
         row_axes[2].invert_yaxis()
         row_axes[2].set_xlabel("wall seconds per run (median over seeds; metrics included)")
     metrics = ["w1", "mmd2"] + (HELD_OUT if HELD_OUT[0] in set(df["metric"]) else [])
+    tables = [(results.final_table(df, ["target", "config"], metric, how="last"), f"{NAME}: final {metric}")
+              for metric in metrics]
+    if HELD_OUT[0] in set(df["metric"]):
+        tables.append((held_out_summary(df, order=_order(runs)),
+                       f"{NAME}: held-out W1 and its ratio to the seed's floor, W2, MMD^2, wall seconds (completed runs)"))
     common.finish(fig, out, NAME, f"SrMMD figure 1 toys: lambda {common.values_text(df, 'lmbda')}, "
                   f"{common.values_text(df, 'steps')} steps; {common.seeds_text(df)}",
-                  notes=[common.not_completed_note(df, "config")],
-                  tables=[(results.final_table(df, ["target", "config"], metric, how="last"), f"{NAME}: final {metric}")
-                          for metric in metrics])  # fmt: skip
+                  notes=[common.not_completed_note(df, "config")], tables=tables)
+
+
+def held_out_summary(df, order) -> pd.DataFrame:
+    """One row per (target, arm) over its completed runs: n, held-out W1 mean +- sd, W1 / floor
+    (each run against its own seed's floor, which varies more between seeds than the arms do):
+    mean and min-max, held-out W2 mean, final MMD^2 mean, median wall seconds."""
+    final = {metric: results.per_run(df, metric).set_index("run_dir")["final"]
+             for metric in ["sample_w1", "sample_w1_floor", "sample_w2", "mmd2"]}
+    done = results.runs(df)
+    done = done[done["status"] == "COMPLETED"].assign(**{m: lambda t, m=m: t["run_dir"].map(final[m]) for m in final})
+    done = done.assign(ratio=done["sample_w1"] / done["sample_w1_floor"])
+    rows = []
+    for target in [t for t in TARGETS if (done["target"] == t).any()]:
+        for arm in [a for a in order if ((done["target"] == target) & (done["config"] == a)).any()]:
+            runs = done[(done["target"] == target) & (done["config"] == arm)]
+            rows.append({"target": target, "arm": arm, "n": len(runs),
+                         "W1 held-out": f"{runs['sample_w1'].mean():.3f} +- {runs['sample_w1'].std(ddof=1):.3f}",
+                         "W1 / floor": f"{runs['ratio'].mean():.2f} ({runs['ratio'].min():.2f}-{runs['ratio'].max():.2f})",
+                         "W2 held-out": runs["sample_w2"].mean(), "MMD^2": runs["mmd2"].mean(),
+                         "wall s": runs["wall_seconds"].median()})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def draw_particles(df, runs, out) -> None:

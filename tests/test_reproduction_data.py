@@ -133,7 +133,7 @@ def test_committed_runs_load_completed_with_their_sweep_config(stem):
 def test_each_figure_redraws_from_the_committed_data(figure, tmp_path, monkeypatch):
     present = [stem for stem in FIGURES[figure] if stem in COMMITTED]
     if FIGURES[figure][0] not in present:
-        pytest.skip(f"no committed full-scale runs of {FIGURES[figure][0]} yet (issue 14 is running them)")
+        pytest.skip(f"no committed full-scale runs of {FIGURES[figure][0]} yet: run its sweep (REPRODUCTION.md's status table) and commit the runs")
     monkeypatch.syspath_prepend(str(REPO / "figures"))
     module = importlib.import_module(figure)
     runs = tmp_path / "runs"
