@@ -91,8 +91,10 @@ def held_out_summary(df, order) -> pd.DataFrame:
     final = {metric: results.per_run(df, metric).set_index("run_dir")["final"]
              for metric in ["sample_w1", "sample_w1_floor", "sample_w2", "mmd2"]}
     done = results.runs(df)
-    done = done[done["status"] == "COMPLETED"].assign(**{m: lambda t, m=m: t["run_dir"].map(final[m]) for m in final})
-    done = done.assign(ratio=done["sample_w1"] / done["sample_w1_floor"])
+    done = done[done["status"] == "COMPLETED"].copy()
+    for metric, values in final.items():
+        done[metric] = done["run_dir"].map(values)
+    done["ratio"] = done["sample_w1"] / done["sample_w1_floor"]
     rows = []
     for target in [t for t in TARGETS if (done["target"] == t).any()]:
         for arm in [a for a in order if ((done["target"] == target) & (done["config"] == a)).any()]:
