@@ -5,7 +5,8 @@ epochs and runs still going (INTERRUPTED, resumed by a later session) included, 
 threshold.
 
     python figures/drmmd_student_teacher.py --runs reproduction/runs/drmmd_student_teacher \\
-        reproduction/runs/drmmd_student_teacher_seeds reproduction/runs/drmmd_student_teacher_30k --out figures/png/full
+        reproduction/runs/drmmd_student_teacher_seeds reproduction/runs/drmmd_student_teacher_30k \\
+        reproduction/runs/srmmd_student_teacher --out figures/png/full
 
 Runs: experiments/sweeps/figures/drmmd_student_teacher[_small].yaml (seeds 1-3),
 drmmd_student_teacher_seeds.yaml (seeds 4-6) and drmmd_student_teacher_30k.yaml (DrMMD to 30 000
